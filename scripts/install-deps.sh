@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Membrane needs on a fresh Debian 12 machine (run as root):
+# clang for bpf/*.c, libbpf 1.4 + bpftool 7.5 + iproute2 6.15 from
+# bookworm-backports (they know tcx; bookworm's 7.1 bpftool cannot show it),
+# tools the tests and benchmarks use, and the npm dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: must run as root (apt-get, bpffs, netns)" >&2
+  exit 1
+fi
+
+backports=/etc/apt/sources.list.d/membrane-backports.list
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$backports"
+fi
+
+need_apt=0
+for bin in clang bpftool tcpdump iperf3 etcd jq make; do
+  command -v "$bin" >/dev/null 2>&1 || need_apt=1
+done
+# bpftool 7.1 and iproute2 6.1 cannot show tcx attachments: require the backports.
+bpftool version 2>/dev/null | grep -q 'v7\.[5-9]' || need_apt=1
+ip -V 2>/dev/null | grep -q 'iproute2-6\.1[0-9]' || need_apt=1
+
+if [ "$need_apt" = 1 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends \
+    clang llvm make jq tcpdump iperf3 iputils-ping netcat-openbsd procps psmisc \
+    etcd-server etcd-client >/dev/null
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    bpftool iproute2 libbpf1 libbpf-dev >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
