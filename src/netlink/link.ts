@@ -55,6 +55,8 @@ export interface Link {
   /** Bridge (or other master) this link is enslaved to. */
   masterIndex?: number;
   vxlan?: VxlanAttrs;
+  /** IFLA_IFALIAS, if set. */
+  alias?: string;
 }
 
 function toVxlan(v: VxlanInfo): VxlanAttrs {
@@ -92,6 +94,7 @@ export function linkFromMsg(m: LinkMsg): Link {
   if (m.linkNetnsId !== undefined) link.linkNetnsId = m.linkNetnsId;
   if (m.master) link.masterIndex = m.master;
   if (m.linkinfo?.vxlan) link.vxlan = toVxlan(m.linkinfo.vxlan);
+  if (m.alias) link.alias = m.alias;
   return link;
 }
 
@@ -225,6 +228,8 @@ export interface LinkChanges {
   /** New name. With `netns`, the rename happens in the target netns, in the same message. */
   name?: string;
   mac?: string;
+  /** Device alias (IFLA_IFALIAS); '' clears it. */
+  alias?: string;
   txqlen?: number;
   /** Enslave to this ifindex; 0 releases the link from its master. */
   masterIndex?: number;
@@ -254,6 +259,7 @@ export function linkSet(h: NetlinkHandle, index: number, c: LinkChanges): void {
     if (c.mtu !== undefined) msg.mtu = c.mtu;
     if (c.name !== undefined) msg.ifname = c.name;
     if (c.mac !== undefined) msg.address = c.mac;
+    if (c.alias !== undefined) msg.alias = c.alias;
     if (c.txqlen !== undefined) msg.txqlen = c.txqlen;
     if (c.masterIndex !== undefined) msg.master = c.masterIndex;
     if (nsFd !== undefined) msg.netnsFd = nsFd;
@@ -273,6 +279,7 @@ function describeChanges(c: LinkChanges): string {
   if (c.name !== undefined) parts.push(`name ${c.name}`);
   if (c.mtu !== undefined) parts.push(`mtu ${c.mtu}`);
   if (c.mac !== undefined) parts.push(`address ${c.mac}`);
+  if (c.alias !== undefined) parts.push(`alias ${JSON.stringify(c.alias)}`);
   if (c.txqlen !== undefined) parts.push(`txqlen ${c.txqlen}`);
   if (c.masterIndex !== undefined) parts.push(c.masterIndex ? `master ifindex ${c.masterIndex}` : 'nomaster');
   if (c.noarp !== undefined) parts.push(`arp ${c.noarp ? 'off' : 'on'}`);

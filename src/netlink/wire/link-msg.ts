@@ -17,6 +17,7 @@ export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_MASTER = 10;
 export const IFLA_TXQLEN = 13;
+export const IFLA_IFALIAS = 20;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
 export const IFLA_NET_NS_PID = 19;
@@ -89,6 +90,8 @@ export interface LinkMsg {
   /** Mask of `flags` bits to change (requests only). */
   change: number;
   ifname?: string;
+  /** IFLA_IFALIAS: free text the kernel keeps with the device (`ip link set X alias ...`). */
+  alias?: string;
   mtu?: number;
   minMtu?: number;
   maxMtu?: number;
@@ -197,6 +200,7 @@ export function encodeLinkMsg(m: LinkMsg): Buffer {
   if (m.address !== undefined) a.push(attr(IFLA_ADDRESS, macBytes(m.address)));
   if (m.broadcast !== undefined) a.push(attr(IFLA_BROADCAST, macBytes(m.broadcast, 'broadcast')));
   if (m.ifname !== undefined) a.push(attrStr(IFLA_IFNAME, m.ifname));
+  if (m.alias !== undefined) a.push(attrStr(IFLA_IFALIAS, m.alias));
   if (m.mtu !== undefined) a.push(attrU32(IFLA_MTU, m.mtu));
   if (m.link !== undefined) a.push(attrU32(IFLA_LINK, m.link));
   if (m.master !== undefined) a.push(attrU32(IFLA_MASTER, m.master));
@@ -232,6 +236,7 @@ export function decodeLinkMsg(p: Buffer): LinkMsg {
   set('address', get(IFLA_ADDRESS, formatMac));
   set('broadcast', get(IFLA_BROADCAST, formatMac));
   set('ifname', get(IFLA_IFNAME, readStr));
+  set('alias', get(IFLA_IFALIAS, readStr));
   set('mtu', get(IFLA_MTU, readU32));
   set('link', get(IFLA_LINK, readU32));
   set('master', get(IFLA_MASTER, readU32));
