@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Layout-only object: never loaded or attached.
+ *
+ * clang's BPF backend emits BTF only for types reachable from functions,
+ * global variables and map definitions. The map key/value structs are already
+ * in every program object through the map definitions, but the ring-buffer
+ * records (struct drop_notify, trace_notify) are only used inside inlined
+ * helpers and would be missing. Declaring one variable of every ABI struct here
+ * puts them all in bpf_alignchecker.o's BTF, which the unit test
+ * test/unit/maps-btf-layout.test.ts compares with the TypeScript codecs.
+ */
+#include <common.h>
+#include <maps.h>
+#include <events.h>
+#include <metrics.h>
+
+#define DECLARE_LAYOUT(type, name) type name __attribute__((used))
+
+DECLARE_LAYOUT(struct ipcache_key, layout_ipcache_key);
+DECLARE_LAYOUT(struct remote_endpoint_info, layout_remote_endpoint_info);
+DECLARE_LAYOUT(struct endpoint_key, layout_endpoint_key);
+DECLARE_LAYOUT(struct endpoint_info, layout_endpoint_info);
+DECLARE_LAYOUT(struct node_config, layout_node_config);
+DECLARE_LAYOUT(struct metrics_key, layout_metrics_key);
+DECLARE_LAYOUT(struct metrics_value, layout_metrics_value);
+DECLARE_LAYOUT(struct event_hdr, layout_event_hdr);
+DECLARE_LAYOUT(struct drop_notify, layout_drop_notify);
+DECLARE_LAYOUT(struct trace_notify, layout_trace_notify);
+
+char _license[] SEC("license") = "Dual BSD/GPL";

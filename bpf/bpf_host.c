@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Host device programs: cilium_host and its veth peer cilium_net.
+ *
+ * cil_from_host (cilium_host tc egress = host stack -> BPF): packets the
+ * kernel routed to a pod CIDR via cilium_host. Local pods are entered
+ * directly, local host IPs are turned around to cilium_net as PACKET_HOST,
+ * remote pods are encapsulated with identity REMOTE_NODE, and anything else is
+ * dropped as unroutable so it cannot loop through cilium_host.
+ * cil_to_host (cilium_host and cilium_net tc ingress = BPF -> host stack):
+ * recovers the source identity from skb->mark, traces and passes.
+ */
+#include <common.h>
+#include <config/host.h>
+
+#define EVENT_SOURCE_ID HOST_EP_ID
+
+#include <maps.h>
+#include <identity.h>
+#include <eth.h>
+#include <ipv4.h>
+#include <lookup.h>
+#include <local_delivery.h>
+#include <encap.h>
+#include <tailcall.h>
+#include <drop.h>
+
+static __always_inline int from_host(struct __sk_buff *ctx)
+{
+	/* Host-originated packets carry no mark (HOST); packets a pod sent
+	 * through the stack keep the identity bpf_lxc stamped.
+	 */
+	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_HOST);
+
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	send_trace_notify(ctx, TRACE_FROM_HOST, src_label, 0, 0, ctx->ifindex);
+	if (eth_proto(ctx) != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	return tail_call_or_drop(ctx, CILIUM_CALL_IPV4_FROM_HOST);
+}
+
+SEC("tc")
+int cil_from_host(struct __sk_buff *ctx)
+{
+	ctx_clear_meta(ctx);
+	return ctx_finish(ctx, from_host(ctx), METRIC_EGRESS);
+}
+
+static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
+{
+	const struct node_config *cfg = node_config();
+	const struct remote_endpoint_info *info;
+	const struct endpoint_info *ep;
+	__u32 src_label = ctx_load_meta(ctx, CB_SRC_LABEL);
+	struct ethhdr *eth;
+	struct iphdr *ip;
+
+	if (!cfg)
+		return DROP(DROP_HOST_NOT_READY);
+	if (!ipv4_headers(ctx, &eth, &ip))
+		return DROP(DROP_INVALID);
+
+	ep = lookup_endpoint(ip->daddr);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST))
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label);
+	if (ep) {
+		/* A local host IP: make the frame PACKET_HOST on cilium_net,
+		 * whose MAC the kernel did not use (NOARP cilium_host puts its
+		 * own MAC as destination).
+		 */
+		mac_copy(eth->h_dest, cfg->net_mac);
+		ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_HOST);
+		send_trace_notify(ctx, TRACE_TO_STACK, src_label, IDENTITY_HOST, 0,
+				  cfg->net_ifindex);
+		return TC_ACT_OK;
+	}
+
+	info = lookup_ipcache(ip->daddr);
+	if (info)
+		ctx_store_meta(ctx, CB_DST_LABEL, info->sec_identity);
+	if (ipcache_wants_tunnel(info))
+		return encap_and_redirect(ctx, cfg, info->tunnel_endpoint,
+					  src_label == IDENTITY_HOST ?
+					  IDENTITY_REMOTE_NODE : src_label,
+					  info->sec_identity);
+	/* No pod behind this address: passing it on would send it back to
+	 * cilium_host through the pod CIDR route.
+	 */
+	return DROP(DROP_UNROUTABLE);
+}
+
+__declare_tail(CILIUM_CALL_IPV4_FROM_HOST, ipv4_from_host)
+{
+	return ctx_finish(ctx, ipv4_from_host(ctx), METRIC_EGRESS);
+}
+
+SEC("tc")
+int cil_to_host(struct __sk_buff *ctx)
+{
+	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_WORLD);
+
+	ctx_clear_meta(ctx);
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	send_trace_notify(ctx, TRACE_TO_STACK, src_label, IDENTITY_HOST, 0, ctx->ifindex);
+	return ctx_finish(ctx, TC_ACT_OK, METRIC_INGRESS);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

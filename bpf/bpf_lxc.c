@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Pod endpoint programs, attached to the host-side lxc veth of every pod.
+ *
+ * cil_from_container (tc ingress = packets leaving the pod): ARP for the
+ * gateway is answered in place; IPv4 is checked against the pod's own address
+ * (anti-spoofing) and then delivered straight into a local peer pod, handed to
+ * the host stack, or encapsulated towards the node hosting the destination.
+ * cil_to_container (tc egress, only with endpoint routes): packets the kernel
+ * routed to the pod; traced and passed (policy comes later).
+ * Per-endpoint values are load-time constants (include/config/lxc.h).
+ */
+#include <common.h>
+#include <config/lxc.h>
+
+#define EVENT_SOURCE_ID LXC_ID
+
+#include <maps.h>
+#include <identity.h>
+#include <eth.h>
+#include <ipv4.h>
+#include <arp.h>
+#include <lookup.h>
+#include <local_delivery.h>
+#include <encap.h>
+#include <tailcall.h>
+#include <drop.h>
+
+static __always_inline int from_container(struct __sk_buff *ctx)
+{
+	__be16 proto = eth_proto(ctx);
+
+	send_trace_notify(ctx, TRACE_FROM_LXC, LXC_SECLABEL, 0, 0, ctx->ifindex);
+	if (!proto)
+		return DROP(DROP_INVALID);
+	if (eth_proto_is_l2_len(proto))
+		return DROP(DROP_UNSUPPORTED_L2);
+
+	switch (proto) {
+	case bpf_htons(ETH_P_IP):
+		return tail_call_or_drop(ctx, CILIUM_CALL_IPV4_FROM_LXC);
+	case bpf_htons(ETH_P_ARP):
+		return tail_call_or_drop(ctx, CILIUM_CALL_ARP);
+	default:
+		/* IPv6 is disabled: everything else is an unsupported L3. */
+		return DROP(DROP_UNKNOWN_L3);
+	}
+}
+
+SEC("tc")
+int cil_from_container(struct __sk_buff *ctx)
+{
+	ctx_clear_meta(ctx);
+	ctx_store_meta(ctx, CB_SRC_LABEL, LXC_SECLABEL);
+	return ctx_finish(ctx, from_container(ctx), METRIC_EGRESS);
+}
+
+__declare_tail(CILIUM_CALL_ARP, handle_arp)
+{
+	return ctx_finish(ctx, arp_respond(ctx, LXC_IF_MAC, LXC_IPV4), METRIC_EGRESS);
+}
+
+static __always_inline int ipv4_from_lxc(struct __sk_buff *ctx)
+{
+	const struct node_config *cfg = node_config();
+	const struct remote_endpoint_info *info;
+	const struct endpoint_info *ep;
+	__u32 src_label = LXC_SECLABEL;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u32 dst_label;
+
+	if (!cfg)
+		return DROP(DROP_HOST_NOT_READY);
+	if (!ipv4_headers(ctx, &eth, &ip))
+		return DROP(DROP_INVALID);
+	if (ip->saddr != LXC_IPV4)
+		return DROP(DROP_INVALID_SIP);
+
+	ep = lookup_endpoint(ip->daddr);
+	if (ep) {
+		if (ep->flags & ENDPOINT_F_HOST)
+			return pass_to_stack(ctx, src_label, IDENTITY_HOST);
+		/* With endpoint routes the kernel routes to the pod's own
+		 * lxc device, where cil_to_container runs.
+		 */
+		if (cfg->flags & NODE_F_ENDPOINT_ROUTES)
+			return pass_to_stack(ctx, src_label, ep->sec_id);
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label);
+	}
+
+	info = lookup_ipcache(ip->daddr);
+	dst_label = info ? info->sec_identity : IDENTITY_WORLD;
+	if (ipcache_wants_tunnel(info))
+		return encap_and_redirect(ctx, cfg, info->tunnel_endpoint, src_label,
+					  dst_label);
+	/* World, or a prefix reachable without the tunnel: the kernel routes. */
+	return pass_to_stack(ctx, src_label, dst_label);
+}
+
+__declare_tail(CILIUM_CALL_IPV4_FROM_LXC, ipv4_from_lxc)
+{
+	return ctx_finish(ctx, ipv4_from_lxc(ctx), METRIC_EGRESS);
+}
+
+SEC("tc")
+int cil_to_container(struct __sk_buff *ctx)
+{
+	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_WORLD);
+
+	ctx_clear_meta(ctx);
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	send_trace_notify(ctx, TRACE_FROM_STACK, src_label, LXC_SECLABEL, (__u16)LXC_ID,
+			  ctx->ifindex);
+	return ctx_finish(ctx, TC_ACT_OK, METRIC_INGRESS);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Delivery to a local pod and hand-over to the host stack.
+ *
+ * ipv4_local_delivery() routes a packet straight into a pod on this node:
+ * decrement the TTL (dropping at TTL <= 1), rewrite L2 (source = the pod's
+ * host-side lxc MAC, destination = the pod's MAC), stamp the source identity
+ * into skb->mark, trace TO_LXC and bpf_redirect() to the egress of the pod's
+ * host-side veth, i.e. into the pod without touching the host stack.
+ * pass_to_stack() stamps the identity, traces TO_STACK and returns TC_ACT_OK.
+ */
+#pragma once
+
+#include "common.h"
+#include "maps.h"
+#include "identity.h"
+#include "ipv4.h"
+#include "eth.h"
+#include "events.h"
+
+static __always_inline int ipv4_local_delivery(struct __sk_buff *ctx, struct ethhdr *eth,
+					       struct iphdr *ip,
+					       const struct endpoint_info *ep,
+					       __u32 src_label)
+{
+	__u32 ifindex = ep->ifindex;
+
+	ctx_store_meta(ctx, CB_DST_LABEL, ep->sec_id);
+	ctx_store_meta(ctx, CB_DST_ID, ep->lxc_id);
+	if (ip->ttl <= 1)
+		return DROP(DROP_TTL_EXCEEDED);
+	ipv4_dec_ttl(ip);
+	mac_copy(eth->h_source, ep->node_mac);
+	mac_copy(eth->h_dest, ep->mac);
+	set_identity_mark(ctx, src_label);
+	send_trace_notify(ctx, TRACE_TO_LXC, src_label, ep->sec_id, ep->lxc_id, ifindex);
+	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline int pass_to_stack(struct __sk_buff *ctx, __u32 src_label,
+					 __u32 dst_label)
+{
+	ctx_store_meta(ctx, CB_DST_LABEL, dst_label);
+	set_identity_mark(ctx, src_label);
+	send_trace_notify(ctx, TRACE_TO_STACK, src_label, dst_label, 0, ctx->ifindex);
+	return TC_ACT_OK;
+}

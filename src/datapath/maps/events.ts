@@ -1,0 +1,198 @@
+// Decodes cilium_events ring-buffer records (bpf/lib/events.h) into typed drop
+// and trace events, with the captured packet bytes and a one-line L3/L4
+// summary such as "10.0.1.5 -> 10.0.2.7 ICMP echo". Pure: the caller reads the
+// ring buffer and hands each record here.
+import { MembraneError } from '../../shared/errors.ts';
+import { dropReasonText } from './drop-reasons.ts';
+import { defineLayout, readIPv4, readMac } from './layout.ts';
+import { observationPointText, TRACE_REASONS } from './observation-points.ts';
+import { sourceFileName } from './source-files.ts';
+
+export const EVENTS_MAP_NAME = 'cilium_events';
+export const EVENT_TYPE_DROP = 1;
+export const EVENT_TYPE_TRACE = 4;
+export const EVENT_VERSION = 1;
+export const EVENT_CAP_LEN = 128;
+
+export const EVENT_HDR = defineLayout('event_hdr', 16, { type: 0, subtype: 1, source: 2, hash: 4, len_orig: 8, len_cap: 12, version: 14, pad: 15 });
+export const DROP_NOTIFY = defineLayout('drop_notify', 36 + EVENT_CAP_LEN, {
+  hdr: 0, src_label: 16, dst_label: 20, dst_id: 24, line: 28, file: 30, ext_error: 31, ifindex: 32, data: 36,
+});
+export const TRACE_NOTIFY = defineLayout('trace_notify', 36 + EVENT_CAP_LEN, {
+  hdr: 0, src_label: 16, dst_label: 20, dst_id: 24, reason: 26, flags: 27, ifindex: 28, orig_ip: 32, data: 36,
+});
+
+interface EventCommon {
+  /** Endpoint id of the program that emitted the event (0 for the overlay). */
+  source: number;
+  /** skb hash: equal for the packets of one flow. */
+  hash: number;
+  /** Length of the packet on the wire. */
+  lenOrig: number;
+  /** The first bytes of the packet (up to 128), starting at the Ethernet header. */
+  packet: Buffer;
+  /** One-line L3/L4 summary of `packet`. */
+  summary: string;
+}
+
+export interface DropEvent extends EventCommon {
+  type: 'drop';
+  /** Drop reason code (drop-reasons.ts). */
+  reason: number;
+  reasonText: string;
+  srcLabel: number;
+  dstLabel: number;
+  dstId: number;
+  /** Drop site: source file id, its name and the line. */
+  file: number;
+  fileName: string;
+  line: number;
+  /** Extra error detail, e.g. the errno of a failed helper; 0 if none. */
+  extError: number;
+  /** Device the program ran on. */
+  ifindex: number;
+}
+
+export interface TraceEvent extends EventCommon {
+  type: 'trace';
+  /** Observation point (observation-points.ts). */
+  point: number;
+  pointText: string;
+  srcLabel: number;
+  dstLabel: number;
+  dstId: number;
+  /** Conntrack state; 5 = unknown. */
+  reason: number;
+  reasonText: string;
+  flags: number;
+  /** Device the packet goes to (TO_*) or came from (FROM_*). */
+  ifindex: number;
+  origIp: string;
+}
+
+export type DatapathEvent = DropEvent | TraceEvent;
+
+function decodeError(cause: string): MembraneError {
+  return new MembraneError('decode datapath event', { code: 'E_EVENT_DECODE', cause });
+}
+
+/**
+ * Decodes one ring-buffer record. Throws MembraneError (code E_EVENT_DECODE)
+ * for a truncated record, an unknown type or an unsupported version, so a
+ * reader can skip a record it cannot read and carry on.
+ */
+export function decodeEvent(record: Uint8Array): DatapathEvent {
+  const b = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+  if (b.length < EVENT_HDR.size) throw decodeError(`record of ${b.length} bytes is shorter than the ${EVENT_HDR.size}-byte header`);
+  const h = EVENT_HDR.fields;
+  const type = b[h.type];
+  const version = b[h.version];
+  if (version !== EVENT_VERSION) throw decodeError(`version ${version} is not supported (want ${EVENT_VERSION})`);
+  const layout = type === EVENT_TYPE_DROP ? DROP_NOTIFY : type === EVENT_TYPE_TRACE ? TRACE_NOTIFY : undefined;
+  if (!layout) throw decodeError(`unknown event type ${type}`);
+  const lenCap = b.readUInt16LE(h.len_cap);
+  const dataOff = layout.fields.data;
+  if (lenCap > EVENT_CAP_LEN || b.length < dataOff + lenCap) {
+    throw decodeError(`record of ${b.length} bytes cannot hold ${lenCap} captured bytes`);
+  }
+  const packet = Buffer.from(b.subarray(dataOff, dataOff + lenCap));
+  const lenOrig = b.readUInt32LE(h.len_orig);
+  const common: EventCommon = {
+    source: b.readUInt16LE(h.source),
+    hash: b.readUInt32LE(h.hash),
+    lenOrig,
+    packet,
+    summary: summarizePacket(packet),
+  };
+  const subtype = b[h.subtype];
+  if (type === EVENT_TYPE_DROP) {
+    const f = DROP_NOTIFY.fields;
+    return {
+      type: 'drop',
+      ...common,
+      reason: subtype,
+      reasonText: dropReasonText(subtype),
+      srcLabel: b.readUInt32LE(f.src_label),
+      dstLabel: b.readUInt32LE(f.dst_label),
+      dstId: b.readUInt32LE(f.dst_id),
+      file: b[f.file],
+      fileName: sourceFileName(b[f.file]),
+      line: b.readUInt16LE(f.line),
+      extError: b[f.ext_error],
+      ifindex: b.readUInt32LE(f.ifindex),
+    };
+  }
+  const f = TRACE_NOTIFY.fields;
+  const reason = b[f.reason];
+  return {
+    type: 'trace',
+    ...common,
+    point: subtype,
+    pointText: observationPointText(subtype),
+    srcLabel: b.readUInt32LE(f.src_label),
+    dstLabel: b.readUInt32LE(f.dst_label),
+    dstId: b.readUInt16LE(f.dst_id),
+    reason,
+    reasonText: TRACE_REASONS[reason] ?? `reason-${reason}`,
+    flags: b[f.flags],
+    ifindex: b.readUInt32LE(f.ifindex),
+    origIp: readIPv4(b, f.orig_ip),
+  };
+}
+
+const ICMP_TYPES: Readonly<Record<number, string>> = {
+  0: 'echo-reply', 3: 'dest-unreachable', 5: 'redirect', 8: 'echo', 11: 'time-exceeded', 12: 'parameter-problem',
+};
+const TCP_FLAGS: readonly [number, string][] = [[0x02, 'SYN'], [0x10, 'ACK'], [0x01, 'FIN'], [0x04, 'RST'], [0x08, 'PSH'], [0x20, 'URG']];
+
+/**
+ * A one-line summary of an Ethernet frame (possibly cut short by the capture):
+ * "10.0.1.5 -> 10.0.2.7 ICMP echo", "10.0.1.5:41000 -> 10.0.2.7:80 TCP SYN",
+ * "ARP who-has 10.0.1.1 tell 10.0.1.5". Headers cut off by the capture are
+ * reported as "(truncated)".
+ */
+export function summarizePacket(frame: Uint8Array): string {
+  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  const cut = '(truncated)';
+  if (b.length < 14) return b.length === 0 ? 'no packet data' : `Ethernet ${cut}`;
+  const ethertype = b.readUInt16BE(12);
+  const l3 = b.subarray(14);
+  if (ethertype === 0x0806) {
+    if (l3.length < 28) return `ARP ${cut}`;
+    const op = l3.readUInt16BE(6);
+    const sip = readIPv4(l3, 14);
+    const tip = readIPv4(l3, 24);
+    if (op === 1) return `ARP who-has ${tip} tell ${sip}`;
+    if (op === 2) return `ARP reply ${sip} is-at ${readMac(l3, 8)}`;
+    return `ARP op ${op} ${sip} -> ${tip}`;
+  }
+  if (ethertype === 0x86dd) return 'IPv6';
+  if (ethertype !== 0x0800) return ethertype < 0x0600 ? `802.3 frame, length ${ethertype}` : `ethertype 0x${ethertype.toString(16).padStart(4, '0')}`;
+  if (l3.length < 20) return `IPv4 ${cut}`;
+  const ihl = (l3[0] & 0x0f) * 4;
+  const proto = l3[9];
+  const src = readIPv4(l3, 12);
+  const dst = readIPv4(l3, 16);
+  const fragOff = l3.readUInt16BE(6) & 0x1fff;
+  if ((l3[0] >> 4) !== 4 || ihl < 20) return `${src} -> ${dst} invalid IPv4 header`;
+  if (fragOff !== 0) return `${src} -> ${dst} IPv4 fragment (proto ${proto})`;
+  const l4 = l3.subarray(ihl);
+  switch (proto) {
+    case 1: {
+      if (l4.length < 2) return `${src} -> ${dst} ICMP ${cut}`;
+      const t = ICMP_TYPES[l4[0]] ?? `type ${l4[0]}`;
+      return `${src} -> ${dst} ICMP ${t}${l4[0] === 3 || l4[0] === 11 ? ` code ${l4[1]}` : ''}`;
+    }
+    case 6: {
+      if (l4.length < 14) return `${src} -> ${dst} TCP ${cut}`;
+      const flags = TCP_FLAGS.filter(([bit]) => l4[13] & bit).map(([, n]) => n).join('|');
+      return `${src}:${l4.readUInt16BE(0)} -> ${dst}:${l4.readUInt16BE(2)} TCP${flags ? ` ${flags}` : ''}`;
+    }
+    case 17: {
+      if (l4.length < 4) return `${src} -> ${dst} UDP ${cut}`;
+      return `${src}:${l4.readUInt16BE(0)} -> ${dst}:${l4.readUInt16BE(2)} UDP`;
+    }
+    default:
+      return `${src} -> ${dst} proto ${proto}`;
+  }
+}

@@ -1,0 +1,74 @@
+// cilium_node_cfg: node-wide values the agent writes at runtime (device
+// ifindexes and MACs, router/node IP, feature flags). A one-entry array, key 0.
+// Pure codec; see struct node_config in bpf/lib/maps.h.
+import { checkU32, defineLayout, expectSize, readIPv4, readMac, writeIPv4, writeMac } from './layout.ts';
+
+export const NODE_CONFIG_MAP_NAME = 'cilium_node_cfg';
+
+export const NODE_CONFIG = defineLayout('node_config', 64, {
+  host_ifindex: 0, net_ifindex: 4, encap_ifindex: 8, router_ip: 12, node_ip: 16, flags: 20,
+  host_mac: 24, pad1: 30, net_mac: 32, pad2: 38, encap_mac: 40, pad3: 46, route_mtu: 48, reserved: 52,
+});
+
+/** Local pods are reached through the kernel (per-pod routes), not by direct redirect. */
+export const NODE_F_ENDPOINT_ROUTES = 0x01;
+/** Emit trace events (drops are always emitted). */
+export const NODE_F_TRACE_EVENTS = 0x02;
+
+export interface NodeConfig {
+  /** ifindex of cilium_host. */
+  hostIfindex: number;
+  /** ifindex of cilium_net. */
+  netIfindex: number;
+  /** ifindex of cilium_vxlan; 0 = no tunnel device (encapsulation drops with reason 160). */
+  encapIfindex: number;
+  routerIp: string;
+  nodeIp: string;
+  hostMac: string;
+  netMac: string;
+  encapMac: string;
+  endpointRoutes: boolean;
+  traceEvents: boolean;
+  routeMtu: number;
+}
+
+/** The key of the single entry. */
+export function encodeKey(): Buffer {
+  return Buffer.alloc(4);
+}
+
+export function encodeValue(c: NodeConfig): Buffer {
+  const buf = Buffer.alloc(NODE_CONFIG.size);
+  const f = NODE_CONFIG.fields;
+  buf.writeUInt32LE(checkU32('host ifindex', c.hostIfindex), f.host_ifindex);
+  buf.writeUInt32LE(checkU32('net ifindex', c.netIfindex), f.net_ifindex);
+  buf.writeUInt32LE(checkU32('encap ifindex', c.encapIfindex), f.encap_ifindex);
+  writeIPv4(buf, f.router_ip, c.routerIp);
+  writeIPv4(buf, f.node_ip, c.nodeIp);
+  buf.writeUInt32LE((c.endpointRoutes ? NODE_F_ENDPOINT_ROUTES : 0) | (c.traceEvents ? NODE_F_TRACE_EVENTS : 0), f.flags);
+  writeMac(buf, f.host_mac, c.hostMac);
+  writeMac(buf, f.net_mac, c.netMac);
+  writeMac(buf, f.encap_mac, c.encapMac);
+  buf.writeUInt32LE(checkU32('route mtu', c.routeMtu), f.route_mtu);
+  return buf;
+}
+
+export function decodeValue(buf: Uint8Array): NodeConfig {
+  expectSize('node config', NODE_CONFIG, buf);
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const f = NODE_CONFIG.fields;
+  const flags = b.readUInt32LE(f.flags);
+  return {
+    hostIfindex: b.readUInt32LE(f.host_ifindex),
+    netIfindex: b.readUInt32LE(f.net_ifindex),
+    encapIfindex: b.readUInt32LE(f.encap_ifindex),
+    routerIp: readIPv4(b, f.router_ip),
+    nodeIp: readIPv4(b, f.node_ip),
+    hostMac: readMac(b, f.host_mac),
+    netMac: readMac(b, f.net_mac),
+    encapMac: readMac(b, f.encap_mac),
+    endpointRoutes: (flags & NODE_F_ENDPOINT_ROUTES) !== 0,
+    traceEvents: (flags & NODE_F_TRACE_EVENTS) !== 0,
+    routeMtu: b.readUInt32LE(f.route_mtu),
+  };
+}

@@ -1,0 +1,94 @@
+// cilium_events decoder: records captured from the real programs (BPF_PROG_TEST_RUN
+// of bpf_lxc.o on kernel 6.18) and hand-built frames for the packet summary.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeEvent, summarizePacket } from '../../src/datapath/maps/events.ts';
+import { MembraneError } from '../../src/shared/errors.ts';
+
+// cil_from_container of endpoint 7 (identity 1234, IP 10.0.1.5) dropping an ICMP echo
+// from the spoofed source 10.0.1.99 to 10.0.1.6: DROP_INVALID_SIP at bpf_lxc.c:77.
+const DROP_INVALID_SIP = Buffer.from(
+  '01840700cb27ebe86200000062000100d204000000000000000000004d0002000100000002aa0000000502000000000508004500005400000000400164410a0001630a0001060800f7b1004d0001'
+  + '0'.repeat(164 * 2 - 156), 'hex');
+// The same endpoint delivering 10.0.1.5 -> 10.0.1.6 to endpoint 8 (identity 5678) on ifindex 42:
+// trace TO_LXC after the L2 rewrite and TTL decrement (ttl 0x3f).
+const TRACE_TO_LXC = Buffer.from(
+  '04000700c12bd3d26200000062000100d20400002e160000080005002a0000000000000002000000000602aa00000006080045000054000000003f01659f0a0001050a0001060800f7b1004d0001'
+  + '0'.repeat(164 * 2 - 156), 'hex');
+
+test('decodes a drop event captured from bpf_lxc.o', () => {
+  assert.equal(DROP_INVALID_SIP.length, 164);
+  const e = decodeEvent(DROP_INVALID_SIP);
+  assert.equal(e.type, 'drop');
+  if (e.type !== 'drop') return;
+  assert.equal(e.reason, 132);
+  assert.equal(e.reasonText, 'Invalid source ip');
+  assert.equal(e.source, 7);
+  assert.equal(e.srcLabel, 1234);
+  assert.equal(e.dstLabel, 0);
+  assert.equal(e.fileName, 'bpf_lxc.c');
+  assert.equal(e.line, 77);
+  assert.equal(e.ifindex, 1);
+  assert.equal(e.lenOrig, 98);
+  assert.equal(e.packet.length, 98);
+  assert.equal(e.summary, '10.0.1.99 -> 10.0.1.6 ICMP echo');
+});
+
+test('decodes a trace event captured from bpf_lxc.o', () => {
+  const e = decodeEvent(TRACE_TO_LXC);
+  assert.equal(e.type, 'trace');
+  if (e.type !== 'trace') return;
+  assert.equal(e.point, 0);
+  assert.equal(e.pointText, 'to-endpoint');
+  assert.equal(e.srcLabel, 1234);
+  assert.equal(e.dstLabel, 5678);
+  assert.equal(e.dstId, 8);
+  assert.equal(e.reasonText, 'unknown');
+  assert.equal(e.ifindex, 42);
+  assert.equal(e.origIp, '0.0.0.0');
+  assert.equal(e.packet.subarray(0, 6).toString('hex'), '020000000006', 'destination MAC rewritten to the pod MAC');
+  assert.equal(e.summary, '10.0.1.5 -> 10.0.1.6 ICMP echo');
+});
+
+test('rejects truncated, unknown and future records with E_EVENT_DECODE', () => {
+  const cases: [Buffer, RegExp][] = [
+    [DROP_INVALID_SIP.subarray(0, 10), /shorter than the 16-byte header/],
+    [Buffer.concat([Buffer.from([2]), DROP_INVALID_SIP.subarray(1)]), /unknown event type 2/],
+    [Buffer.concat([DROP_INVALID_SIP.subarray(0, 14), Buffer.from([2]), DROP_INVALID_SIP.subarray(15)]), /version 2 is not supported/],
+    [DROP_INVALID_SIP.subarray(0, 100), /cannot hold 98 captured bytes/],
+  ];
+  for (const [rec, re] of cases) {
+    assert.throws(() => decodeEvent(rec), (err: unknown) => err instanceof MembraneError && err.code === 'E_EVENT_DECODE' && re.test(err.message));
+  }
+});
+
+function frame(ethertype: number, l3: number[]): Buffer {
+  return Buffer.from([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, ethertype >> 8, ethertype & 0xff, ...l3]);
+}
+function ipv4(proto: number, l4: number[], fragOff = 0): number[] {
+  return [0x45, 0, 0, 40, 0, 0, fragOff >> 8, fragOff & 0xff, 64, proto, 0, 0, 10, 0, 1, 5, 10, 0, 2, 7, ...l4];
+}
+
+test('summarizes TCP, UDP, ICMP, ARP and damaged frames', () => {
+  const syn = ipv4(6, [0xa0, 0x28, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff]);
+  assert.equal(summarizePacket(frame(0x0800, syn)), '10.0.1.5:41000 -> 10.0.2.7:80 TCP SYN');
+  const synack = [...syn];
+  synack[20 + 13] = 0x12;
+  assert.equal(summarizePacket(frame(0x0800, synack)), '10.0.1.5:41000 -> 10.0.2.7:80 TCP SYN|ACK');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(17, [0x9c, 0x40, 0, 53, 0, 8, 0, 0]))), '10.0.1.5:40000 -> 10.0.2.7:53 UDP');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(1, [0, 0, 0, 0]))), '10.0.1.5 -> 10.0.2.7 ICMP echo-reply');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(1, [3, 4, 0, 0]))), '10.0.1.5 -> 10.0.2.7 ICMP dest-unreachable code 4');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(47, []))), '10.0.1.5 -> 10.0.2.7 proto 47');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(6, [0, 1], 0x10))), '10.0.1.5 -> 10.0.2.7 IPv4 fragment (proto 6)');
+  assert.equal(summarizePacket(frame(0x0800, ipv4(6, [0, 1]))), '10.0.1.5 -> 10.0.2.7 TCP (truncated)');
+  assert.equal(summarizePacket(frame(0x0800, [0x45, 0, 0])), 'IPv4 (truncated)');
+  const arp = [0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 5, 10, 0, 1, 5, 0, 0, 0, 0, 0, 0, 10, 0, 1, 1];
+  assert.equal(summarizePacket(frame(0x0806, arp)), 'ARP who-has 10.0.1.1 tell 10.0.1.5');
+  const reply = [...arp];
+  reply[7] = 2;
+  assert.equal(summarizePacket(frame(0x0806, reply)), 'ARP reply 10.0.1.5 is-at 02:00:00:00:00:05');
+  assert.equal(summarizePacket(frame(0x86dd, [0x60])), 'IPv6');
+  assert.equal(summarizePacket(frame(0x002e, [])), '802.3 frame, length 46');
+  assert.equal(summarizePacket(frame(0x88cc, [])), 'ethertype 0x88cc');
+  assert.equal(summarizePacket(Buffer.alloc(0)), 'no packet data');
+});

@@ -1,0 +1,40 @@
+// cilium_node_cfg codec: struct node_config (bpf/lib/maps.h), 64 bytes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeValue, encodeKey, encodeValue, type NodeConfig } from '../../src/datapath/maps/node-config.ts';
+
+const cfg: NodeConfig = {
+  hostIfindex: 3, netIfindex: 4, encapIfindex: 5, routerIp: '10.0.1.1', nodeIp: '192.168.0.1',
+  hostMac: '02:cc:00:00:00:01', netMac: '02:cc:00:00:00:02', encapMac: '02:cc:00:00:00:03',
+  endpointRoutes: false, traceEvents: true, routeMtu: 1450,
+};
+
+test('layout: ifindexes, IPs in network order, flags, MACs at 8-byte slots, MTU', () => {
+  const b = encodeValue(cfg);
+  assert.equal(b.length, 64);
+  assert.equal(b.readUInt32LE(0), 3);
+  assert.equal(b.readUInt32LE(4), 4);
+  assert.equal(b.readUInt32LE(8), 5);
+  assert.deepEqual([...b.subarray(12, 16)], [10, 0, 1, 1]);
+  assert.deepEqual([...b.subarray(16, 20)], [192, 168, 0, 1]);
+  assert.equal(b.readUInt32LE(20), 0x02, 'trace events bit');
+  assert.deepEqual([...b.subarray(24, 32)], [2, 0xcc, 0, 0, 0, 1, 0, 0]);
+  assert.deepEqual([...b.subarray(32, 40)], [2, 0xcc, 0, 0, 0, 2, 0, 0]);
+  assert.deepEqual([...b.subarray(40, 48)], [2, 0xcc, 0, 0, 0, 3, 0, 0]);
+  assert.equal(b.readUInt32LE(48), 1450);
+  assert.deepEqual([...b.subarray(52)], new Array(12).fill(0));
+  assert.equal(encodeValue({ ...cfg, endpointRoutes: true, traceEvents: false }).readUInt32LE(20), 0x01);
+  assert.deepEqual([...encodeKey()], [0, 0, 0, 0]);
+});
+
+test('round trip', () => {
+  assert.deepEqual(decodeValue(encodeValue(cfg)), cfg);
+  const other = { ...cfg, endpointRoutes: true, traceEvents: false, encapIfindex: 0 };
+  assert.deepEqual(decodeValue(encodeValue(other)), other);
+});
+
+test('rejects bad input', () => {
+  assert.throws(() => encodeValue({ ...cfg, routerIp: '10.0.1.256' }), /not a valid IPv4 address/);
+  assert.throws(() => encodeValue({ ...cfg, hostIfindex: -3 }), /host ifindex: -3/);
+  assert.throws(() => decodeValue(Buffer.alloc(56)), /want 64 bytes/);
+});
