@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The README's test command: unit tests (no root) and privileged tests (root,
-# each in throwaway network namespaces), with node's runner and an explicit
-# file list (node 20 neither globs nor finds .ts files by itself).
+# The README's test command: installs what is missing (apt, npm), builds the
+# BPF objects, type-checks, then runs unit tests (no root needed) and
+# privileged tests (root; each in throwaway network namespaces) with node's
+# test runner and an explicit file list (node 20 does not glob .ts files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f bpf/bpf_host.o ] || make -C bpf >/dev/null
+bash scripts/install-deps.sh
+make -s -C bpf
+npx tsc -p tsconfig.json
+bash scripts/bpffs.sh
 shopt -s nullglob
 files=(test/unit/*.test.ts test/privileged/*.test.ts)
 if [ "$#" -gt 0 ]; then files=("$@"); fi

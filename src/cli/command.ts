@@ -1,0 +1,28 @@
+// What every CLI command provides; the registry in main.ts maps words to these.
+import type { FlagSpec, ParsedArgs } from './args.ts';
+
+export interface CommandContext {
+  args: ParsedArgs;
+  json: boolean;
+  out: (s: string) => void;
+}
+
+export interface Command {
+  /** Words after `membrane`, e.g. ['datapath', 'init']. */
+  path: string[];
+  summary: string;
+  usage?: string;
+  flags?: Record<string, FlagSpec>;
+  /** Returns the process exit code (0 when omitted). */
+  run(ctx: CommandContext): Promise<number | void> | number | void;
+}
+
+/** Exit codes, in one place. */
+export const Exit = {
+  OK: 0,
+  FAILURE: 1,
+  USAGE: 2,
+  CONFIG: 3,
+  NOT_ROOT: 4,
+  UNAVAILABLE: 5,
+} as const;

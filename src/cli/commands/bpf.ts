@@ -1,0 +1,69 @@
+// `membrane bpf ...`: listings of attachments and maps, read straight from
+// the kernel (the node's pinned maps are found through cilium_host's marker).
+import { listAttachments } from '../../bpf/index.ts';
+import { ipcacheFlagNames } from '../../datapath/maps/ipcache.ts';
+import { ENDPOINT_F_HOST } from '../../datapath/maps/endpoints.ts';
+import { identityName } from '../../datapath/maps/identities.ts';
+import { readMarker } from '../../datapath/node-marker.ts';
+import { listEndpointMap, listIpcache, listMetrics } from '../../datapath/node-maps.ts';
+import { NetlinkHandle } from '../../netlink/index.ts';
+import type { Command } from '../command.ts';
+import { json, table } from '../output.ts';
+
+/** The pin directory of the node whose netns this process runs in. */
+export function currentNodeDir(): string {
+  const h = NetlinkHandle.open();
+  try {
+    const m = readMarker(h);
+    return `${m.bpffsRoot}/${m.nodeName}`;
+  } finally {
+    h.close();
+  }
+}
+
+export const bpfNet: Command = {
+  path: ['bpf', 'net'],
+  summary: 'tc/tcx program attachments of this netns, as `bpftool net` shows them',
+  run(ctx) {
+    const att = listAttachments();
+    if (ctx.json) return void ctx.out(json(att));
+    ctx.out('tc:\n');
+    for (const a of att) {
+      const name = a.hook.startsWith('tcx') ? a.progName : `${a.progName}:[${a.progId}]`;
+      ctx.out(`${a.ifname}(${a.ifindex}) ${a.hook} ${name} prog_id ${a.progId}${a.linkId !== undefined ? ` link_id ${a.linkId}` : ''}\n`);
+    }
+  },
+};
+
+export const bpfIpcache: Command = {
+  path: ['bpf', 'ipcache', 'list'],
+  summary: 'cilium_ipcache_v2: prefix -> identity and tunnel endpoint',
+  run(ctx) {
+    const rows = listIpcache(currentNodeDir()).sort((a, b) => a.prefix.localeCompare(b.prefix, undefined, { numeric: true }));
+    if (ctx.json) return void ctx.out(json(rows));
+    ctx.out(table(['IP PREFIX/ADDRESS', 'IDENTITY'], rows.map((r) => [r.prefix,
+      `identity=${r.identity} (${identityName(r.identity)}) encryptkey=${r.key ?? 0} tunnelendpoint=${r.tunnelEndpoint ?? '0.0.0.0'} flags=${ipcacheFlagNames(r).join(',') || '<none>'}`])));
+  },
+};
+
+export const bpfEndpoints: Command = {
+  path: ['bpf', 'endpoint', 'list'],
+  summary: 'cilium_lxc: local endpoint IPs -> ifindex, endpoint id, identity, MACs',
+  run(ctx) {
+    const rows = listEndpointMap(currentNodeDir());
+    if (ctx.json) return void ctx.out(json(rows));
+    ctx.out(table(['IP ADDRESS', 'LOCAL ENDPOINT INFO'], rows.map((e) => [e.ip, (e.flags & ENDPOINT_F_HOST)
+      ? '(localhost)'
+      : `id=${e.lxcId} sec_id=${e.secId} flags=0x${e.flags.toString(16).padStart(4, '0')} ifindex=${e.ifindex} mac=${e.mac} nodemac=${e.nodeMac}`])));
+  },
+};
+
+export const bpfMetrics: Command = {
+  path: ['bpf', 'metrics', 'list'],
+  summary: 'cilium_metrics: forwarded and dropped packets per reason, direction and source line',
+  run(ctx) {
+    const rows = listMetrics(currentNodeDir());
+    if (ctx.json) return void ctx.out(json(rows));
+    ctx.out(table(['REASON', 'DIRECTION', 'PACKETS', 'BYTES', 'LINE'], rows.map((r) => [r.reasonText, r.direction, r.packets, r.bytes, r.site])));
+  },
+};

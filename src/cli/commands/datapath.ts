@@ -1,0 +1,70 @@
+// `membrane datapath init` and `membrane datapath explain`.
+import { readConfigFile, validateNodeConfig } from '../../datapath/config.ts';
+import { explainNode, renderExplain } from '../../datapath/explain.ts';
+import { initNode } from '../../datapath/init.ts';
+import { MembraneError } from '../../shared/errors.ts';
+import type { FlagSpec } from '../args.ts';
+import type { Command, CommandContext } from '../command.ts';
+import { json } from '../output.ts';
+
+/** Flags that mirror config keys; a flag overrides the file. */
+const CONFIG_FLAGS: Record<string, FlagSpec & { key: string; parse?: (s: string) => unknown }> = {
+  config: { type: 'string', help: 'YAML node config (keys: nodeName, routerIP, podCIDR, deviceMTU, tunnelPort, tunnelSourcePortRange, enableEndpointRoutes, routeMetric, remoteNodes)', key: '' },
+  nodeName: { type: 'string', help: 'node name', key: 'nodeName' },
+  routerIP: { type: 'string', help: 'router IP (cilium_host address, the pods\' gateway)', key: 'routerIP' },
+  podCIDR: { type: 'string', help: 'this node\'s pod CIDR', key: 'podCIDR' },
+  deviceMTU: { type: 'string', help: 'device MTU (default 1500)', key: 'deviceMTU', parse: num },
+  tunnelPort: { type: 'string', help: 'VXLAN UDP port (default 8472)', key: 'tunnelPort', parse: num },
+  tunnelSourcePortRange: { type: 'string', help: 'VXLAN source port range low-high (default 0-0: kernel default)', key: 'tunnelSourcePortRange' },
+  enableEndpointRoutes: { type: 'boolean', help: 'per-pod /32 routes to the lxc device instead of via cilium_host', key: 'enableEndpointRoutes' },
+  routeMetric: { type: 'string', help: 'metric of the routes on cilium_host (default 0)', key: 'routeMetric', parse: num },
+  nodeIP: { type: 'string', help: 'this node\'s underlay IP', key: 'nodeIP' },
+  bpffsRoot: { type: 'string', help: 'bpffs directory for pins (default /run/membrane/bpffs)', key: 'bpffsRoot' },
+};
+
+function num(s: string): unknown {
+  return /^-?\d+$/.test(s) ? Number(s) : s;
+}
+
+/** Reads --config (if given) and applies flag overrides, then validates. */
+export function configFromArgs(ctx: CommandContext) {
+  const f = ctx.args.flags;
+  const path = f.config as string | undefined;
+  const raw: Record<string, unknown> = path ? readConfigFile(path) : {};
+  for (const [name, spec] of Object.entries(CONFIG_FLAGS)) {
+    if (!spec.key || f[name] === undefined) continue;
+    raw[spec.key] = spec.parse ? spec.parse(f[name] as string) : f[name];
+  }
+  if (!path && Object.keys(raw).length === 0) {
+    throw new MembraneError('datapath init', { code: 'E_USAGE', cause: 'no configuration: give --config FILE or the flags (--node-name, --router-ip, --pod-cidr, ...)' });
+  }
+  return validateNodeConfig(raw, path ?? 'flags');
+}
+
+export const datapathInit: Command = {
+  path: ['datapath', 'init'],
+  summary: 'create/update this node\'s devices, addresses, routes and host programs (run inside the node\'s netns; idempotent)',
+  usage: '--config FILE [flags]',
+  flags: Object.fromEntries(Object.entries(CONFIG_FLAGS).map(([k, { key: _k, parse: _p, ...spec }]) => [k, spec])),
+  run(ctx) {
+    const cfg = configFromArgs(ctx);
+    const r = initNode(cfg);
+    if (ctx.json) {
+      ctx.out(json(r));
+      return;
+    }
+    const created = r.devices.filter((d) => d.created).map((d) => d.name);
+    ctx.out(`node ${r.nodeName}: ${created.length ? `created ${created.join(', ')}` : 'devices up to date'}${r.vxlanRecreated ? ' (cilium_vxlan recreated for the new port)' : ''}; ` +
+      `routes +${r.routes.added} -${r.routes.removed}; ${r.programs.length} programs attached (${[...new Set(r.programs.map((p) => p.mode))].join(', ')})\n`);
+    for (const n of r.notes) ctx.out(`note: ${n}\n`);
+  },
+};
+
+export const datapathExplain: Command = {
+  path: ['datapath', 'explain'],
+  summary: 'the seed\'s device table from live state: type, addresses, MTU, programs per hook, calls maps, routes',
+  run(ctx) {
+    const e = explainNode();
+    ctx.out(ctx.json ? json(e) : renderExplain(e));
+  },
+};

@@ -1,0 +1,216 @@
+// Node configuration: one schema for `membrane datapath init` and the agent.
+// Validated once, every problem listed with its field, then frozen. Nothing
+// touches the kernel before this has passed, so bad input changes nothing.
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../shared/errors.ts';
+import { cidrContains, cidrsOverlap, isIPv4, parseCidr, parseIPv4, broadcastOf, type Cidr } from '../shared/ip.ts';
+import { defaults, MAX_MTU, MIN_MTU } from './defaults.ts';
+
+export interface RemoteNode {
+  podCIDR: string;
+  nodeIP: string;
+  /** Optional: the remote node's router IP (cilium_host address); adds a remote-node ipcache entry. */
+  routerIP?: string;
+  name?: string;
+}
+
+export interface StoreConfig {
+  backend: 'sqlite' | 'etcd';
+  /** sqlite: database file shared by the agents of a machine. */
+  path?: string;
+  /** etcd: client URLs. */
+  endpoints?: string[];
+}
+
+export interface NodeConfig {
+  readonly nodeName: string;
+  readonly routerIP: string;
+  readonly podCIDR: string;
+  readonly deviceMTU: number;
+  readonly tunnelPort: number;
+  readonly tunnelSourcePortRange: string;
+  readonly tunnelSrcPortLow: number;
+  readonly tunnelSrcPortHigh: number;
+  readonly enableEndpointRoutes: boolean;
+  readonly routeMetric: number;
+  readonly remoteNodes: readonly RemoteNode[];
+  /** This node's underlay IP (the tunnel endpoint peers send to). Required by the agent. */
+  readonly nodeIP?: string;
+  readonly cluster: string;
+  readonly bpffsRoot: string;
+  readonly stateDir?: string;
+  readonly store?: StoreConfig;
+}
+
+type Raw = Record<string, unknown>;
+type Check = (v: unknown, field: string, problems: string[]) => unknown;
+
+const bool: Check = (v, f, p) => (typeof v === 'boolean' ? v : void p.push(`${f}: must be true or false (got ${show(v)})`));
+const intIn = (lo: number, hi: number): Check => (v, f, p) =>
+  Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi ? v : void p.push(`${f}: must be an integer in ${lo}..${hi} (got ${show(v)})`);
+const ipv4: Check = (v, f, p) => (isIPv4(v) ? v : void p.push(`${f}: ${JSON.stringify(v)} is not a valid IPv4 address`));
+const cidr: Check = (v, f, p) => {
+  try { return parseCidr(v as string).text; } catch (e) { p.push(`${f}: ${(e as Error).message}`); return undefined; }
+};
+const nodeName: Check = (v, f, p) =>
+  typeof v === 'string' && /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v) ? v : void p.push(`${f}: must be a DNS label (lowercase letters, digits, '-', at most 63) (got ${show(v)})`);
+
+function show(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}
+
+const TOP_KEYS: Record<string, Check> = {
+  nodeName,
+  routerIP: ipv4,
+  podCIDR: cidr,
+  deviceMTU: intIn(MIN_MTU, MAX_MTU),
+  tunnelPort: intIn(1, 65535),
+  tunnelSourcePortRange: (v, f, p) => (typeof v === 'string' ? v : void p.push(`${f}: must be a string "low-high" (got ${show(v)})`)),
+  enableEndpointRoutes: bool,
+  routeMetric: intIn(0, 0xffffffff),
+  remoteNodes: (v, f, p) => (Array.isArray(v) ? v : void p.push(`${f}: must be a list of { podCIDR, nodeIP } (got ${show(v)})`)),
+  nodeIP: ipv4,
+  cluster: nodeName,
+  bpffsRoot: (v, f, p) => (typeof v === 'string' && v.startsWith('/') ? v : void p.push(`${f}: must be an absolute path (got ${show(v)})`)),
+  stateDir: (v, f, p) => (typeof v === 'string' && v.startsWith('/') ? v : void p.push(`${f}: must be an absolute path (got ${show(v)})`)),
+  store: (v, f, p) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : void p.push(`${f}: must be a mapping { backend, path | endpoints } (got ${show(v)})`)),
+};
+const REQUIRED = ['nodeName', 'routerIP', 'podCIDR'];
+const REMOTE_KEYS: Record<string, Check> = { podCIDR: cidr, nodeIP: ipv4, routerIP: ipv4, name: nodeName };
+
+/** Parses YAML text; a syntax error becomes a ConfigError naming the line. */
+export function parseConfigText(text: string, source: string): Raw {
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0]?.line;
+    throw new ConfigError(`load config ${source}`, [`malformed YAML${line ? ` at line ${line}` : ''}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`]);
+  }
+  const v = doc.toJS();
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new ConfigError(`load config ${source}`, ['must be a YAML mapping of keys (nodeName, routerIP, podCIDR, ...)']);
+  }
+  return v as Raw;
+}
+
+export function readConfigFile(path: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`load config ${path}`, [`cannot read file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
+  }
+  return parseConfigText(text, path);
+}
+
+function parsePortRange(v: string, problems: string[]): [number, number] {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(v);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2]) : NaN;
+  if (!m || lo > 65535 || hi > 65535 || lo > hi || (lo === 0) !== (hi === 0)) {
+    problems.push(`tunnelSourcePortRange: ${JSON.stringify(v)} must be "low-high" with 1 <= low <= high <= 65535, or "0-0" for the kernel default`);
+    return [0, 0];
+  }
+  return [lo, hi];
+}
+
+/**
+ * Validates a raw config object (from YAML and/or flags) and returns a frozen
+ * NodeConfig with defaults applied. Throws ConfigError listing every problem.
+ */
+export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
+  const problems: string[] = [];
+  const out: Raw = {};
+  for (const key of Object.keys(raw)) {
+    const check = TOP_KEYS[key];
+    if (!check) {
+      problems.push(`${key}: unknown key (known: ${Object.keys(TOP_KEYS).join(', ')})`);
+      continue;
+    }
+    if (raw[key] === undefined) continue;
+    out[key] = check(raw[key], key, problems);
+  }
+  for (const key of REQUIRED) if (raw[key] === undefined) problems.push(`${key}: required`);
+
+  let local: Cidr | undefined;
+  if (typeof out.podCIDR === 'string') local = parseCidr(out.podCIDR);
+  if (local && typeof out.routerIP === 'string') {
+    const r = parseIPv4(out.routerIP);
+    if (!cidrContains(local, r)) problems.push(`routerIP: ${out.routerIP} is outside podCIDR ${local.text}`);
+    else if (local.prefixLen < 31 && (r === local.network || r === broadcastOf(local))) {
+      problems.push(`routerIP: ${out.routerIP} is the ${r === local.network ? 'network' : 'broadcast'} address of podCIDR ${local.text}`);
+    }
+  }
+  if (local && local.prefixLen > 30) problems.push(`podCIDR: ${local.text} is too small for pods (at most /30)`);
+
+  const [lo, hi] = parsePortRange((out.tunnelSourcePortRange as string | undefined) ?? defaults.tunnelSourcePortRange, problems);
+
+  const remotes: RemoteNode[] = [];
+  if (Array.isArray(out.remoteNodes)) {
+    const seen: { cidr: Cidr; field: string }[] = [];
+    out.remoteNodes.forEach((r: unknown, i: number) => {
+      const field = `remoteNodes[${i}]`;
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) {
+        problems.push(`${field}: must be a mapping { podCIDR, nodeIP } (got ${show(r)})`);
+        return;
+      }
+      const rr = r as Raw;
+      const node: Raw = {};
+      for (const k of Object.keys(rr)) {
+        const check = REMOTE_KEYS[k];
+        if (!check) problems.push(`${field}.${k}: unknown key (known: ${Object.keys(REMOTE_KEYS).join(', ')})`);
+        else node[k] = check(rr[k], `${field}.${k}`, problems);
+      }
+      for (const k of ['podCIDR', 'nodeIP']) if (rr[k] === undefined) problems.push(`${field}.${k}: required`);
+      if (typeof node.podCIDR === 'string') {
+        const c = parseCidr(node.podCIDR);
+        if (local && cidrsOverlap(c, local)) problems.push(`${field}.podCIDR: ${c.text} overlaps the local podCIDR ${local.text}`);
+        for (const s of seen) if (cidrsOverlap(c, s.cidr)) problems.push(`${field}.podCIDR: ${c.text} overlaps ${s.field}.podCIDR ${s.cidr.text}`);
+        seen.push({ cidr: c, field });
+      }
+      if (node.routerIP !== undefined && typeof node.podCIDR === 'string' && typeof node.routerIP === 'string'
+          && !cidrContains(parseCidr(node.podCIDR), parseIPv4(node.routerIP))) {
+        problems.push(`${field}.routerIP: ${node.routerIP} is outside ${field}.podCIDR ${node.podCIDR}`);
+      }
+      remotes.push(node as unknown as RemoteNode);
+    });
+  }
+
+  if (out.store !== undefined && typeof out.store === 'object') {
+    const s = out.store as Raw;
+    if (s.backend !== 'sqlite' && s.backend !== 'etcd') problems.push(`store.backend: must be "sqlite" or "etcd" (got ${show(s.backend)})`);
+    if (s.backend === 'sqlite' && s.path !== undefined && (typeof s.path !== 'string' || !s.path.startsWith('/'))) problems.push(`store.path: must be an absolute path (got ${show(s.path)})`);
+    if (s.backend === 'etcd' && (!Array.isArray(s.endpoints) || s.endpoints.length === 0 || !s.endpoints.every((e) => typeof e === 'string' && /^https?:\/\//.test(e)))) {
+      problems.push(`store.endpoints: must be a list of http(s) URLs (got ${show(s.endpoints)})`);
+    }
+    for (const k of Object.keys(s)) if (!['backend', 'path', 'endpoints'].includes(k)) problems.push(`store.${k}: unknown key (known: backend, path, endpoints)`);
+  }
+
+  if (problems.length > 0) throw new ConfigError(`invalid ${source}`, problems);
+
+  const cfg: NodeConfig = {
+    nodeName: out.nodeName as string,
+    routerIP: out.routerIP as string,
+    podCIDR: out.podCIDR as string,
+    deviceMTU: (out.deviceMTU as number | undefined) ?? defaults.deviceMTU,
+    tunnelPort: (out.tunnelPort as number | undefined) ?? defaults.tunnelPort,
+    tunnelSourcePortRange: (out.tunnelSourcePortRange as string | undefined) ?? defaults.tunnelSourcePortRange,
+    tunnelSrcPortLow: lo,
+    tunnelSrcPortHigh: hi,
+    enableEndpointRoutes: (out.enableEndpointRoutes as boolean | undefined) ?? defaults.enableEndpointRoutes,
+    routeMetric: (out.routeMetric as number | undefined) ?? defaults.routeMetric,
+    remoteNodes: Object.freeze(remotes.map((r) => Object.freeze({ ...r }))),
+    nodeIP: out.nodeIP as string | undefined,
+    cluster: (out.cluster as string | undefined) ?? 'default',
+    bpffsRoot: (out.bpffsRoot as string | undefined) ?? defaults.bpffsRoot,
+    stateDir: out.stateDir as string | undefined,
+    store: out.store as StoreConfig | undefined,
+  };
+  return Object.freeze(cfg);
+}
+
+/** Where this node's pins live: one bpffs directory per node, shared by every run. */
+export function nodePinDir(cfg: Pick<NodeConfig, 'bpffsRoot' | 'nodeName'>): string {
+  return `${cfg.bpffsRoot}/${cfg.nodeName}`;
+}

@@ -1,0 +1,119 @@
+// `membrane datapath explain`: the seed's device table (SPEC 1.1) read from
+// live state: device type, addresses, MTU and flags from netlink, programs
+// per hook from the kernel's tcx/tc attachments, calls maps from the node's
+// bpffs, and the routes on cilium_host.
+import { listAttachments, pinExists, type Attachment } from '../bpf/index.ts';
+import { addrList, linkGet, NetlinkHandle, type Link, type Route } from '../netlink/index.ts';
+import { HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE, defaults } from './defaults.ts';
+import { readMarker } from './node-marker.ts';
+import { callsMapName, globalsDir } from './paths.ts';
+import { hostDeviceRoutes } from './routes.ts';
+import { table } from '../cli/output.ts';
+
+export interface ExplainedProgram {
+  name: string;
+  id: number;
+  mode: 'tcx' | 'tc';
+  linkId?: number;
+}
+
+export interface ExplainedDevice {
+  name: string;
+  present: boolean;
+  ifindex?: number;
+  type?: string;
+  peer?: string;
+  mac?: string;
+  mtu?: number;
+  up?: boolean;
+  noarp?: boolean;
+  addresses: string[];
+  programs: { ingress: ExplainedProgram[]; egress: ExplainedProgram[] };
+  callsMap?: string;
+  callsMapPinned?: boolean;
+  purpose: string;
+  traffic: string;
+}
+
+export interface Explanation {
+  nodeName: string;
+  bpffsRoot: string;
+  devices: ExplainedDevice[];
+  routes: Route[];
+}
+
+const ROLES: Record<string, { purpose: string; traffic: string }> = {
+  [HOST_DEVICE]: { purpose: 'joins the pod IP space to the host network stack; its address is the pods\' default gateway', traffic: 'host <-> pod, node-to-pod' },
+  [SECOND_HOST_DEVICE]: { purpose: 'other end of the cilium_host veth pair', traffic: 'host-side traffic sent out of cilium_host arrives on its ingress' },
+  [VXLAN_DEVICE]: { purpose: 'flow-based VXLAN: tunnel key (remote node, VNI = source identity) set per packet by BPF', traffic: 'pod <-> pod across nodes' },
+};
+
+function typeOf(l: Link, peer?: string): string {
+  if (l.kind === 'vxlan' && l.vxlan) {
+    const range = l.vxlan.srcPortLow || l.vxlan.srcPortHigh ? ` srcport ${l.vxlan.srcPortLow} ${l.vxlan.srcPortHigh}` : '';
+    return `vxlan ${l.vxlan.external ? 'external' : `id ${l.vxlan.vni}`} dstport ${l.vxlan.port}${range}`;
+  }
+  return peer ? `${l.kind ?? 'unknown'} (peer ${peer})` : l.kind ?? 'unknown';
+}
+
+function progs(att: Attachment[], ifindex: number, dir: 'ingress' | 'egress'): ExplainedProgram[] {
+  return att.filter((a) => a.ifindex === ifindex && a.hook.endsWith(dir)).map((a) => ({
+    name: a.progName, id: a.progId, mode: a.hook.startsWith('tcx') ? 'tcx' as const : 'tc' as const, ...(a.linkId !== undefined ? { linkId: a.linkId } : {}),
+  }));
+}
+
+/** Reads the live state of the node in this process's netns. */
+export function explainNode(): Explanation {
+  const h = NetlinkHandle.open();
+  try {
+    const marker = readMarker(h);
+    const nodeDir = `${marker.bpffsRoot}/${marker.nodeName}`;
+    const att = listAttachments();
+    const devices = [HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE].map((name): ExplainedDevice => {
+      const l = linkGet(h, name);
+      const base = { name, addresses: [], programs: { ingress: [], egress: [] }, ...ROLES[name] };
+      if (!l) return { ...base, present: false };
+      const peer = l.kind === 'veth' && l.parentIndex ? linkGet(h, l.parentIndex)?.name : undefined;
+      const callsMap = name === HOST_DEVICE ? callsMapName.hostns(defaults.hostEndpointID)
+        : name === SECOND_HOST_DEVICE ? callsMapName.netdev(l.index) : callsMapName.overlay();
+      return {
+        ...base, present: true, ifindex: l.index, type: typeOf(l, peer), peer, mac: l.mac, mtu: l.mtu, up: l.up, noarp: l.noarp,
+        addresses: addrList(h, l.index).map((a) => `${a.address}/${a.prefixLen}`),
+        programs: { ingress: progs(att, l.index, 'ingress'), egress: progs(att, l.index, 'egress') },
+        callsMap, callsMapPinned: pinExists(`${globalsDir(nodeDir)}/${callsMap}`),
+      };
+    });
+    const host = devices[0];
+    return { nodeName: marker.nodeName, bpffsRoot: marker.bpffsRoot, devices, routes: host.ifindex ? hostDeviceRoutes(h, host.ifindex) : [] };
+  } finally {
+    h.close();
+  }
+}
+
+function progText(p: ExplainedProgram[]): string {
+  return p.map((x) => `${x.name} (${x.mode === 'tcx' ? 'tcx' : 'tc'})`).join(', ') || '-';
+}
+
+export function formatRoute(r: Route, dev: string): string {
+  const parts = [r.dst];
+  if (r.gateway) parts.push(`via ${r.gateway}`);
+  parts.push(`dev ${dev}`);
+  if (r.protocol !== undefined && r.protocol !== 'boot') parts.push(`proto ${r.protocol}`);
+  if (r.scope === 'link') parts.push('scope link');
+  if (r.prefsrc) parts.push(`src ${r.prefsrc}`);
+  if (r.metric) parts.push(`metric ${r.metric}`);
+  if (r.mtu) parts.push(`mtu ${r.mtu}`);
+  return parts.join(' ');
+}
+
+export function renderExplain(e: Explanation): string {
+  const rows = e.devices.map((d) => d.present
+    ? [`${d.name}(${d.ifindex})`, d.type, d.addresses.join(', ') || 'none', d.mtu, `${d.up ? 'UP' : 'DOWN'}${d.noarp ? ',NOARP' : ''}`,
+      progText(d.programs.ingress), progText(d.programs.egress), d.callsMap ? `${d.callsMap}${d.callsMapPinned ? '' : ' (not pinned)'}` : '-']
+    : [d.name, 'MISSING', '-', '-', '-', '-', '-', '-']);
+  let s = `node ${e.nodeName} (pins under ${e.bpffsRoot}/${e.nodeName})\n\n`;
+  s += table(['DEVICE', 'TYPE', 'IP', 'MTU', 'STATE', 'INGRESS', 'EGRESS', 'CALLS MAP'], rows);
+  s += '\n' + e.devices.map((d) => `${d.name}: ${d.purpose}; traffic: ${d.traffic}`).join('\n') + '\n';
+  s += `\nroutes via ${HOST_DEVICE}:\n` + (e.routes.map((r) => `  ${formatRoute(r, HOST_DEVICE)}`).join('\n') || '  none') + '\n';
+  return s;
+}

@@ -1,0 +1,77 @@
+// Loading bpf_host.o and bpf_overlay.o for the node's devices and attaching
+// them as the seed shows (Cilium's attachCiliumHost / attachCiliumNet /
+// replaceOverlayDatapath). One ELF, loaded once per attachment point so each
+// gets its own calls map: cilium_calls_hostns_<hostEpID> for cilium_host,
+// cilium_calls_netdev_<ifindex> for cilium_net, cilium_calls_overlay_2.
+import { BpfObject } from '../bpf/index.ts';
+import type { Link } from '../netlink/index.ts';
+import { wrap } from '../shared/errors.ts';
+import { attachProgram, type AttachResult, type Hook } from './attach.ts';
+import { defaults } from './defaults.ts';
+import { objectPath, type ObjectName } from './objects.ts';
+import { callsMapName, deviceLinkPin, globalsDir } from './paths.ts';
+import type { Rollback } from './rollback.ts';
+
+export interface AttachedProgram extends AttachResult {
+  device: string;
+  ifindex: number;
+  hook: Hook;
+  program: string;
+  callsMap: string;
+}
+
+interface Plan {
+  object: ObjectName;
+  device: Link;
+  callsMap: string;
+  constants?: Record<string, number>;
+  attach: { program: string; hook: Hook }[];
+}
+
+/** Loads one object for one device and attaches its entry programs; the object's fds are closed afterwards (pins keep it all alive). */
+function loadAndAttach(nodeDir: string, p: Plan, rb: Rollback): AttachedProgram[] {
+  const globals = globalsDir(nodeDir);
+  let obj: BpfObject;
+  try {
+    obj = BpfObject.open(objectPath(p.object), {
+      pinRoot: globals,
+      mapPins: { cilium_calls: `${globals}/${p.callsMap}` },
+      constants: p.constants,
+    });
+  } catch (e) {
+    throw wrap(`load ${p.object}.o for ${p.device.name}`, e);
+  }
+  try {
+    return p.attach.map(({ program, hook }) => ({
+      ...attachProgram({ prog: obj.program(program), ifindex: p.device.index, ifname: p.device.name, hook, linkPin: deviceLinkPin(nodeDir, p.device.name, program), rb }),
+      device: p.device.name, ifindex: p.device.index, hook, program, callsMap: p.callsMap,
+    }));
+  } finally {
+    obj.close();
+  }
+}
+
+/**
+ * Attaches cil_to_host (ingress) and cil_from_host (egress) to cilium_host,
+ * cil_to_host (ingress) to cilium_net, and cil_from_overlay / cil_to_overlay
+ * to cilium_vxlan. Existing tcx links are updated in place.
+ */
+export function attachNodePrograms(nodeDir: string, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback): AttachedProgram[] {
+  const plans: Plan[] = [
+    {
+      object: 'bpf_host', device: devs.host, callsMap: callsMapName.hostns(defaults.hostEndpointID),
+      constants: { HOST_EP_ID: defaults.hostEndpointID },
+      attach: [{ program: 'cil_to_host', hook: 'ingress' }, { program: 'cil_from_host', hook: 'egress' }],
+    },
+    {
+      object: 'bpf_host', device: devs.net, callsMap: callsMapName.netdev(devs.net.index),
+      constants: { HOST_EP_ID: defaults.hostEndpointID },
+      attach: [{ program: 'cil_to_host', hook: 'ingress' }],
+    },
+    {
+      object: 'bpf_overlay', device: devs.vxlan, callsMap: callsMapName.overlay(),
+      attach: [{ program: 'cil_from_overlay', hook: 'ingress' }, { program: 'cil_to_overlay', hook: 'egress' }],
+    },
+  ];
+  return plans.flatMap((p) => loadAndAttach(nodeDir, p, rb));
+}

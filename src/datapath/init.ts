@@ -1,0 +1,95 @@
+// `membrane datapath init`: the node setup of the seed, in Cilium's order
+// (loader.Reinitialize): global sysctls, cilium_host/cilium_net, cilium_vxlan,
+// the router IP, the routes, the host and overlay programs, the node maps.
+// Runs in the calling process's network namespace. Everything is validated
+// and pre-checked before the first change; a failure part way undoes every
+// change this run made, so the node is left as it was.
+import { existsSync } from 'node:fs';
+import { ensureBpffs, removePinTree } from '../bpf/index.ts';
+import { linkList, NetlinkHandle } from '../netlink/index.ts';
+import { MembraneError } from '../shared/errors.ts';
+import { cidrContains, parseCidr, parseIPv4 } from '../shared/ip.ts';
+import { nodePinDir, type NodeConfig } from './config.ts';
+import { routeMTU, VXLAN_DEVICE } from './defaults.ts';
+import { addHostDeviceAddr, findVxlanPortConflict, setupBaseDevice, setupVxlanDevice } from './devices.ts';
+import { attachNodePrograms, type AttachedProgram } from './host-programs.ts';
+import { writeMarker } from './node-marker.ts';
+import { objectPath } from './objects.ts';
+import { Rollback } from './rollback.ts';
+import { desiredNodeRoutes, reconcileNodeRoutes } from './routes.ts';
+import { applySysctls, GLOBAL_SYSCTLS } from './sysctl.ts';
+import { syncStaticNodeEntries, writeNodeConfigFor } from './static-entries.ts';
+
+export interface InitResult {
+  nodeName: string;
+  devices: { name: string; ifindex: number; mac: string; created: boolean }[];
+  vxlanRecreated: boolean;
+  routes: { added: number; removed: number };
+  programs: AttachedProgram[];
+  notes: string[];
+}
+
+/** Checks that need no change to the system; throws the first problem found. */
+export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
+  if (process.getuid?.() !== 0) {
+    throw new MembraneError('datapath init', { code: 'E_NOT_ROOT', cause: 'must run as root (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN)' });
+  }
+  ensureBpffs(cfg.bpffsRoot);
+  objectPath('bpf_host');
+  objectPath('bpf_overlay');
+  const conflict = findVxlanPortConflict(h, cfg.tunnelPort);
+  if (conflict) {
+    throw new MembraneError(`datapath init: set up ${VXLAN_DEVICE}`, {
+      code: 'E_VXLAN_PORT_CONFLICT',
+      cause: `UDP port ${cfg.tunnelPort} is already used by vxlan device ${conflict.name} (ifindex ${conflict.index}), which is up`,
+      hint: `set tunnelPort to another port, or remove ${conflict.name} (ip link del ${conflict.name})`,
+    });
+  }
+  if (cfg.nodeIP && cidrContains(parseCidr(cfg.podCIDR), parseIPv4(cfg.nodeIP))) {
+    throw new MembraneError('datapath init', { code: 'E_CONFIG', cause: `nodeIP ${cfg.nodeIP} is inside podCIDR ${cfg.podCIDR}` });
+  }
+}
+
+/**
+ * Brings this netns's node datapath to `cfg`. Idempotent: a second run with
+ * the same config changes nothing (same ifindexes, MACs, routes, link ids).
+ */
+export function initNode(cfg: NodeConfig): InitResult {
+  const h = NetlinkHandle.open();
+  try {
+    preflight(cfg, h);
+    const nodeDir = nodePinDir(cfg);
+    const freshPins = !existsSync(nodeDir);
+    return Rollback.guard((rb) => {
+      ensureBpffs(nodeDir);
+      // A first run that fails leaves no pins either (registered first, so undone last).
+      if (freshPins) rb.push(`pins under ${nodeDir}`, () => removePinTree(nodeDir));
+      const notes: string[] = [];
+      applySysctls(GLOBAL_SYSCTLS, rb);
+      const existed = new Set(linkList(h).map((l) => l.name));
+      const { host, net } = setupBaseDevice(h, cfg.deviceMTU, rb);
+      const vx = setupVxlanDevice(h, { port: cfg.tunnelPort, srcPortLow: cfg.tunnelSrcPortLow, srcPortHigh: cfg.tunnelSrcPortHigh, mtu: cfg.deviceMTU }, rb);
+      notes.push(...vx.notes);
+      addHostDeviceAddr(h, host, cfg.routerIP, rb);
+      writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot });
+      const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes({
+        hostIndex: host.index, routerIP: cfg.routerIP, podCIDR: cfg.podCIDR,
+        remotePodCIDRs: cfg.remoteNodes.map((r) => r.podCIDR), deviceMTU: cfg.deviceMTU,
+        enableEndpointRoutes: cfg.enableEndpointRoutes, routeMetric: cfg.routeMetric,
+      }), rb);
+      const programs = attachNodePrograms(nodeDir, { host, net, vxlan: vx.link }, rb);
+      writeNodeConfigFor(nodeDir, cfg, { host, net, vxlan: vx.link }, routeMTU(cfg.deviceMTU));
+      syncStaticNodeEntries(nodeDir, cfg);
+      return {
+        nodeName: cfg.nodeName,
+        devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
+        vxlanRecreated: vx.recreated,
+        routes,
+        programs,
+        notes,
+      };
+    });
+  } finally {
+    h.close();
+  }
+}

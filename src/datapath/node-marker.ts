@@ -1,0 +1,40 @@
+// Which node (and which bpffs) a network namespace belongs to, kept by the
+// kernel as the alias of cilium_host: it lives and dies with the netns, so
+// `membrane datapath explain` and the bpf listings need no config file and
+// nothing is left behind on disk when a node's netns is deleted.
+import { linkGet, linkSet, type NetlinkHandle } from '../netlink/index.ts';
+import { MembraneError } from '../shared/errors.ts';
+import { HOST_DEVICE } from './defaults.ts';
+
+export interface NodeMarker {
+  nodeName: string;
+  bpffsRoot: string;
+}
+
+export function formatMarker(m: NodeMarker): string {
+  return `membrane node=${m.nodeName} bpffs=${m.bpffsRoot}`;
+}
+
+export function parseMarker(alias: string | undefined): NodeMarker | undefined {
+  const m = /^membrane node=(\S+) bpffs=(\S+)$/.exec(alias ?? '');
+  return m ? { nodeName: m[1], bpffsRoot: m[2] } : undefined;
+}
+
+export function writeMarker(h: NetlinkHandle, hostIndex: number, m: NodeMarker): void {
+  const want = formatMarker(m);
+  if (linkGet(h, hostIndex)?.alias !== want) linkSet(h, hostIndex, { alias: want });
+}
+
+/** The node this netns was initialised as; throws E_NOT_INITIALIZED with a hint otherwise. */
+export function readMarker(h: NetlinkHandle): NodeMarker {
+  const host = linkGet(h, HOST_DEVICE);
+  const m = parseMarker(host?.alias);
+  if (!m) {
+    throw new MembraneError('find this node', {
+      code: 'E_NOT_INITIALIZED',
+      cause: host ? `${HOST_DEVICE} carries no membrane node marker` : `no ${HOST_DEVICE} in this network namespace`,
+      hint: 'run `membrane datapath init --config FILE` in the node\'s netns first (ip netns exec NODE membrane ...)',
+    });
+  }
+  return m;
+}

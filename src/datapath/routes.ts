@@ -1,0 +1,89 @@
+// The node routes of SPEC 1.2 (Cilium's createNodeRouteSpec): the router IP
+// as a scope-link /32 nexthop route, the local pod CIDR via the router IP
+// (unless endpoint routes are on), and one route per remote node's pod CIDR
+// with MTU = device MTU - 50 so pods never send what VXLAN would fragment.
+import { type NetlinkHandle, type Route, routeDel, routeList, routeReplace } from '../netlink/index.ts';
+import { wrap } from '../shared/errors.ts';
+import { routeMTU } from './defaults.ts';
+import type { Rollback } from './rollback.ts';
+
+export interface NodeRouteParams {
+  hostIndex: number;
+  routerIP: string;
+  podCIDR: string;
+  remotePodCIDRs: readonly string[];
+  deviceMTU: number;
+  enableEndpointRoutes: boolean;
+  routeMetric: number;
+}
+
+/** The routes cilium_host must carry, nexthop route first. */
+export function desiredNodeRoutes(p: NodeRouteParams): Route[] {
+  const metric = p.routeMetric > 0 ? p.routeMetric : undefined;
+  const via = (dst: string, mtu?: number): Route => ({
+    dst, gateway: p.routerIP, oif: p.hostIndex, prefsrc: p.routerIP, protocol: 'kernel', scope: 'universe', metric, mtu,
+  });
+  const routes: Route[] = [{ dst: `${p.routerIP}/32`, oif: p.hostIndex, protocol: 'kernel', scope: 'link', metric }];
+  // With endpoint routes each pod gets a /32 to its lxc device instead (reference 5.4).
+  if (!p.enableEndpointRoutes) routes.push(via(p.podCIDR));
+  for (const c of p.remotePodCIDRs) routes.push(via(c, routeMTU(p.deviceMTU)));
+  return routes;
+}
+
+function key(r: Route): string {
+  return `${r.dst}|${r.metric ?? 0}`;
+}
+
+function same(a: Route, b: Route): boolean {
+  return a.dst === b.dst && (a.gateway ?? '') === (b.gateway ?? '') && (a.prefsrc ?? '') === (b.prefsrc ?? '')
+    && (a.metric ?? 0) === (b.metric ?? 0) && (a.mtu ?? 0) === (b.mtu ?? 0) && a.oif === b.oif;
+}
+
+function describe(r: Route): string {
+  return `route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''}${r.metric ? ` metric ${r.metric}` : ''}`;
+}
+
+/** IPv4 routes in the main table whose output device is cilium_host. */
+export function hostDeviceRoutes(h: NetlinkHandle, hostIndex: number): Route[] {
+  return routeList(h).filter((r) => r.oif === hostIndex && r.dst !== undefined);
+}
+
+/**
+ * Brings the routes on cilium_host to exactly `desired`: missing or changed
+ * ones are replaced, others on that device (a removed remote node, an old
+ * metric) are deleted. Unchanged routes are not touched.
+ */
+export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired: Route[], rb: Rollback): { added: number; removed: number } {
+  const current = hostDeviceRoutes(h, hostIndex);
+  const byKey = new Map(current.map((r) => [key(r), r]));
+  let added = 0;
+  let removed = 0;
+  for (const r of desired) {
+    const cur = byKey.get(key(r));
+    if (cur && same(cur, r)) continue;
+    try {
+      routeReplace(h, r);
+    } catch (e) {
+      throw wrap(`install ${describe(r)} dev cilium_host`, e);
+    }
+    added++;
+    rb.push(describe(r), () => (cur ? routeReplace(h, cur) : routeDel(h, r)));
+  }
+  const want = new Set(desired.map(key));
+  // Prefix routes before the /32 nexthop route they go via.
+  const stale = current.filter((r) => !want.has(key(r))).sort((a, b) => prefixLen(a) - prefixLen(b));
+  for (const r of stale) {
+    try {
+      routeDel(h, r);
+    } catch (e) {
+      throw wrap(`remove stale ${describe(r)} dev cilium_host`, e);
+    }
+    removed++;
+    rb.push(`remove ${describe(r)}`, () => routeReplace(h, r));
+  }
+  return { added, removed };
+}
+
+function prefixLen(r: Route): number {
+  return r.dst === 'default' ? 0 : Number(r.dst.split('/')[1] ?? 32);
+}

@@ -1,0 +1,69 @@
+// Running the membrane CLI the way a user does (inside a node's netns via
+// `ip netns exec`), and per-test bpffs roots that are removed afterwards.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { stringify } from 'yaml';
+import { isBpffs } from '../../src/bpf/index.ts';
+import { tempDir, uniqueName } from './netns.ts';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const MEMBRANE = `${REPO}bin/membrane`;
+export const BPFFS = '/run/membrane/bpffs';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `membrane ARGS` inside netns `ns` (or in this netns when ns is undefined). */
+export function membrane(ns: string | undefined, args: string[], opts: { env?: Record<string, string>; input?: string; user?: number } = {}): RunResult {
+  let cmd = [MEMBRANE, ...args];
+  if (opts.user !== undefined) cmd = ['setpriv', `--reuid=${opts.user}`, `--regid=${opts.user}`, '--clear-groups', ...cmd];
+  if (ns) cmd = ['ip', 'netns', 'exec', ns, ...cmd];
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', input: opts.input, env: { ...process.env, ...opts.env }, timeout: 60_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** Like membrane() but throws with stderr when the exit code is not 0. */
+export function membraneOk(ns: string | undefined, args: string[], opts: Parameters<typeof membrane>[2] = {}): string {
+  const r = membrane(ns, args, opts);
+  if (r.code !== 0) throw new Error(`membrane ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Makes sure the project's bpffs is mounted (root mount namespace) and returns it. */
+export function projectBpffs(): string {
+  if (!isBpffs(BPFFS)) {
+    mkdirSync(BPFFS, { recursive: true });
+    const r = spawnSync('mount', ['-t', 'bpf', 'bpffs', BPFFS]);
+    if (r.status !== 0) throw new Error(`mount bpffs at ${BPFFS}: ${r.stderr}`);
+  }
+  return BPFFS;
+}
+
+/** A unique node name whose pin directory is removed when the test ends. */
+export function testNode(t: TestContext, prefix = 'node'): { nodeName: string; pinDir: string } {
+  const nodeName = `${prefix}-${uniqueName('')}`.toLowerCase();
+  const pinDir = `${projectBpffs()}/${nodeName}`;
+  t.after(() => rmSync(pinDir, { recursive: true, force: true }));
+  return { nodeName, pinDir };
+}
+
+/** Writes a YAML config file into a temp dir removed after the test. */
+export function writeConfig(t: TestContext, cfg: Record<string, unknown> | string): string {
+  const dir = tempDir(t, `/tmp/${uniqueName('cfg')}`);
+  const path = `${dir}/node.yaml`;
+  writeFileSync(path, typeof cfg === 'string' ? cfg : stringify(cfg));
+  return path;
+}
+
+export function pinExistsAt(path: string): boolean {
+  return existsSync(path);
+}
+
+export function removeTree(path: string): void {
+  rmSync(path, { recursive: true, force: true });
+}
