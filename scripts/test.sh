@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 make -s -C bpf
+make -s -C cni
 npx tsc -p tsconfig.json
 bash scripts/bpffs.sh
 shopt -s nullglob

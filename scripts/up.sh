@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 make -s -C bpf
+make -s -C cni
 bash scripts/bpffs.sh
 ns=membrane-demo
 ip netns list | grep -qw "$ns" || { ip netns add "$ns"; ip -n "$ns" link set lo up; }

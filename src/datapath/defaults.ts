@@ -21,6 +21,10 @@ export const defaults = {
   bpffsRoot: '/run/membrane/bpffs',
   /** Agent state (endpoints, IPAM) and API sockets live under here, one directory per node. */
   stateRoot: '/run/membrane/state',
+  /** The embedded cluster store shared by the agents of one machine. */
+  storePath: '/run/membrane/cluster.db',
+  /** Seconds a node's store entries outlive its agent. */
+  leaseTTL: 10,
   txqlen: 1000,
   /** The host endpoint's ID: names the calls map of cilium_host (cilium_calls_hostns_00001). */
   hostEndpointID: 1,

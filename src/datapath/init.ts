@@ -18,7 +18,7 @@ import { objectPath } from './objects.ts';
 import { Rollback } from './rollback.ts';
 import { desiredNodeRoutes, reconcileNodeRoutes } from './routes.ts';
 import { applySysctls, GLOBAL_SYSCTLS } from './sysctl.ts';
-import { syncStaticNodeEntries, writeNodeConfigFor } from './static-entries.ts';
+import { syncStaticNodeEntries, writeNodeConfigFor, type RemoteNodeEntry } from './static-entries.ts';
 
 export interface InitResult {
   nodeName: string;
@@ -54,7 +54,20 @@ export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
  * Brings this netns's node datapath to `cfg`. Idempotent: a second run with
  * the same config changes nothing (same ifindexes, MACs, routes, link ids).
  */
-export function initNode(cfg: NodeConfig): InitResult {
+export interface InitOptions {
+  /** Remote nodes to route to (default cfg.remoteNodes; the agent passes what the store says). */
+  remoteNodes?: readonly RemoteNodeEntry[];
+  /**
+   * Delete routes and node-level ipcache entries of nodes not in remoteNodes
+   * (default true). A restarting agent passes false until it has re-learned
+   * its peers, so a restart never cuts traffic to a node it simply has not heard of yet.
+   */
+  prune?: boolean;
+  traceEvents?: boolean;
+}
+
+export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
+  const remotes = opts.remoteNodes ?? cfg.remoteNodes;
   const h = NetlinkHandle.open();
   try {
     preflight(cfg, h);
@@ -74,12 +87,12 @@ export function initNode(cfg: NodeConfig): InitResult {
       writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot });
       const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes({
         hostIndex: host.index, routerIP: cfg.routerIP, podCIDR: cfg.podCIDR,
-        remotePodCIDRs: cfg.remoteNodes.map((r) => r.podCIDR), deviceMTU: cfg.deviceMTU,
+        remotePodCIDRs: remotes.map((r) => r.podCIDR), deviceMTU: cfg.deviceMTU,
         enableEndpointRoutes: cfg.enableEndpointRoutes, routeMetric: cfg.routeMetric,
-      }), rb);
+      }), rb, { prune: opts.prune });
       const programs = attachNodePrograms(nodeDir, { host, net, vxlan: vx.link }, rb);
-      writeNodeConfigFor(nodeDir, cfg, { host, net, vxlan: vx.link }, routeMTU(cfg.deviceMTU));
-      syncStaticNodeEntries(nodeDir, cfg);
+      writeNodeConfigFor(nodeDir, cfg, { host, net, vxlan: vx.link }, routeMTU(cfg.deviceMTU), opts.traceEvents);
+      syncStaticNodeEntries(nodeDir, cfg, remotes, opts.prune ?? true);
       return {
         nodeName: cfg.nodeName,
         devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),

@@ -51,9 +51,9 @@ export function hostDeviceRoutes(h: NetlinkHandle, hostIndex: number): Route[] {
 /**
  * Brings the routes on cilium_host to exactly `desired`: missing or changed
  * ones are replaced, others on that device (a removed remote node, an old
- * metric) are deleted. Unchanged routes are not touched.
+ * metric) are deleted unless `prune` is false. Unchanged routes are not touched.
  */
-export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired: Route[], rb: Rollback): { added: number; removed: number } {
+export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired: Route[], rb: Rollback, opts: { prune?: boolean } = {}): { added: number; removed: number } {
   const current = hostDeviceRoutes(h, hostIndex);
   const byKey = new Map(current.map((r) => [key(r), r]));
   let added = 0;
@@ -70,6 +70,8 @@ export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired
     rb.push(describe(r), () => (cur ? routeReplace(h, cur) : routeDel(h, r)));
   }
   const want = new Set(desired.map(key));
+  // Without prune (an agent that has not re-learned its peers yet) nothing is deleted.
+  if (opts.prune === false) return { added, removed };
   // Prefix routes before the /32 nexthop route they go via.
   const stale = current.filter((r) => !want.has(key(r))).sort((a, b) => prefixLen(a) - prefixLen(b));
   for (const r of stale) {

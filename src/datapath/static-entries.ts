@@ -52,7 +52,7 @@ function isNodeLevel(prefix: string, v: ipcache.IpcacheValue): boolean {
  * exactly what `cfg` (and `remotes`, default cfg.remoteNodes) say: missing
  * or changed entries are written, node-level entries of removed nodes deleted.
  */
-export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes: readonly RemoteNodeEntry[] = cfg.remoteNodes): { written: number; deleted: number } {
+export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes: readonly RemoteNodeEntry[] = cfg.remoteNodes, prune = true): { written: number; deleted: number } {
   const want = desiredNodeIpcache(cfg, remotes);
   let written = 0;
   let deleted = 0;
@@ -66,7 +66,7 @@ export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes:
       written++;
     }
     for (const [prefix, raw] of have) {
-      if (want.has(prefix) || !isNodeLevel(prefix, ipcache.decodeValue(raw))) continue;
+      if (!prune || want.has(prefix) || !isNodeLevel(prefix, ipcache.decodeValue(raw))) continue;
       m.delete(ipcache.encodeKey(prefix));
       deleted++;
     }

@@ -27,7 +27,7 @@ function num(s: string): unknown {
 }
 
 /** Reads --config (if given) and applies flag overrides, then validates. */
-export function configFromArgs(ctx: CommandContext) {
+export function configFromArgs(ctx: CommandContext, what = 'datapath init') {
   const f = ctx.args.flags;
   const path = f.config as string | undefined;
   const raw: Record<string, unknown> = path ? readConfigFile(path) : {};
@@ -36,16 +36,18 @@ export function configFromArgs(ctx: CommandContext) {
     raw[spec.key] = spec.parse ? spec.parse(f[name] as string) : f[name];
   }
   if (!path && Object.keys(raw).length === 0) {
-    throw new MembraneError('datapath init', { code: 'E_USAGE', cause: 'no configuration: give --config FILE or the flags (--node-name, --router-ip, --pod-cidr, ...)' });
+    throw new MembraneError(what, { code: 'E_USAGE', cause: 'no configuration: give --config FILE or the flags (--node-name, --router-ip, --pod-cidr, ...)' });
   }
   return validateNodeConfig(raw, path ?? 'flags');
 }
+
+export const CONFIG_FLAG_SPECS: Record<string, FlagSpec> = Object.fromEntries(Object.entries(CONFIG_FLAGS).map(([k, { key: _k, parse: _p, ...spec }]) => [k, spec]));
 
 export const datapathInit: Command = {
   path: ['datapath', 'init'],
   summary: 'create/update this node\'s devices, addresses, routes and host programs (run inside the node\'s netns; idempotent)',
   usage: '--config FILE [flags]',
-  flags: Object.fromEntries(Object.entries(CONFIG_FLAGS).map(([k, { key: _k, parse: _p, ...spec }]) => [k, spec])),
+  flags: CONFIG_FLAG_SPECS,
   run(ctx) {
     const cfg = configFromArgs(ctx);
     const r = initNode(cfg);

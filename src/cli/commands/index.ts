@@ -1,6 +1,7 @@
 // Every command of the CLI, in the order `membrane help` lists them.
 import type { Command } from '../command.ts';
+import { agentCmd, endpointList, nodeList, statusCmd } from './agent.ts';
 import { bpfEndpoints, bpfIpcache, bpfMetrics, bpfNet } from './bpf.ts';
 import { datapathExplain, datapathInit } from './datapath.ts';
 
-export const commands: Command[] = [datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics];

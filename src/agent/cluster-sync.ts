@@ -1,0 +1,155 @@
+// Keeps this node's routes and ipcache in step with the cluster store: list
+// nodes and IPs, then watch from that revision. Every change schedules one
+// reconcile (coalesced), which brings the kernel to what the store says:
+// one route and a pod-CIDR fallback entry per remote node, node IPs as
+// remote-node, remote pod /32s with their node as tunnel endpoint. Nothing
+// is deleted before the first complete list (a restarting agent keeps its
+// peers' routes until it has re-learned them), and a store outage changes
+// nothing in the kernel: established traffic keeps flowing.
+import type { NodeConfig } from '../datapath/config.ts';
+import { desiredNodeRoutes, reconcileNodeRoutes } from '../datapath/routes.ts';
+import { HOST_DEVICE } from '../datapath/defaults.ts';
+import * as ipcache from '../datapath/maps/ipcache.ts';
+import { IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD } from '../datapath/maps/identities.ts';
+import { MAP_NAMES, withNodeMap } from '../datapath/node-maps.ts';
+import { Rollback } from '../datapath/rollback.ts';
+import { syncStaticNodeEntries, type RemoteNodeEntry } from '../datapath/static-entries.ts';
+import { linkGet, type NetlinkHandle } from '../netlink/index.ts';
+import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
+import type { KVStore, Watch, WatchEvent } from '../store/store.ts';
+
+export interface RemoteNode extends RemoteNodeEntry {
+  name: string;
+}
+
+export interface RemotePod {
+  ip: string;
+  identity: number;
+  hostIP: string;
+}
+
+export class ClusterSync {
+  readonly nodes = new Map<string, RemoteNode>();
+  readonly pods = new Map<string, RemotePod>();
+  private watches: Watch[] = [];
+  private timer?: NodeJS.Timeout;
+  private synced = false;
+  lastError?: string;
+  lastSync?: Date;
+  reconciles = 0;
+
+  constructor(
+    private readonly cfg: NodeConfig,
+    private readonly nodeDir: string,
+    private readonly h: NetlinkHandle,
+    private readonly store: KVStore,
+    private readonly log: (s: string) => void,
+  ) {}
+
+  /** Lists, applies, then watches. Resolves once the first reconcile is done. */
+  async start(): Promise<void> {
+    const nodes = await this.store.list(nodesPrefix(this.cfg.cluster));
+    for (const e of nodes.entries) this.applyNode({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
+    const ips = await this.store.list(ipPrefix());
+    for (const e of ips.entries) this.applyIp({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
+    this.synced = true;
+    this.reconcile();
+    const onError = (e: Error) => {
+      this.lastError = e.message;
+      this.log(`store watch: ${e.message} (kernel state kept as is)`);
+    };
+    this.watches.push(this.store.watch(nodesPrefix(this.cfg.cluster), nodes.revision, (ev) => { this.applyNode(ev); this.schedule(); }, onError));
+    this.watches.push(this.store.watch(ipPrefix(), ips.revision, (ev) => { this.applyIp(ev); this.schedule(); }, onError));
+  }
+
+  stop(): void {
+    for (const w of this.watches) w.close();
+    this.watches = [];
+    clearTimeout(this.timer);
+  }
+
+  private applyNode(ev: WatchEvent): void {
+    const k = parseNodeKey(ev.key);
+    if (!k || k.node === this.cfg.nodeName) return;
+    if (ev.type === 'delete') {
+      if (this.nodes.delete(k.node)) this.log(`node ${k.node} left`);
+      return;
+    }
+    try {
+      const n = decodeNode(ev.value, ev.key);
+      const nodeIP = nodeAddress(n, 'InternalIP');
+      if (!nodeIP || !n.IPv4AllocCIDR) return;
+      const known = this.nodes.has(k.node);
+      this.nodes.set(k.node, { name: k.node, nodeIP, podCIDR: n.IPv4AllocCIDR, routerIP: nodeAddress(n, 'CiliumInternalIP') });
+      if (!known) this.log(`node ${k.node} joined (${nodeIP}, pods ${n.IPv4AllocCIDR})`);
+    } catch (e) {
+      this.log(`ignore node entry ${ev.key}: ${(e as Error).message}`);
+    }
+  }
+
+  private applyIp(ev: WatchEvent): void {
+    const k = parseIpKey(ev.key);
+    if (!k) return;
+    if (ev.type === 'delete') {
+      this.pods.delete(k.ip);
+      return;
+    }
+    try {
+      const v = decodeIpIdentity(ev.value, ev.key);
+      this.pods.set(k.ip, { ip: v.IP, identity: v.ID, hostIP: v.HostIP });
+    } catch (e) {
+      this.log(`ignore ip entry ${ev.key}: ${(e as Error).message}`);
+    }
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    // Coalesce a burst of events (a node with many pods joining) into one reconcile.
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      try {
+        this.reconcile();
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        this.log(`reconcile: ${(e as Error).message}`);
+      }
+    }, 5);
+  }
+
+  /** Brings routes and ipcache to what the store says. */
+  reconcile(): void {
+    if (!this.synced) return;
+    const remotes = [...this.nodes.values()].filter((n) => n.nodeIP !== this.cfg.nodeIP).sort((a, b) => a.name.localeCompare(b.name));
+    const host = linkGet(this.h, HOST_DEVICE);
+    if (!host) throw new Error(`${HOST_DEVICE} is missing`);
+    Rollback.guard((rb) => reconcileNodeRoutes(this.h, host.index, desiredNodeRoutes({
+      hostIndex: host.index, routerIP: this.cfg.routerIP, podCIDR: this.cfg.podCIDR, remotePodCIDRs: remotes.map((r) => r.podCIDR),
+      deviceMTU: this.cfg.deviceMTU, enableEndpointRoutes: this.cfg.enableEndpointRoutes, routeMetric: this.cfg.routeMetric,
+    }), rb));
+    syncStaticNodeEntries(this.nodeDir, this.cfg, remotes, true);
+    this.syncRemotePods(remotes);
+    this.reconciles++;
+    this.lastSync = new Date();
+  }
+
+  /** Remote pod /32 -> identity + tunnel endpoint; our own pods are written by the endpoint manager. */
+  private syncRemotePods(remotes: RemoteNode[]): void {
+    const nodeIPs = new Set(remotes.map((r) => r.nodeIP));
+    const want = new Map<string, Buffer>();
+    for (const p of this.pods.values()) {
+      if (p.hostIP === this.cfg.nodeIP || !nodeIPs.has(p.hostIP)) continue;
+      want.set(`${p.ip}/32`, ipcache.encodeValue({ identity: p.identity, tunnelEndpoint: p.hostIP }));
+    }
+    withNodeMap(this.nodeDir, MAP_NAMES.ipcache, (m) => {
+      const have = new Map<string, Buffer>();
+      for (const [k, v] of m.entries()) have.set(ipcache.decodeKey(k), v);
+      for (const [prefix, v] of want) if (!have.get(prefix)?.equals(v)) m.update(ipcache.encodeKey(prefix), v);
+      for (const [prefix, raw] of have) {
+        if (want.has(prefix) || !prefix.endsWith('/32')) continue;
+        const v = ipcache.decodeValue(raw);
+        const podEntry = v.tunnelEndpoint !== undefined && v.identity !== IDENTITY_REMOTE_NODE && v.identity !== IDENTITY_HOST && v.identity !== IDENTITY_WORLD;
+        if (podEntry) m.delete(ipcache.encodeKey(prefix));
+      }
+    });
+  }
+}

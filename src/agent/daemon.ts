@@ -1,0 +1,127 @@
+// `membrane agent`: one daemon per node, run in the node's netns. On start
+// it sets up the node datapath (without deleting anything it has not
+// re-learned), opens the cluster store, restores its endpoints without
+// touching their devices or traffic, and serves its API on a unix socket.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { ApiServer } from '../api/server.ts';
+import { cniHttpHandler } from '../cni/http.ts';
+import { nodePinDir, type NodeConfig } from '../datapath/config.ts';
+import { defaults } from '../datapath/defaults.ts';
+import { initNode } from '../datapath/init.ts';
+import { NetlinkHandle } from '../netlink/index.ts';
+import { ConfigError, MembraneError, wrap } from '../shared/errors.ts';
+import { IdentityAllocator } from '../store/identity-allocator.ts';
+import { openStore, type KVStore, type Lease } from '../store/store.ts';
+import { ClusterSync } from './cluster-sync.ts';
+import { EndpointManager } from './endpoint-manager.ts';
+import { Publisher } from './publisher.ts';
+import { agentRoutes } from './routes.ts';
+
+export const CNI_NETWORK_NAME = 'membrane';
+
+export function stateDirOf(cfg: NodeConfig): string {
+  return cfg.stateDir ?? `${defaults.stateRoot}/${cfg.nodeName}`;
+}
+
+export function socketPathOf(cfg: NodeConfig): string {
+  return `${stateDirOf(cfg)}/agent.sock`;
+}
+
+export function storeConfigOf(cfg: NodeConfig) {
+  const s = cfg.store ?? { backend: 'sqlite' as const };
+  return s.backend === 'etcd' ? { backend: 'etcd' as const, endpoints: s.endpoints ?? [] } : { backend: 'sqlite' as const, path: s.path ?? defaults.storePath };
+}
+
+/** Lease TTL of the node's store entries (MEMBRANE_LEASE_TTL overrides, for tests of lease expiry). */
+function leaseTtl(): number {
+  const v = Number(process.env.MEMBRANE_LEASE_TTL);
+  return Number.isInteger(v) && v > 0 ? v : defaults.leaseTTL;
+}
+
+export class Agent {
+  readonly startedAt = new Date();
+  readonly bootID = randomUUID();
+  private api = new ApiServer();
+
+  private constructor(
+    readonly cfg: NodeConfig,
+    readonly h: NetlinkHandle,
+    readonly store: KVStore,
+    readonly lease: Lease,
+    readonly endpoints: EndpointManager,
+    readonly identities: IdentityAllocator,
+    readonly publisher: Publisher,
+    readonly sync: ClusterSync,
+  ) {}
+
+  get nodeDir(): string {
+    return nodePinDir(this.cfg);
+  }
+
+  static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
+    if (process.getuid?.() !== 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: 'must run as root' });
+    if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
+    const stateDir = stateDirOf(cfg);
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const init = initNode(cfg, { prune: false });
+    log(`datapath ready: ${init.programs.length} programs attached, routes +${init.routes.added}`);
+    const storeCfg = storeConfigOf(cfg);
+    let store: KVStore;
+    try {
+      store = await openStore(storeCfg);
+    } catch (e) {
+      throw wrap(`start agent: open ${storeCfg.backend} store`, e);
+    }
+    const h = NetlinkHandle.open();
+    try {
+      const lease = await store.grantLease(leaseTtl());
+      const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: leaseTtl() });
+      const publisher = new Publisher(store, lease, cfg);
+      const endpoints = new EndpointManager(cfg, nodePinDir(cfg), h, `${stateDir}/endpoints.json`, identities, publisher);
+      const sync = new ClusterSync(cfg, nodePinDir(cfg), h, store, log);
+      const agent = new Agent(cfg, h, store, lease, endpoints, identities, publisher, sync);
+      const r = await endpoints.restore();
+      log(`endpoints restored: ${r.restored} kept, ${r.reloaded} reloaded, ${r.removed} gone, ${r.orphans} orphans removed`);
+      await publisher.registerNode(agent.bootID);
+      await sync.start();
+      log(`cluster synced: ${sync.nodes.size} remote nodes, ${sync.pods.size} pod IPs`);
+      agentRoutes(agent, agent.api);
+      agent.api.raw('POST', '/v1/cni', cniHttpHandler(agent.cniBackend(), { networkName: CNI_NETWORK_NAME }));
+      await agent.api.listen(socketPathOf(cfg));
+      log(`serving API on ${socketPathOf(cfg)}`);
+      return agent;
+    } catch (e) {
+      h.close();
+      await store.close();
+      throw e;
+    }
+  }
+
+  /** The EndpointBackend the CNI handler drives. */
+  cniBackend() {
+    const ep = this.endpoints;
+    const cfg = this.cfg;
+    return {
+      async add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }) {
+        const e = await ep.add(r);
+        return { ip: e.ip, podMac: e.podMac, hostIfname: e.hostIfname, hostMac: e.hostMac, routerIP: cfg.routerIP, routeMTU: ep.routeMTU(), deviceMTU: cfg.deviceMTU };
+      },
+      async del(r: { containerID: string; ifname: string }) { await ep.del(r); },
+      async check(r: { containerID: string; ifname: string; netns: string }) { ep.check(r); },
+      async status() {
+        if (!ep.ready) throw new MembraneError('agent status', { code: 'E_NOT_READY', cause: 'restoring endpoints' });
+      },
+      async gc(valid: { containerID: string; ifname: string }[]) { return { removed: await ep.gc(valid) }; },
+    };
+  }
+
+  /** Stops serving; leaves the datapath, pins and store entries in place (their lease keeps them until it expires). */
+  async stop(): Promise<void> {
+    await this.api.close();
+    this.sync.stop();
+    await this.identities.close().catch(() => undefined);
+    await this.store.close();
+    this.h.close();
+  }
+}

@@ -1,0 +1,269 @@
+// Endpoints of one node: creation and deletion for the CNI plugin, IPAM,
+// endpoint IDs, identities, persisted state and restore after a restart.
+// Operations are serialised; each kernel change rolls back on failure, and
+// the state file is written only once the endpoint is complete.
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { BpfMap, removePinTree, unpin } from '../bpf/index.ts';
+import type { NodeConfig } from '../datapath/config.ts';
+import { routeMTU } from '../datapath/defaults.ts';
+import {
+  attachEndpointPrograms, createEndpointDatapath, deleteEndpointDatapath, hostIfname, type EndpointSpec,
+} from '../datapath/endpoint.ts';
+import * as endpointsMap from '../datapath/maps/endpoints.ts';
+import { MAP_NAMES, withNodeMap } from '../datapath/node-maps.ts';
+import { objectPath } from '../datapath/objects.ts';
+import { callsMapName, globalsDir } from '../datapath/paths.ts';
+import { Rollback } from '../datapath/rollback.ts';
+import { linkGet, linkList, linkDel, type NetlinkHandle } from '../netlink/index.ts';
+import { MembraneError, wrap } from '../shared/errors.ts';
+import { Ipam } from './ipam.ts';
+import { securityLabels } from './labels.ts';
+import { Mutex } from './mutex.ts';
+import { loadState, saveState, type AgentState, type EndpointState } from './state-file.ts';
+
+/** Cluster-wide identities for label sets (the store's allocator in the agent). */
+export interface IdentityResolver {
+  allocate(labels: Record<string, string>): Promise<number>;
+  release(labels: Record<string, string>): Promise<unknown>;
+}
+
+/** Told about endpoints coming and going (the agent publishes them to the store). */
+export interface EndpointListener {
+  up(ep: EndpointState): Promise<void> | void;
+  down(ep: EndpointState): Promise<void> | void;
+}
+
+export interface AddRequest {
+  containerID: string;
+  netns: string;
+  ifname: string;
+  podName?: string;
+  podNamespace?: string;
+  labels: Record<string, string>;
+}
+
+const MAX_ENDPOINT_ID = 4095;
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+export class EndpointManager {
+  private readonly ipam: Ipam;
+  private readonly eps = new Map<number, EndpointState>();
+  private readonly mutex = new Mutex();
+  private readonly lxcHash: string;
+  ready = false;
+
+  constructor(
+    private readonly cfg: NodeConfig,
+    private readonly nodeDir: string,
+    private readonly h: NetlinkHandle,
+    private readonly statePath: string,
+    private readonly identities: IdentityResolver,
+    private readonly listener?: EndpointListener,
+  ) {
+    const st = loadState(statePath, cfg.nodeName);
+    // IPs are re-claimed in restore(); keep the cursor so released IPs are not reused early.
+    this.ipam = new Ipam(cfg.podCIDR, cfg.routerIP, { allocated: {}, cursor: st.ipam.cursor });
+    for (const ep of st.endpoints) this.eps.set(ep.id, ep);
+    this.lxcHash = sha256File(objectPath('bpf_lxc'));
+  }
+
+  list(): EndpointState[] {
+    return [...this.eps.values()].sort((a, b) => a.id - b.id);
+  }
+
+  get ipamStatus(): { used: number; capacity: number; cidr: string } {
+    return { used: this.ipam.used, capacity: this.ipam.capacity, cidr: this.cfg.podCIDR };
+  }
+
+  private save(): void {
+    const st: AgentState = { version: 1, nodeName: this.cfg.nodeName, ipam: this.ipam.snapshot(), endpoints: this.list() };
+    saveState(this.statePath, st);
+  }
+
+  private find(containerID: string, ifname: string): EndpointState | undefined {
+    for (const ep of this.eps.values()) if (ep.containerID === containerID && ep.ifname === ifname) return ep;
+    return undefined;
+  }
+
+  private nextId(): number {
+    for (let id = 2; id <= MAX_ENDPOINT_ID; id++) if (!this.eps.has(id) && !this.pending.has(id)) return id;
+    throw new MembraneError('allocate endpoint id', { code: 'E_ENDPOINT_IDS_EXHAUSTED', cause: `all ${MAX_ENDPOINT_ID - 1} ids in use` });
+  }
+
+  private readonly pending = new Set<number>();
+
+  private spec(ep: { id: number; containerID: string; ifname: string; netns: string; ip: string; identity: number }): EndpointSpec {
+    return { ...ep, routerIP: this.cfg.routerIP, deviceMTU: this.cfg.deviceMTU, enableEndpointRoutes: this.cfg.enableEndpointRoutes };
+  }
+
+  /**
+   * Restores endpoints after a restart without touching working ones: an
+   * endpoint whose veth still exists keeps its devices, program and map
+   * entries (the program is reloaded in place only if bpf_lxc.o changed);
+   * one whose veth or pod netns is gone is cleaned up; lxc devices, pins
+   * and map entries that belong to no endpoint (a crash mid-ADD) are removed.
+   */
+  async restore(): Promise<{ restored: number; removed: number; reloaded: number; orphans: number }> {
+    return this.mutex.run(async () => {
+      let restored = 0;
+      let removed = 0;
+      let reloaded = 0;
+      for (const ep of this.list()) {
+        const link = linkGet(this.h, ep.hostIfname);
+        if (!link || link.index !== ep.hostIfindex || !existsSync(ep.netns)) {
+          deleteEndpointDatapath(this.nodeDir, this.h, ep);
+          this.eps.delete(ep.id);
+          removed++;
+          await this.listener?.down(ep);
+          continue;
+        }
+        this.ipam.claim(ep.ip, ep.containerID);
+        ep.identity = await this.identities.allocate(securityLabels(ep.labels, ep.podNamespace));
+        if (ep.objectHash !== this.lxcHash) {
+          Rollback.guard((rb) => attachEndpointPrograms(this.nodeDir, this.h, this.spec(ep), ep, rb));
+          ep.objectHash = this.lxcHash;
+          reloaded++;
+        }
+        this.ensureLxcEntry(ep);
+        restored++;
+        await this.listener?.up(ep);
+      }
+      const orphans = this.removeOrphans();
+      this.save();
+      this.ready = true;
+      return { restored, removed, reloaded, orphans };
+    });
+  }
+
+  /** Rewrites the endpoint's cilium_lxc entry if it is missing or different (e.g. map recreated). */
+  private ensureLxcEntry(ep: EndpointState): void {
+    const { key, value } = endpointsMap.encodeEntry({ ip: ep.ip, ifindex: ep.hostIfindex, lxcId: ep.id, flags: 0, mac: ep.podMac, nodeMac: ep.hostMac, secId: ep.identity, parentIfindex: 0 });
+    withNodeMap(this.nodeDir, MAP_NAMES.endpoints, (m: BpfMap) => {
+      if (!m.lookup(key)?.equals(value)) m.update(key, value);
+    });
+  }
+
+  private removeOrphans(): number {
+    let n = 0;
+    const names = new Set(this.list().map((e) => e.hostIfname));
+    for (const l of linkList(this.h)) {
+      if (/^lxc[0-9a-f]{12}$/.test(l.name) && !names.has(l.name)) {
+        linkDel(this.h, l.index);
+        n++;
+      }
+    }
+    const ids = new Set(this.list().map((e) => e.id));
+    const epDir = `${this.nodeDir}/endpoints`;
+    if (existsSync(epDir)) {
+      for (const d of readdirSync(epDir)) if (!ids.has(Number(d))) { removePinTree(`${epDir}/${d}`); n++; }
+    }
+    const globals = globalsDir(this.nodeDir);
+    for (const f of existsSync(globals) ? readdirSync(globals) : []) {
+      const m = /^cilium_calls_(\d{5})$/.exec(f);
+      if (m && !ids.has(Number(m[1]))) { unpin(`${globals}/${f}`); n++; }
+    }
+    withNodeMap(this.nodeDir, MAP_NAMES.endpoints, (m: BpfMap) => {
+      for (const [k, v] of m.entries()) {
+        const e = endpointsMap.decodeEntry(k, v);
+        if (!(e.flags & endpointsMap.ENDPOINT_F_HOST) && !ids.has(e.lxcId)) { m.delete(k); n++; }
+      }
+    });
+    return n;
+  }
+
+  async add(r: AddRequest): Promise<EndpointState> {
+    return this.mutex.run(async () => {
+      if (!this.ready) throw new MembraneError('add endpoint', { code: 'E_NOT_READY', cause: 'the agent is still restoring its endpoints' });
+      const existing = this.find(r.containerID, r.ifname);
+      if (existing) return existing;
+      if (!existsSync(r.netns)) {
+        throw new MembraneError(`add endpoint for container ${r.containerID}`, { code: 'E_NETNS', cause: `network namespace ${r.netns} does not exist` });
+      }
+      const id = this.nextId();
+      const ip = this.ipam.allocate(r.containerID);
+      this.pending.add(id);
+      const labels = securityLabels(r.labels, r.podNamespace);
+      let identity: number | undefined;
+      try {
+        identity = await this.identities.allocate(labels);
+        const spec = this.spec({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity });
+        const dev = Rollback.guard((rb) => createEndpointDatapath(this.nodeDir, this.h, spec, rb));
+        const ep: EndpointState = {
+          id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, podName: r.podName, podNamespace: r.podNamespace,
+          labels: r.labels, identity, ip, podMac: dev.podMac, hostIfname: dev.hostIfname, hostIfindex: dev.hostIfindex, hostMac: dev.hostMac,
+          objectHash: this.lxcHash, state: 'ready', createdAt: new Date().toISOString(),
+        };
+        this.eps.set(id, ep);
+        try {
+          this.save();
+        } catch (e) {
+          this.eps.delete(id);
+          deleteEndpointDatapath(this.nodeDir, this.h, ep);
+          throw wrap(`add endpoint ${id}: save state`, e);
+        }
+        await this.listener?.up(ep);
+        return ep;
+      } catch (e) {
+        this.ipam.release(ip, r.containerID);
+        if (identity !== undefined) await this.identities.release(labels).catch(() => undefined);
+        throw wrap(`add endpoint for container ${r.containerID}`, e);
+      } finally {
+        this.pending.delete(id);
+      }
+    });
+  }
+
+  /** Idempotent: deleting an endpoint that does not exist succeeds. */
+  async del(r: { containerID: string; ifname: string }): Promise<EndpointState | undefined> {
+    return this.mutex.run(async () => {
+      const ep = this.find(r.containerID, r.ifname);
+      if (!ep) {
+        // Nothing recorded; still remove a device of the name this pair would have had (crash mid-ADD).
+        const name = hostIfname(r.containerID, r.ifname);
+        if (linkGet(this.h, name)) linkDel(this.h, name);
+        return undefined;
+      }
+      deleteEndpointDatapath(this.nodeDir, this.h, ep);
+      this.eps.delete(ep.id);
+      this.ipam.release(ep.ip, ep.containerID);
+      this.save();
+      await this.identities.release(securityLabels(ep.labels, ep.podNamespace)).catch(() => undefined);
+      await this.listener?.down(ep);
+      return ep;
+    });
+  }
+
+  /** Throws a MembraneError naming what is wrong with the endpoint, if anything. */
+  check(r: { containerID: string; ifname: string; netns: string }): void {
+    const ep = this.find(r.containerID, r.ifname);
+    const what = `check endpoint of container ${r.containerID} ${r.ifname}`;
+    if (!ep) throw new MembraneError(what, { code: 'E_ENDPOINT_NOT_FOUND', cause: 'no such endpoint' });
+    if (ep.netns !== r.netns) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: `endpoint is in ${ep.netns}, not ${r.netns}` });
+    const l = linkGet(this.h, ep.hostIfname);
+    if (!l || l.index !== ep.hostIfindex) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: `host device ${ep.hostIfname} is missing` });
+    if (!l.up) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: `host device ${ep.hostIfname} is down` });
+    const entry = withNodeMap(this.nodeDir, MAP_NAMES.endpoints, (m: BpfMap) => m.lookup(endpointsMap.encodeKey(ep.ip)));
+    if (!entry || endpointsMap.decodeValue(entry).lxcId !== ep.id) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: `cilium_lxc has no entry for ${ep.ip}` });
+    if (!existsSync(`${globalsDir(this.nodeDir)}/${callsMapName.endpoint(ep.id)}`)) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: 'its calls map is not pinned' });
+  }
+
+  /** CNI GC: deletes endpoints not in `valid`. */
+  async gc(valid: { containerID: string; ifname: string }[]): Promise<string[]> {
+    const keep = new Set(valid.map((v) => `${v.containerID}/${v.ifname}`));
+    const removed: string[] = [];
+    for (const ep of this.list()) {
+      if (keep.has(`${ep.containerID}/${ep.ifname}`)) continue;
+      await this.del(ep);
+      removed.push(`${ep.containerID}/${ep.ifname}`);
+    }
+    return removed;
+  }
+
+  routeMTU(): number {
+    return routeMTU(this.cfg.deviceMTU);
+  }
+}

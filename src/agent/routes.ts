@@ -1,0 +1,41 @@
+// The agent's API routes (the CNI route is mounted separately in daemon.ts).
+import type { ApiServer } from '../api/server.ts';
+import type { Agent } from './daemon.ts';
+
+export interface StatusReply {
+  node: string;
+  nodeIP?: string;
+  routerIP: string;
+  podCIDR: string;
+  store: { backend: string };
+  ipam: { used: number; capacity: number; cidr: string };
+  endpoints: number;
+  ready: boolean;
+  cluster: { remoteNodes: number; podIPs: number; lastSync?: string; lastError?: string };
+  startedAt: string;
+  bootID: string;
+}
+
+export function agentRoutes(agent: Agent, api: ApiServer): void {
+  api.get('/v1/healthz', () => ({ status: agent.endpoints.ready ? 'ok' : 'restoring' }));
+  api.get('/v1/status', (): StatusReply => ({
+    node: agent.cfg.nodeName,
+    nodeIP: agent.cfg.nodeIP,
+    routerIP: agent.cfg.routerIP,
+    podCIDR: agent.cfg.podCIDR,
+    store: { backend: agent.store.backend },
+    ipam: agent.endpoints.ipamStatus,
+    endpoints: agent.endpoints.list().length,
+    ready: agent.endpoints.ready,
+    cluster: { remoteNodes: agent.sync.nodes.size, podIPs: agent.sync.pods.size, lastSync: agent.sync.lastSync?.toISOString(), lastError: agent.sync.lastError },
+    startedAt: agent.startedAt.toISOString(),
+    bootID: agent.bootID,
+  }));
+  api.get('/v1/endpoints', () => agent.endpoints.list());
+  api.get('/v1/nodes', () => ({
+    self: { name: agent.cfg.nodeName, nodeIP: agent.cfg.nodeIP, routerIP: agent.cfg.routerIP, podCIDR: agent.cfg.podCIDR },
+    remote: [...agent.sync.nodes.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    lastSync: agent.sync.lastSync?.toISOString(),
+    lastError: agent.sync.lastError,
+  }));
+}

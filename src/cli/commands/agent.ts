@@ -1,0 +1,89 @@
+// `membrane agent` (the daemon) and the commands that ask it: status, endpoint list.
+import { apiCall } from '../../api/client.ts';
+import { Agent, socketPathOf } from '../../agent/daemon.ts';
+import type { StatusReply } from '../../agent/routes.ts';
+import type { EndpointState } from '../../agent/state-file.ts';
+import { readMarker } from '../../datapath/node-marker.ts';
+import { NetlinkHandle } from '../../netlink/index.ts';
+import type { Command, CommandContext } from '../command.ts';
+import { json, table } from '../output.ts';
+import { configFromArgs, CONFIG_FLAG_SPECS } from './datapath.ts';
+
+export const agentCmd: Command = {
+  path: ['agent'],
+  summary: 'the node daemon: datapath, endpoints, IPAM, identities, cluster sync, API (run inside the node\'s netns)',
+  usage: '--config FILE',
+  flags: CONFIG_FLAG_SPECS,
+  async run(ctx) {
+    const cfg = configFromArgs(ctx, 'agent');
+    const log = (s: string) => process.stderr.write(`${new Date().toISOString()} agent ${cfg.nodeName}: ${s}\n`);
+    const agent = await Agent.start(cfg, log);
+    log('ready');
+    await new Promise<void>((resolve) => {
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+    });
+    log('stopping (datapath and pins stay in place)');
+    await agent.stop();
+    return 0;
+  },
+};
+
+const SOCKET_FLAG = { socket: { type: 'string' as const, help: 'agent API socket (default: found from the node in this netns)' } };
+
+/** The API socket of the agent of the node this netns belongs to. */
+export function agentSocket(ctx: CommandContext): string {
+  if (typeof ctx.args.flags.socket === 'string') return ctx.args.flags.socket;
+  if (process.env.MEMBRANE_AGENT_SOCKET) return process.env.MEMBRANE_AGENT_SOCKET;
+  const h = NetlinkHandle.open();
+  try {
+    return socketPathOf({ nodeName: readMarker(h).nodeName, stateDir: undefined } as never);
+  } finally {
+    h.close();
+  }
+}
+
+export const statusCmd: Command = {
+  path: ['status'],
+  summary: 'agent state: node, store, IPAM use, endpoints',
+  flags: SOCKET_FLAG,
+  async run(ctx) {
+    const s = await apiCall<StatusReply>(agentSocket(ctx), 'GET', '/v1/status');
+    if (ctx.json) return void ctx.out(json(s));
+    ctx.out([
+      `Node:       ${s.node} (node IP ${s.nodeIP ?? 'unset'}, router IP ${s.routerIP})`,
+      `KVStore:    Ok   ${s.store.backend}`,
+      `Membrane:   ${s.ready ? 'Ok' : 'Restoring'}   started ${s.startedAt}`,
+      `Cluster:    ${s.cluster.remoteNodes} remote nodes, ${s.cluster.podIPs} pod IPs known${s.cluster.lastError ? ` (last store error: ${s.cluster.lastError})` : ''}`,
+      `IPAM:       IPv4: ${s.ipam.used}/${s.ipam.capacity} allocated from ${s.ipam.cidr}`,
+      `Endpoints:  ${s.endpoints}`,
+    ].join('\n') + '\n');
+  },
+};
+
+export const nodeList: Command = {
+  path: ['node', 'list'],
+  summary: 'nodes known from the cluster store (this one first)',
+  flags: SOCKET_FLAG,
+  async run(ctx) {
+    const n = await apiCall<{ self: { name: string; nodeIP: string; routerIP: string; podCIDR: string }; remote: { name: string; nodeIP: string; routerIP?: string; podCIDR: string }[] }>(agentSocket(ctx), 'GET', '/v1/nodes');
+    if (ctx.json) return void ctx.out(json(n));
+    ctx.out(table(['NAME', 'NODE IP', 'ROUTER IP', 'POD CIDR', 'SOURCE'], [
+      [n.self.name, n.self.nodeIP, n.self.routerIP, n.self.podCIDR, 'local'],
+      ...n.remote.map((r) => [r.name, r.nodeIP, r.routerIP, r.podCIDR, 'store']),
+    ]));
+  },
+};
+
+export const endpointList: Command = {
+  path: ['endpoint', 'list'],
+  summary: 'the node\'s endpoints: id, identity, labels, IP, interface, state',
+  flags: SOCKET_FLAG,
+  async run(ctx) {
+    const eps = await apiCall<EndpointState[]>(agentSocket(ctx), 'GET', '/v1/endpoints');
+    if (ctx.json) return void ctx.out(json(eps));
+    ctx.out(table(['ENDPOINT', 'IDENTITY', 'LABELS', 'IPv4', 'INTERFACE', 'POD', 'STATUS'], eps.map((e) => [
+      e.id, e.identity, Object.entries(e.labels).map(([k, v]) => `k8s:${k}=${v}`).join(',') || undefined, e.ip, e.hostIfname,
+      e.podName ? `${e.podNamespace ?? 'default'}/${e.podName}` : undefined, e.state,
+    ])));
+  },
+};

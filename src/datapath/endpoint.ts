@@ -1,0 +1,184 @@
+// A pod endpoint's datapath (Cilium's connector/veth.go + loader reloadEndpoint):
+// the lxc veth pair (peer created straight in the pod netns, renamed to the
+// CNI ifname), the pod's /32 address and routes, bpf_lxc.o loaded once per
+// endpoint with its values as load-time constants (no compiler run), its
+// tcx attachment, and its cilium_lxc and ipcache entries. Every step
+// registers its undo; deleteEndpointDatapath tolerates anything missing.
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { BpfObject, detachTcx, removePinTree, unpin } from '../bpf/index.ts';
+import {
+  addrAdd, linkAddVeth, linkDel, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, type Route,
+} from '../netlink/index.ts';
+import { MembraneError, wrap } from '../shared/errors.ts';
+import { withNetns } from '../shared/netns.ts';
+import { attachProgram } from './attach.ts';
+import { defaults, routeMTU } from './defaults.ts';
+import { randomMac } from './mac.ts';
+import * as endpoints from './maps/endpoints.ts';
+import * as ipcache from './maps/ipcache.ts';
+import { encodeLxcConfig } from './maps/load-config.ts';
+import { MAP_NAMES, withNodeMap } from './node-maps.ts';
+import { objectPath } from './objects.ts';
+import { callsMapName, endpointDir, endpointLinkPin, globalsDir } from './paths.ts';
+import type { Rollback } from './rollback.ts';
+import { writeSysctl } from './sysctl.ts';
+
+export interface EndpointSpec {
+  id: number;
+  containerID: string;
+  /** Interface name inside the pod (CNI_IFNAME). */
+  ifname: string;
+  /** Pod netns path (CNI_NETNS). */
+  netns: string;
+  ip: string;
+  identity: number;
+  routerIP: string;
+  deviceMTU: number;
+  enableEndpointRoutes: boolean;
+}
+
+export interface EndpointDevices {
+  hostIfname: string;
+  hostIfindex: number;
+  hostMac: string;
+  podMac: string;
+}
+
+/** Host-side name: lxc + 12 hex of sha256(containerID/ifname) (Cilium's Endpoint2IfName). */
+export function hostIfname(containerID: string, ifname: string): string {
+  return `lxc${createHash('sha256').update(`${containerID}/${ifname}`).digest('hex').slice(0, 12)}`;
+}
+
+/** The pod's routes: the router as a scope-link nexthop, then the default route with the tunnel-safe MTU. */
+export function podRoutes(podIndex: number, routerIP: string, deviceMTU: number): Route[] {
+  return [
+    { dst: `${routerIP}/32`, oif: podIndex, scope: 'link', protocol: 'boot' },
+    { dst: 'default', gateway: routerIP, oif: podIndex, mtu: routeMTU(deviceMTU), protocol: 'boot' },
+  ];
+}
+
+function endpointRoute(ip: string, hostIndex: number): Route {
+  return { dst: `${ip}/32`, oif: hostIndex, scope: 'link', protocol: 'kernel' };
+}
+
+/** Creates the endpoint's devices, addresses, routes, program and map entries. */
+export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, rb: Rollback): EndpointDevices {
+  const name = hostIfname(s.containerID, s.ifname);
+  if (linkGet(h, name)) {
+    throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_ENDPOINT_EXISTS', cause: `host device ${name} already exists` });
+  }
+  const hostMac = randomMac();
+  const podMac = randomMac();
+  const tmp = `tmp${randomBytes(3).toString('hex').slice(0, 5)}`;
+  try {
+    linkAddVeth(h, { name, peerName: tmp, mac: hostMac, peerMac: podMac, mtu: s.deviceMTU, txqlen: defaults.txqlen, peerNetns: s.netns });
+  } catch (e) {
+    throw wrap(`create endpoint ${s.id}: veth ${name} with peer in ${s.netns}`, e);
+  }
+  const host = linkGet(h, name)!;
+  rb.push(`veth ${name}`, () => { if (linkGet(h, name)) linkDel(h, name); });
+  writeSysctl(`net.ipv4.conf.${name}.rp_filter`, '0');
+  linkSet(h, host.index, { up: true });
+
+  configurePod(s, tmp, rb);
+  attachEndpointPrograms(nodeDir, h, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
+
+  if (s.enableEndpointRoutes) {
+    const r = endpointRoute(s.ip, host.index);
+    routeAdd(h, r);
+    rb.push(`route ${s.ip}/32 dev ${name}`, () => routeDel(h, r));
+  }
+  // The cilium_lxc entry goes last: from then on other pods' traffic is redirected here.
+  writeEndpointEntries(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
+  return { hostIfname: name, hostIfindex: host.index, hostMac, podMac };
+}
+
+function configurePod(s: EndpointSpec, tmp: string, rb: Rollback): void {
+  let ph: NetlinkHandle;
+  try {
+    ph = NetlinkHandle.open(s.netns);
+  } catch (e) {
+    throw wrap(`create endpoint ${s.id}: open pod netns ${s.netns}`, e);
+  }
+  try {
+    const peer = linkGet(ph, tmp);
+    if (!peer) throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_ENDPOINT', cause: `peer ${tmp} did not appear in ${s.netns}` });
+    if (linkGet(ph, s.ifname)) {
+      throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_IFNAME_EXISTS', cause: `the pod netns already has an interface named ${s.ifname}` });
+    }
+    linkSet(ph, peer.index, { name: s.ifname, up: true });
+    addrAdd(ph, { index: peer.index, address: s.ip, prefixLen: 32 });
+    for (const r of podRoutes(peer.index, s.routerIP, s.deviceMTU)) routeAdd(ph, r);
+    // IPv6 is not part of this datapath: without this the pod's router
+    // solicitations and MLD reports would show up as "Unsupported L3" drops.
+    withNetns(s.netns, () => {
+      for (const k of ['all', 'default', s.ifname]) {
+        try { writeFileSync(`/proc/sys/net/ipv6/conf/${k}/disable_ipv6`, '1'); } catch { /* IPv6 disabled in the kernel */ }
+      }
+    });
+  } catch (e) {
+    throw wrap(`create endpoint ${s.id}: configure ${s.ifname} in ${s.netns}`, e);
+  } finally {
+    ph.close();
+  }
+  void rb; // the pod side goes away with the veth (registered by the caller)
+}
+
+/** Loads bpf_lxc.o with this endpoint's constants and attaches it (tcx link update in place when already attached). */
+export function attachEndpointPrograms(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, d: EndpointDevices, rb: Rollback): void {
+  void h;
+  const globals = globalsDir(nodeDir);
+  const calls = `${globals}/${callsMapName.endpoint(s.id)}`;
+  let obj: BpfObject;
+  try {
+    obj = BpfObject.open(objectPath('bpf_lxc'), {
+      pinRoot: globals,
+      mapPins: { cilium_calls: calls },
+      constants: encodeLxcConfig({ endpointId: s.id, ipv4: s.ip, identity: s.identity, ifindex: d.hostIfindex, ifMac: d.hostMac }),
+    });
+  } catch (e) {
+    throw wrap(`create endpoint ${s.id}: load bpf_lxc.o`, e);
+  }
+  rb.push(`calls map ${calls}`, () => unpin(calls));
+  rb.push(`pins of endpoint ${s.id}`, () => removePinTree(endpointDir(nodeDir, s.id)));
+  try {
+    attachProgram({ prog: obj.program('cil_from_container'), ifindex: d.hostIfindex, ifname: d.hostIfname, hook: 'ingress', linkPin: endpointLinkPin(nodeDir, s.id, 'cil_from_container'), rb });
+    if (s.enableEndpointRoutes) {
+      attachProgram({ prog: obj.program('cil_to_container'), ifindex: d.hostIfindex, ifname: d.hostIfname, hook: 'egress', linkPin: endpointLinkPin(nodeDir, s.id, 'cil_to_container'), rb });
+    }
+  } finally {
+    obj.close();
+  }
+}
+
+function writeEndpointEntries(nodeDir: string, s: EndpointSpec, d: EndpointDevices, rb: Rollback): void {
+  const { key, value } = endpoints.encodeEntry({ ip: s.ip, ifindex: d.hostIfindex, lxcId: s.id, flags: 0, mac: d.podMac, nodeMac: d.hostMac, secId: s.identity, parentIfindex: 0 });
+  withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.update(ipcache.encodeKey(`${s.ip}/32`), ipcache.encodeValue({ identity: s.identity })));
+  rb.push(`ipcache ${s.ip}/32`, () => withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.delete(ipcache.encodeKey(`${s.ip}/32`))));
+  withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => m.update(key, value));
+  rb.push(`cilium_lxc ${s.ip}`, () => withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => m.delete(key)));
+}
+
+/**
+ * Removes everything createEndpointDatapath made; each step tolerates the
+ * thing being gone already (DEL is idempotent, restore cleans half-made endpoints).
+ */
+export function deleteEndpointDatapath(nodeDir: string, h: NetlinkHandle, ep: { id: number; ip?: string; hostIfname: string }): void {
+  if (ep.ip) {
+    const ip = ep.ip;
+    // Only our own entries: after IP reuse another endpoint may own the address.
+    const ours = withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => {
+      const v = m.lookup(endpoints.encodeKey(ip));
+      if (v && endpoints.decodeValue(v).lxcId !== ep.id) return false;
+      if (v) m.delete(endpoints.encodeKey(ip));
+      return true;
+    });
+    if (ours) withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.delete(ipcache.encodeKey(`${ip}/32`)));
+  }
+  for (const prog of ['cil_from_container', 'cil_to_container']) detachTcx(endpointLinkPin(nodeDir, ep.id, prog));
+  unpin(`${globalsDir(nodeDir)}/${callsMapName.endpoint(ep.id)}`);
+  removePinTree(endpointDir(nodeDir, ep.id));
+  // Deleting the host side deletes the pod side, its address and routes, and any /32 endpoint route.
+  if (linkGet(h, ep.hostIfname)) linkDel(h, ep.hostIfname);
+}
