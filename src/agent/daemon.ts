@@ -78,7 +78,7 @@ export class Agent {
       const lease = await store.grantLease(leaseTtl());
       const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: leaseTtl() });
       const publisher = new Publisher(store, lease, cfg);
-      const endpoints = new EndpointManager(cfg, nodePinDir(cfg), h, `${stateDir}/endpoints.json`, identities, publisher);
+      const endpoints = new EndpointManager(cfg, nodePinDir(cfg), h, `${stateDir}/endpoints.json`, identities, publisher, log);
       const sync = new ClusterSync(cfg, nodePinDir(cfg), h, store, log);
       const agent = new Agent(cfg, h, store, lease, endpoints, identities, publisher, sync);
       const r = await endpoints.restore();
@@ -120,6 +120,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.api.close();
     this.sync.stop();
+    await this.endpoints.settled();
     await this.identities.close().catch(() => undefined);
     await this.store.close();
     this.h.close();

@@ -4,22 +4,23 @@
 // the state file is written only once the endpoint is complete.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { BpfMap, removePinTree, unpin } from '../bpf/index.ts';
+import { BpfMap, pinExists, removePinTree, unpin } from '../bpf/index.ts';
 import type { NodeConfig } from '../datapath/config.ts';
 import { routeMTU } from '../datapath/defaults.ts';
 import {
-  attachEndpointPrograms, createEndpointDatapath, deleteEndpointDatapath, hostIfname, type EndpointSpec,
+  attachEndpointPrograms, createEndpointDatapath, deleteEndpointDatapath, hostIfname, type EndpointSpec, type TcxUpgrade,
 } from '../datapath/endpoint.ts';
 import * as endpointsMap from '../datapath/maps/endpoints.ts';
 import { MAP_NAMES, withNodeMap } from '../datapath/node-maps.ts';
 import { objectPath } from '../datapath/objects.ts';
-import { callsMapName, globalsDir } from '../datapath/paths.ts';
+import { callsMapName, endpointLinkPin, globalsDir } from '../datapath/paths.ts';
 import { Rollback } from '../datapath/rollback.ts';
 import { linkGet, linkList, linkDel, type NetlinkHandle } from '../netlink/index.ts';
 import { MembraneError, wrap } from '../shared/errors.ts';
 import { Ipam } from './ipam.ts';
 import { securityLabels } from './labels.ts';
 import { Mutex } from './mutex.ts';
+import { PhaseTimer } from '../shared/phase-timer.ts';
 import { loadState, saveState, type AgentState, type EndpointState } from './state-file.ts';
 
 /** Cluster-wide identities for label sets (the store's allocator in the agent). */
@@ -63,6 +64,7 @@ export class EndpointManager {
     private readonly statePath: string,
     private readonly identities: IdentityResolver,
     private readonly listener?: EndpointListener,
+    private readonly log?: (s: string) => void,
   ) {
     const st = loadState(statePath, cfg.nodeName);
     // IPs are re-claimed in restore(); keep the cursor so released IPs are not reused early.
@@ -123,8 +125,9 @@ export class EndpointManager {
         }
         this.ipam.claim(ep.ip, ep.containerID);
         ep.identity = await this.identities.allocate(securityLabels(ep.labels, ep.podNamespace));
-        if (ep.objectHash !== this.lxcHash) {
-          Rollback.guard((rb) => attachEndpointPrograms(this.nodeDir, this.h, this.spec(ep), ep, rb));
+        // Reload when bpf_lxc.o changed, or when the tcx link is missing (the agent died before moving it from legacy tc).
+        if (ep.objectHash !== this.lxcHash || !pinExists(endpointLinkPin(this.nodeDir, ep.id, 'cil_from_container'))) {
+          Rollback.guard((rb) => attachEndpointPrograms(this.nodeDir, this.spec(ep), ep, rb));
           ep.objectHash = this.lxcHash;
           reloaded++;
         }
@@ -183,6 +186,7 @@ export class EndpointManager {
       if (!existsSync(r.netns)) {
         throw new MembraneError(`add endpoint for container ${r.containerID}`, { code: 'E_NETNS', cause: `network namespace ${r.netns} does not exist` });
       }
+      const timer = new PhaseTimer(`add endpoint for ${r.containerID}`);
       const id = this.nextId();
       const ip = this.ipam.allocate(r.containerID);
       this.pending.add(id);
@@ -190,8 +194,9 @@ export class EndpointManager {
       let identity: number | undefined;
       try {
         identity = await this.identities.allocate(labels);
+        timer.mark('identity');
         const spec = this.spec({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity });
-        const dev = Rollback.guard((rb) => createEndpointDatapath(this.nodeDir, this.h, spec, rb));
+        const dev = Rollback.guard((rb) => createEndpointDatapath(this.nodeDir, this.h, spec, rb, timer));
         const ep: EndpointState = {
           id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, podName: r.podName, podNamespace: r.podNamespace,
           labels: r.labels, identity, ip, podMac: dev.podMac, hostIfname: dev.hostIfname, hostIfindex: dev.hostIfindex, hostMac: dev.hostMac,
@@ -202,10 +207,15 @@ export class EndpointManager {
           this.save();
         } catch (e) {
           this.eps.delete(id);
+          dev.upgrade?.cancel();
           deleteEndpointDatapath(this.nodeDir, this.h, ep);
           throw wrap(`add endpoint ${id}: save state`, e);
         }
+        timer.mark('save state');
         await this.listener?.up(ep);
+        timer.mark('publish');
+        timer.done();
+        if (dev.upgrade) this.startUpgrade(ep, dev.upgrade);
         return ep;
       } catch (e) {
         this.ipam.release(ip, r.containerID);
@@ -215,6 +225,22 @@ export class EndpointManager {
         this.pending.delete(id);
       }
     });
+  }
+
+  private readonly upgrades = new Map<number, Promise<unknown>>();
+
+  /** Moves the endpoint from its legacy tc filter to tcx in the background (the kernel waits on a worker thread). */
+  private startUpgrade(ep: EndpointState, upgrade: TcxUpgrade): void {
+    const p = upgrade.run().then(
+      (mode) => { if (mode === 'tc') this.log?.(`endpoint ${ep.id}: tcx not supported, staying on legacy tc`); },
+      (e) => this.log?.(`endpoint ${ep.id}: ${(e as Error).message} (staying on legacy tc)`),
+    ).finally(() => this.upgrades.delete(ep.id));
+    this.upgrades.set(ep.id, p);
+  }
+
+  /** Resolves once every background tcx upgrade has finished (tests, shutdown). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.upgrades.values()]);
   }
 
   /** Idempotent: deleting an endpoint that does not exist succeeds. */
@@ -227,6 +253,7 @@ export class EndpointManager {
         if (linkGet(this.h, name)) linkDel(this.h, name);
         return undefined;
       }
+      await this.upgrades.get(ep.id);
       deleteEndpointDatapath(this.nodeDir, this.h, ep);
       this.eps.delete(ep.id);
       this.ipam.release(ep.ip, ep.containerID);

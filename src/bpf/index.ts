@@ -10,7 +10,7 @@ export { LibbpfError } from './libbpf-error.ts';
 export {
   BPF_FS_MAGIC, ensureBpffs, isBpffs, listPins, openPinnedFd, pinExists, pinFd, removePinTree, unpin,
 } from './pin.ts';
-export { attachTcx, detachTcx, pinnedTcxLink, tcxAttachType, type AttachTcxOptions, type TcDirection } from './attach/attach-tcx.ts';
+export { attachTcx, attachTcxAsync, detachTcx, pinnedTcxLink, tcxAttachType, type AttachTcxOptions, type TcDirection } from './attach/attach-tcx.ts';
 export { attachTcLegacy, destroyClsact, detachTcLegacy, queryTcLegacy, type TcLegacyTarget } from './attach/attach-tc-legacy.ts';
 export { interfaces, listAttachments, queryTcx, type Attachment, type NetDevice, type TcHook } from './query.ts';
 export { progTestRun, type TestRunOptions, type TestRunResult } from './test-run.ts';

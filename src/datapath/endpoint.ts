@@ -6,11 +6,11 @@
 // registers its undo; deleteEndpointDatapath tolerates anything missing.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { BpfObject, detachTcx, removePinTree, unpin } from '../bpf/index.ts';
+import { attachTcLegacy, attachTcxAsync, BpfObject, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
 import {
   addrAdd, linkAddVeth, linkDel, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, type Route,
 } from '../netlink/index.ts';
-import { MembraneError, wrap } from '../shared/errors.ts';
+import { findCause, MembraneError, UnsupportedFeatureError, wrap } from '../shared/errors.ts';
 import { withNetns } from '../shared/netns.ts';
 import { attachProgram } from './attach.ts';
 import { defaults, routeMTU } from './defaults.ts';
@@ -22,6 +22,7 @@ import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 import { objectPath } from './objects.ts';
 import { callsMapName, endpointDir, endpointLinkPin, globalsDir } from './paths.ts';
 import type { Rollback } from './rollback.ts';
+import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { writeSysctl } from './sysctl.ts';
 
 export interface EndpointSpec {
@@ -45,6 +46,11 @@ export interface EndpointDevices {
   podMac: string;
 }
 
+export interface CreatedEndpoint extends EndpointDevices {
+  /** Pending move from the legacy tc filter to tcx; the caller runs it once the endpoint is recorded. */
+  upgrade?: TcxUpgrade;
+}
+
 /** Host-side name: lxc + 12 hex of sha256(containerID/ifname) (Cilium's Endpoint2IfName). */
 export function hostIfname(containerID: string, ifname: string): string {
   return `lxc${createHash('sha256').update(`${containerID}/${ifname}`).digest('hex').slice(0, 12)}`;
@@ -63,7 +69,7 @@ function endpointRoute(ip: string, hostIndex: number): Route {
 }
 
 /** Creates the endpoint's devices, addresses, routes, program and map entries. */
-export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, rb: Rollback): EndpointDevices {
+export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, rb: Rollback, timer?: PhaseTimer): CreatedEndpoint {
   const name = hostIfname(s.containerID, s.ifname);
   if (linkGet(h, name)) {
     throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_ENDPOINT_EXISTS', cause: `host device ${name} already exists` });
@@ -80,9 +86,13 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   rb.push(`veth ${name}`, () => { if (linkGet(h, name)) linkDel(h, name); });
   writeSysctl(`net.ipv4.conf.${name}.rp_filter`, '0');
   linkSet(h, host.index, { up: true });
+  timer?.mark('veth');
 
   configurePod(s, tmp, rb);
-  attachEndpointPrograms(nodeDir, h, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
+  timer?.mark('pod netns');
+  const upgrade = attachEndpointPrograms(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb, timer, { deferTcx: true });
+  if (upgrade) rb.push('loaded bpf_lxc.o', () => upgrade.cancel());
+  timer?.mark('bpf attach');
 
   if (s.enableEndpointRoutes) {
     const r = endpointRoute(s.ip, host.index);
@@ -91,7 +101,8 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   }
   // The cilium_lxc entry goes last: from then on other pods' traffic is redirected here.
   writeEndpointEntries(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
-  return { hostIfname: name, hostIfindex: host.index, hostMac, podMac };
+  timer?.mark('maps');
+  return { hostIfname: name, hostIfindex: host.index, hostMac, podMac, upgrade };
 }
 
 function configurePod(s: EndpointSpec, tmp: string, rb: Rollback): void {
@@ -125,9 +136,32 @@ function configurePod(s: EndpointSpec, tmp: string, rb: Rollback): void {
   void rb; // the pod side goes away with the veth (registered by the caller)
 }
 
-/** Loads bpf_lxc.o with this endpoint's constants and attaches it (tcx link update in place when already attached). */
-export function attachEndpointPrograms(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, d: EndpointDevices, rb: Rollback): void {
-  void h;
+/** A tcx attachment still to be made for an endpoint that runs on its legacy tc filter meanwhile. */
+export interface TcxUpgrade {
+  /** Attaches with tcx (waiting for the kernel on a worker thread), then removes the legacy filters. Resolves to the final mode. */
+  run(): Promise<'tcx' | 'tc'>;
+  /** Drops the loaded object without attaching (endpoint deleted first). */
+  cancel(): void;
+}
+
+function endpointHooks(s: EndpointSpec): { program: string; hook: 'ingress' | 'egress' }[] {
+  return [
+    { program: 'cil_from_container', hook: 'ingress' },
+    ...(s.enableEndpointRoutes ? [{ program: 'cil_to_container', hook: 'egress' as const }] : []),
+  ];
+}
+
+/**
+ * Loads bpf_lxc.o with this endpoint's constants and attaches it.
+ * Default: tcx right away (a pinned link is updated in place, as on restore
+ * after an upgrade). With `deferTcx` the program is attached first as a
+ * legacy tc filter, which takes no RCU grace period, so the pod has its
+ * datapath within the CNI ADD, and a TcxUpgrade is returned that moves it
+ * to tcx in the background: once the tcx link exists it runs first and the
+ * legacy filter is never reached (then removed). Same program, same maps,
+ * so packets see no difference between the two.
+ */
+export function attachEndpointPrograms(nodeDir: string, s: EndpointSpec, d: EndpointDevices, rb: Rollback, timer?: PhaseTimer, opts: { deferTcx?: boolean } = {}): TcxUpgrade | undefined {
   const globals = globalsDir(nodeDir);
   const calls = `${globals}/${callsMapName.endpoint(s.id)}`;
   let obj: BpfObject;
@@ -140,16 +174,53 @@ export function attachEndpointPrograms(nodeDir: string, h: NetlinkHandle, s: End
   } catch (e) {
     throw wrap(`create endpoint ${s.id}: load bpf_lxc.o`, e);
   }
+  timer?.mark('bpf load');
   rb.push(`calls map ${calls}`, () => unpin(calls));
   rb.push(`pins of endpoint ${s.id}`, () => removePinTree(endpointDir(nodeDir, s.id)));
-  try {
-    attachProgram({ prog: obj.program('cil_from_container'), ifindex: d.hostIfindex, ifname: d.hostIfname, hook: 'ingress', linkPin: endpointLinkPin(nodeDir, s.id, 'cil_from_container'), rb });
-    if (s.enableEndpointRoutes) {
-      attachProgram({ prog: obj.program('cil_to_container'), ifindex: d.hostIfindex, ifname: d.hostIfname, hook: 'egress', linkPin: endpointLinkPin(nodeDir, s.id, 'cil_to_container'), rb });
+  const hooks = endpointHooks(s);
+  if (!opts.deferTcx || process.env.MEMBRANE_FORCE_LEGACY_TC === '1') {
+    try {
+      for (const { program, hook } of hooks) {
+        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), rb });
+      }
+    } finally {
+      obj.close();
     }
-  } finally {
-    obj.close();
+    return undefined;
   }
+  try {
+    for (const { program, hook } of hooks) {
+      attachTcLegacy({ progFd: obj.program(program).fd, ifindex: d.hostIfindex, direction: hook });
+      rb.push(`tc ${hook} filter on ${d.hostIfname}`, () => detachTcLegacy({ ifindex: d.hostIfindex, direction: hook }));
+    }
+  } catch (e) {
+    obj.close();
+    throw wrap(`create endpoint ${s.id}: attach to ${d.hostIfname}`, e);
+  }
+  let done = false;
+  return {
+    async run() {
+      try {
+        for (const { program, hook } of hooks) {
+          try {
+            await attachTcxAsync({ progFd: obj.program(program).fd, ifindex: d.hostIfindex, direction: hook, pinPath: endpointLinkPin(nodeDir, s.id, program) });
+          } catch (e) {
+            if (findCause(e, UnsupportedFeatureError)) return 'tc';
+            throw wrap(`attach ${program} to ${d.hostIfname} ${hook} with tcx`, e);
+          }
+          detachTcLegacy({ ifindex: d.hostIfindex, direction: hook });
+        }
+        return 'tcx';
+      } finally {
+        done = true;
+        obj.close();
+      }
+    },
+    cancel() {
+      if (!done) obj.close();
+      done = true;
+    },
+  };
 }
 
 function writeEndpointEntries(nodeDir: string, s: EndpointSpec, d: EndpointDevices, rb: Rollback): void {
@@ -176,9 +247,11 @@ export function deleteEndpointDatapath(nodeDir: string, h: NetlinkHandle, ep: { 
     });
     if (ours) withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.delete(ipcache.encodeKey(`${ip}/32`)));
   }
-  for (const prog of ['cil_from_container', 'cil_to_container']) detachTcx(endpointLinkPin(nodeDir, ep.id, prog));
+  // Deleting the host side first removes the pod side (address, routes), any
+  // /32 endpoint route and the tc filters, and leaves tcx links defunct, so
+  // unpinning them needs no detach (which would wait for an RCU grace period).
+  if (linkGet(h, ep.hostIfname)) linkDel(h, ep.hostIfname);
+  for (const prog of ['cil_from_container', 'cil_to_container']) unpin(endpointLinkPin(nodeDir, ep.id, prog));
   unpin(`${globalsDir(nodeDir)}/${callsMapName.endpoint(ep.id)}`);
   removePinTree(endpointDir(nodeDir, ep.id));
-  // Deleting the host side deletes the pod side, its address and routes, and any /32 endpoint route.
-  if (linkGet(h, ep.hostIfname)) linkDel(h, ep.hostIfname);
 }

@@ -68,6 +68,8 @@ export const bpf = {
   map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)') as (id: number) => number,
   link_get_fd_by_id: lib.func('int bpf_link_get_fd_by_id(uint32_t id)') as (id: number) => number,
   link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)') as (progFd: number, target: number, type: number, opts: Buffer | null) => number,
+  /** Same call, run on a libuv worker thread (koffi async): tcx attach waits for an RCU grace period. */
+  link_create_async: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)') as unknown as { async: (progFd: number, target: number, type: number, opts: null, cb: (err: unknown, rc: number) => void) => void },
   link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)') as (linkFd: number, progFd: number, opts: Buffer | null) => number,
   link_detach: lib.func('int bpf_link_detach(int link_fd)') as (linkFd: number) => number,
   prog_query_opts: lib.func('int bpf_prog_query_opts(int target, int type, void *opts)') as (target: number, type: number, opts: Buffer) => number,

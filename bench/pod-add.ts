@@ -1,0 +1,103 @@
+// Pod add latency: from the moment the runtime executes `membrane-cni ADD`
+// until the new pod's first packet reaches another pod on the node (a UDP
+// datagram sent from inside the new pod, resent every 0.2 ms until it
+// arrives). One node netns with a real agent (embedded store), N pods.
+// Prints p50/p99 of ADD alone and of ADD-to-first-packet, plus DEL.
+//
+//   sudo node --import tsx bench/pod-add.ts [--pods 100]
+//
+// Target (SPEC 4): p50 <= 20 ms, p99 <= 50 ms.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import { startAgent } from '../test/helpers/agent.ts';
+import { cniExec } from '../test/helpers/cni-runtime.ts';
+import { projectBpffs, REPO } from '../test/helpers/membrane.ts';
+import { UdpProbe } from '../test/helpers/udp-probe.ts';
+
+const N = Number(process.argv[process.argv.indexOf('--pods') + 1] || 100) || 100;
+const tag = `mbb${process.pid.toString(36)}`;
+const nodeNs = `${tag}-node`;
+const dir = `/tmp/${tag}`;
+const nodeName = `${tag}-node`;
+const pods: string[] = [];
+const SHIM = `${REPO}cni/membrane-cni`;
+
+function cleanup(): void {
+  for (const p of [...pods, nodeNs]) { try { execFileSync('ip', ['netns', 'del', p], { stdio: 'ignore' }); } catch { /* gone */ } }
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(`${projectBpffs()}/${nodeName}`, { recursive: true, force: true });
+}
+process.once('SIGINT', () => { cleanup(); process.exit(130); });
+
+const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]; };
+const fmt = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(1)} ms  p90 ${pct(xs, 90).toFixed(1)} ms  p99 ${pct(xs, 99).toFixed(1)} ms  (n=${xs.length})`;
+
+async function main(): Promise<void> {
+  execFileSync('make', ['-s', '-C', `${REPO}bpf`]);
+  execFileSync('make', ['-s', '-C', `${REPO}cni`]);
+  mkdirSync(dir, { recursive: true });
+  execFileSync('ip', ['netns', 'add', nodeNs]);
+  execFileSync('ip', ['-n', nodeNs, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1']);
+  execFileSync('ip', ['-n', nodeNs, 'addr', 'add', '10.13.99.5/24', 'dev', 'eth0']);
+  for (const d of ['lo', 'eth0', 'eth1']) execFileSync('ip', ['-n', nodeNs, 'link', 'set', d, 'up']);
+  const cfgPath = `${dir}/node.yaml`;
+  writeFileSync(cfgPath, stringify({
+    nodeName, nodeIP: '10.13.99.5', routerIP: '10.244.0.1', podCIDR: '10.244.0.0/23',
+    stateDir: `${dir}/state`, store: { backend: 'sqlite', path: `${dir}/cluster.db` },
+  }));
+  const agent = await startAgent(undefined, nodeNs, cfgPath, `${dir}/state/agent.sock`, { MEMBRANE_TIMING: process.env.MEMBRANE_TIMING ?? '0' });
+  const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: `${dir}/state/agent.sock` };
+  const add = async (i: number) => {
+    const ns = `${tag}-p${i}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    pods.push(ns);
+    const t0 = performance.now();
+    const r = await cniExec(SHIM, 'ADD', { containerID: `${tag}-c${i}`, netns: `/run/netns/${ns}`, ifname: 'eth0', conf: { ...conf, args: { labels: { app: `pod-${i}` } } } });
+    const t1 = performance.now();
+    if (r.exitCode !== 0) throw new Error(`ADD pod ${i}: ${r.stdoutText}`);
+    return { ns, ip: r.stdout.ips[0].address.split('/')[0] as string, t0, addMs: t1 - t0 };
+  };
+
+  const target = await add(0);
+  const rx = UdpProbe.open(target.ns, 9999);
+  const addMs: number[] = [];
+  const firstPacketMs: number[] = [];
+  try {
+    for (let i = 1; i <= N; i++) {
+      const p = await add(i);
+      const tx = UdpProbe.open(p.ns);
+      const marker = Buffer.from(`pod-${i}`);
+      let got = false;
+      for (let tries = 0; tries < 5000 && !got; tries++) {
+        tx.send(target.ip, 9999, marker);
+        await new Promise((r) => setImmediate(r));
+        got = rx.drain().some((b) => b.equals(marker));
+      }
+      tx.close();
+      if (!got) throw new Error(`pod ${i} (${p.ip}) never reached the target pod`);
+      addMs.push(p.addMs);
+      firstPacketMs.push(performance.now() - p.t0);
+    }
+    const delMs: number[] = [];
+    for (let i = N; i >= 1; i--) {
+      const t0 = performance.now();
+      const r = await cniExec(SHIM, 'DEL', { containerID: `${tag}-c${i}`, netns: `/run/netns/${tag}-p${i}`, ifname: 'eth0', conf });
+      if (r.exitCode !== 0) throw new Error(`DEL pod ${i}: ${r.stdoutText}`);
+      delMs.push(performance.now() - t0);
+    }
+    console.log(`pod add latency, ${N} pods, one node, embedded store (${new Date().toISOString()})`);
+    console.log(`  CNI ADD (exec to exit):            ${fmt(addMs)}`);
+    console.log(`  CNI ADD to first packet delivered: ${fmt(firstPacketMs)}`);
+    console.log(`  CNI DEL:                           ${fmt(delMs)}`);
+    console.log(`  target: p50 <= 20 ms, p99 <= 50 ms (ADD to first packet): ${pct(firstPacketMs, 50) <= 20 && pct(firstPacketMs, 99) <= 50 ? 'met' : 'NOT met'}`);
+    console.log('reproduce: sudo node --import tsx bench/pod-add.ts --pods ' + N);
+    if (process.env.MEMBRANE_TIMING === '1') console.log(agent.log().split('\n').filter((l) => l.startsWith('timing')).slice(-5).join('\n'));
+  } finally {
+    rx.close();
+    await agent.stop();
+    cleanup();
+  }
+}
+
+main().catch((e) => { console.error(e); cleanup(); process.exit(1); });

@@ -1,0 +1,24 @@
+// Phase timings for slow paths (pod add): enabled with MEMBRANE_TIMING=1,
+// printed as one line to stderr (the agent's log), e.g.
+// "timing add endpoint 12: identity 0.4 ms, veth 1.2 ms, ... total 9.8 ms".
+const enabled = process.env.MEMBRANE_TIMING === '1';
+
+export class PhaseTimer {
+  private last = performance.now();
+  private readonly start = this.last;
+  private readonly phases: string[] = [];
+
+  constructor(private readonly what: string) {}
+
+  mark(phase: string): void {
+    if (!enabled) return;
+    const now = performance.now();
+    this.phases.push(`${phase} ${(now - this.last).toFixed(1)} ms`);
+    this.last = now;
+  }
+
+  done(): void {
+    if (!enabled) return;
+    process.stderr.write(`timing ${this.what}: ${this.phases.join(', ')}, total ${(performance.now() - this.start).toFixed(1)} ms\n`);
+  }
+}
