@@ -53,23 +53,27 @@ export function attachTcx(o: AttachTcxOptions): { linkId: number; updated: boole
       const updated = updatePinnedLink(o, attachType, what);
       if (updated !== undefined) return { linkId: updated, updated: true };
     }
-    const link = bpf.link_create(o.progFd, o.ifindex, attachType, null);
-    if (link < 0) {
-      const err = new KernelError(`${what}: bpf_link_create`, link);
-      if ((link === -EINVAL || link === -EOPNOTSUPP || link === -ENOTSUPP) && !haveTcx()) {
-        throw new UnsupportedFeatureError('tcx link', '6.6', err);
-      }
-      throw err;
-    }
-    try {
-      const linkId = linkInfoByFd(link).id;
-      pinFd(link, o.pinPath, 'tcx link');
-      return { linkId, updated: false };
-    } finally {
-      // Without a pin, closing the last fd detaches: a failed pin leaves nothing behind.
-      closeFd(link);
-    }
+    return pinNewLink(bpf.link_create(o.progFd, o.ifindex, attachType, null), o.pinPath, what);
   });
+}
+
+/** Checks bpf_link_create's result and pins the new link; the pin then owns it. */
+function pinNewLink(link: number, pinPath: string, what: string): { linkId: number; updated: false } {
+  if (link < 0) {
+    const err = new KernelError(`${what}: bpf_link_create`, link);
+    if ((link === -EINVAL || link === -EOPNOTSUPP || link === -ENOTSUPP) && !haveTcx()) {
+      throw new UnsupportedFeatureError('tcx link', '6.6', err);
+    }
+    throw err;
+  }
+  try {
+    const linkId = linkInfoByFd(link).id;
+    pinFd(link, pinPath, 'tcx link');
+    return { linkId, updated: false };
+  } finally {
+    // Without a pin, closing the last fd detaches: a failed pin leaves nothing behind.
+    closeFd(link);
+  }
 }
 
 /**
@@ -90,18 +94,7 @@ export async function attachTcxAsync(o: Omit<AttachTcxOptions, 'netns'>): Promis
     // Worker threads share the process's netns: that is where ifindex is resolved.
     bpf.link_create_async.async(o.progFd, o.ifindex, attachType, null, (err, rc) => (err ? reject(err) : resolve(rc)));
   });
-  if (link < 0) {
-    const err = new KernelError(`${what}: bpf_link_create`, link);
-    if ((link === -EINVAL || link === -EOPNOTSUPP || link === -ENOTSUPP) && !haveTcx()) throw new UnsupportedFeatureError('tcx link', '6.6', err);
-    throw err;
-  }
-  try {
-    const linkId = linkInfoByFd(link).id;
-    pinFd(link, o.pinPath, 'tcx link');
-    return { linkId, updated: false };
-  } finally {
-    closeFd(link);
-  }
+  return pinNewLink(link, o.pinPath, what);
 }
 
 /** Returns the link id after an in-place update, or undefined if the pinned link was defunct and has been unpinned. */
