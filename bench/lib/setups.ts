@@ -1,0 +1,224 @@
+// The three cross-node setups the throughput benchmark compares, each built
+// in its own namespaces (two "node" netns joined by a veth underlay, MTU
+// 1500, plus one pod netns per node where there are pods):
+//
+//   underlay  node to node over the veth pair;
+//   flannel   the traditional kernel VXLAN overlay as flannel's vxlan backend
+//             builds it (docs/benchmarks.md): flannel.1 (VNI 1, dstport 8472,
+//             nolearning, MTU 1450), per peer a permanent neighbour, a static
+//             FDB entry and an onlink route; pods on a cni0 bridge;
+//   membrane  a `membrane agent` per node (shared SQLite store) and one pod
+//             per node attached through the membrane-cni plugin.
+//
+// Kernel state is written with our netlink layer (src/netlink); only what it
+// has no verb for (sysctls via /proc in the netns) is done otherwise.
+import { writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import {
+  addrAdd, linkAddBridge, linkAddVeth, linkAddVxlan, linkGet, linkSet, linkSetUp, neighAdd, NetlinkHandle, routeAdd, type Link,
+} from '../../src/netlink/index.ts';
+import { withNetns } from '../../src/shared/netns.ts';
+import { startAgent, type RunningAgent } from '../../test/helpers/agent.ts';
+import { cniExec } from '../../test/helpers/cni-runtime.ts';
+import { projectBpffs, REPO } from '../../test/helpers/membrane.ts';
+import type { Lab } from './lab.ts';
+
+export const UNDERLAY_MTU = 1500;
+/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+export const VXLAN_OVERHEAD = 50;
+const SHIM = `${REPO}cni/membrane-cni`;
+
+/** One end of a measurement: the netns a program runs in and the address it is reached at. */
+export interface Endpoint {
+  ns: string;
+  ip: string;
+}
+
+export interface Setup {
+  name: 'underlay' | 'flannel-vxlan' | 'membrane';
+  description: string;
+  /** Sender (iperf3 client, RR client). */
+  client: Endpoint;
+  /** Receiver (iperf3 server, RR server). */
+  server: Endpoint;
+  /** Graceful teardown before lab.cleanup() (stop agents, CNI DEL); optional. */
+  stop?: () => Promise<void>;
+}
+
+interface NodeSpec {
+  nodeIP: string;
+  podCIDR: string;
+  /** Network address of podCIDR (flannel's VTEP address and gateway name for the subnet). */
+  subnet: string;
+  /** First address of podCIDR (bridge / router IP). */
+  gateway: string;
+}
+
+const NODES: [NodeSpec, NodeSpec] = [
+  { nodeIP: '10.13.1.5', podCIDR: '10.244.1.0/24', subnet: '10.244.1.0', gateway: '10.244.1.1' },
+  { nodeIP: '10.13.1.6', podCIDR: '10.244.2.0/24', subnet: '10.244.2.0', gateway: '10.244.2.1' },
+];
+
+/** Runs fn with a netlink handle for netns `ns`, closed afterwards. */
+function withHandle<T>(ns: string, fn: (h: NetlinkHandle) => T): T {
+  const h = NetlinkHandle.open(ns);
+  try {
+    return fn(h);
+  } finally {
+    h.close();
+  }
+}
+
+function must(link: Link | undefined, what: string): Link {
+  if (!link) throw new Error(`${what}: not found`);
+  return link;
+}
+
+/** Writes a sysctl of netns `ns` (/proc/sys/net shows the netns of the thread that opens it). */
+function sysctl(ns: string, name: string, value: string): void {
+  withNetns(ns, () => writeFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, value));
+}
+
+/** Two node namespaces joined by a veth pair (eth0 on both sides, MTU 1500), node IPs /24 on it. */
+function nodePair(lab: Lab, kind: string): [string, string] {
+  const ns: [string, string] = [lab.addNetns(`${kind}1`), lab.addNetns(`${kind}2`)];
+  withHandle(ns[0], (h) => linkAddVeth(h, { name: 'eth0', peerName: 'eth0', peerNetns: ns[1], mtu: UNDERLAY_MTU }));
+  ns.forEach((n, i) => withHandle(n, (h) => {
+    const eth0 = must(linkGet(h, 'eth0'), `${n} eth0`);
+    addrAdd(h, { index: eth0.index, address: NODES[i]!.nodeIP, prefixLen: 24 });
+    linkSetUp(h, eth0.index);
+  }));
+  return ns;
+}
+
+export function buildUnderlay(lab: Lab): Setup {
+  const [a, b] = nodePair(lab, 'u');
+  return {
+    name: 'underlay',
+    description: `node to node over a veth pair (MTU ${UNDERLAY_MTU})`,
+    client: { ns: a, ip: NODES[0].nodeIP },
+    server: { ns: b, ip: NODES[1].nodeIP },
+  };
+}
+
+/**
+ * flannel's vxlan backend by hand (pkg/backend/vxlan in flannel): flannel.1
+ * is a classic single-VNI device bound to the node IP and eth0, holding the
+ * node subnet's network address as a /32; per remote node, in flannel's
+ * order, neighbour (peer .0 -> peer VTEP MAC), FDB (peer VTEP MAC -> peer
+ * node IP) and `<peer podCIDR> via <peer .0> dev flannel.1 onlink`. Pods sit
+ * on the cni0 bridge as the bridge CNI plugin puts them (veth, MTU 1450).
+ */
+export function buildFlannel(lab: Lab): Setup {
+  const nodes = nodePair(lab, 'f');
+  const mtu = UNDERLAY_MTU - VXLAN_OVERHEAD;
+  const vtepMac: string[] = [];
+  nodes.forEach((ns, i) => withHandle(ns, (h) => {
+    const spec = NODES[i]!;
+    sysctl(ns, 'net.ipv4.ip_forward', '1');
+    const eth0 = must(linkGet(h, 'eth0'), `${ns} eth0`);
+    linkAddVxlan(h, { name: 'flannel.1', vni: 1, port: 8472, local: spec.nodeIP, underlayIndex: eth0.index, learning: false, mtu });
+    const vx = must(linkGet(h, 'flannel.1'), `${ns} flannel.1`);
+    vtepMac.push(vx.mac);
+    addrAdd(h, { index: vx.index, address: spec.subnet, prefixLen: 32 });
+    linkSetUp(h, vx.index);
+    linkAddBridge(h, { name: 'cni0', mtu });
+    const br = must(linkGet(h, 'cni0'), `${ns} cni0`);
+    addrAdd(h, { index: br.index, address: spec.gateway, prefixLen: 24 });
+    linkSetUp(h, br.index);
+  }));
+  nodes.forEach((ns, i) => withHandle(ns, (h) => {
+    const peer = NODES[1 - i]!;
+    const vx = must(linkGet(h, 'flannel.1'), `${ns} flannel.1`);
+    // flannel's order: ARP, FDB, then the route (else the kernel would ARP for the gateway).
+    neighAdd(h, { index: vx.index, ip: peer.subnet, mac: vtepMac[1 - i]!, state: 'permanent' });
+    neighAdd(h, { index: vx.index, mac: vtepMac[1 - i]!, dst: peer.nodeIP, self: true, permanent: true });
+    routeAdd(h, { dst: peer.podCIDR, gateway: peer.subnet, oif: vx.index, onlink: true });
+  }));
+  const pods = nodes.map((nodeNs, i) => {
+    const spec = NODES[i]!;
+    const podNs = lab.addNetns(`fp${i + 1}`);
+    const podIP = spec.gateway.replace(/\.1$/, '.2');
+    withHandle(nodeNs, (h) => {
+      linkAddVeth(h, { name: 'veth0', peerName: 'eth0', peerNetns: podNs, mtu });
+      const br = must(linkGet(h, 'cni0'), `${nodeNs} cni0`);
+      const veth = must(linkGet(h, 'veth0'), `${nodeNs} veth0`);
+      linkSet(h, veth.index, { masterIndex: br.index, up: true });
+    });
+    withHandle(podNs, (p) => {
+      const eth0 = must(linkGet(p, 'eth0'), `${podNs} eth0`);
+      addrAdd(p, { index: eth0.index, address: podIP, prefixLen: 24 });
+      linkSetUp(p, eth0.index);
+      routeAdd(p, { dst: 'default', gateway: spec.gateway, oif: eth0.index });
+    });
+    return { ns: podNs, ip: podIP };
+  });
+  return {
+    name: 'flannel-vxlan',
+    description: `flannel.1 VNI 1 dstport 8472 nolearning MTU ${mtu}, static FDB + neighbour + onlink route, pods on cni0 bridge`,
+    client: pods[0]!,
+    server: pods[1]!,
+  };
+}
+
+/**
+ * Two Membrane nodes: a `membrane agent` in each node netns (one SQLite
+ * store file shared by both, so each learns the other), one pod per node
+ * added through cni/membrane-cni. Resolves once the agents are ready; the
+ * caller waits for pod-to-pod reachability. The agents' pin directories are
+ * removed by lab.cleanup().
+ */
+export async function buildMembrane(lab: Lab): Promise<Setup> {
+  const nodes = nodePair(lab, 'm');
+  const bpffs = projectBpffs();
+  const store = `${lab.dir}/cluster.db`;
+  const agents: RunningAgent[] = [];
+  const conf: Record<string, unknown>[] = [];
+  for (const [i, ns] of nodes.entries()) {
+    const spec = NODES[i]!;
+    const nodeName = `${lab.tag}-m${i + 1}`;
+    lab.removeLater(`${bpffs}/${nodeName}`);
+    const stateDir = `${lab.dir}/m${i + 1}`;
+    const cfgPath = `${lab.dir}/m${i + 1}.yaml`;
+    writeFileSync(cfgPath, stringify({
+      nodeName, nodeIP: spec.nodeIP, routerIP: spec.gateway, podCIDR: spec.podCIDR, stateDir, store: { backend: 'sqlite', path: store },
+    }));
+    const socket = `${stateDir}/agent.sock`;
+    const agent = await startAgent(undefined, ns, cfgPath, socket, { MEMBRANE_TIMING: '0' });
+    lab.track(agent.child);
+    agents.push(agent);
+    conf.push({ cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: socket });
+  }
+  const pods: (Endpoint & { containerID: string })[] = [];
+  for (const [i] of nodes.entries()) {
+    const podNs = lab.addNetns(`mp${i + 1}`);
+    const containerID = `${lab.tag}-mp${i + 1}`;
+    const r = await cniExec(SHIM, 'ADD', { containerID, netns: `/run/netns/${podNs}`, ifname: 'eth0', conf: { ...conf[i], args: { labels: { app: 'bench' } } } });
+    if (r.exitCode !== 0) throw new Error(`membrane-cni ADD ${containerID}: ${r.stdoutText}${r.stderr}`);
+    pods.push({ ns: podNs, ip: (r.stdout.ips[0].address as string).split('/')[0]!, containerID });
+  }
+  return {
+    name: 'membrane',
+    description: 'membrane agent per node (sqlite store), pods via membrane-cni, cilium_vxlan external (BPF tunnel key)',
+    client: { ns: pods[0]!.ns, ip: pods[0]!.ip },
+    server: { ns: pods[1]!.ns, ip: pods[1]!.ip },
+    stop: async () => {
+      for (const [i, p] of pods.entries()) {
+        const r = await cniExec(SHIM, 'DEL', { containerID: p.containerID, netns: `/run/netns/${p.ns}`, ifname: 'eth0', conf: conf[i]!, timeoutMs: 10_000 }).catch((e) => ({ exitCode: -1, stdoutText: String(e), stderr: '' }));
+        if (r.exitCode !== 0) process.stderr.write(`membrane-cni DEL ${p.containerID}: ${r.stdoutText}${r.stderr}\n`);
+      }
+      for (const a of agents) await a.stop();
+    },
+  };
+}
+
+/** Pings `to` from `from` once a while until a reply comes back; throws after timeoutMs. */
+export async function waitReachable(lab: Lab, from: Endpoint, to: Endpoint, timeoutMs = 20_000): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    const r = await lab.run(from.ns, ['ping', '-n', '-c', '1', '-W', '1', to.ip], { timeoutMs: 5_000 });
+    if (r.code === 0) return performance.now() - t0;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`${from.ip} (netns ${from.ns}) cannot reach ${to.ip} within ${timeoutMs} ms`);
+}
