@@ -11,12 +11,14 @@ import {
   attachEndpointPrograms, createEndpointDatapath, deleteEndpointDatapath, hostIfname, type EndpointSpec, type TcxUpgrade,
 } from '../datapath/endpoint.ts';
 import * as endpointsMap from '../datapath/maps/endpoints.ts';
+import * as ipcache from '../datapath/maps/ipcache.ts';
 import { MAP_NAMES, withNodeMap } from '../datapath/node-maps.ts';
 import { objectPath } from '../datapath/objects.ts';
 import { callsMapName, endpointLinkPin, globalsDir } from '../datapath/paths.ts';
 import { Rollback } from '../datapath/rollback.ts';
 import { linkGet, linkList, linkDel, type NetlinkHandle } from '../netlink/index.ts';
 import { MembraneError, wrap } from '../shared/errors.ts';
+import { cidrContains, parseCidr, parseIPv4 } from '../shared/ip.ts';
 import { Ipam } from './ipam.ts';
 import { securityLabels } from './labels.ts';
 import { Mutex } from './mutex.ts';
@@ -124,14 +126,17 @@ export class EndpointManager {
           continue;
         }
         this.ipam.claim(ep.ip, ep.containerID);
+        const loadedIdentity = ep.identity;
         ep.identity = await this.identities.allocate(securityLabels(ep.labels, ep.podNamespace));
-        // Reload when bpf_lxc.o changed, or when the tcx link is missing (the agent died before moving it from legacy tc).
-        if (ep.objectHash !== this.lxcHash || !pinExists(endpointLinkPin(this.nodeDir, ep.id, 'cil_from_container'))) {
+        // Reload when bpf_lxc.o changed, when the tcx link is missing (the agent died before moving it from legacy tc),
+        // or when the store gave the labels another identity (it lost its data): LXC_SECLABEL is a load-time constant,
+        // and without the reload the pod kept sending with the old identity.
+        if (ep.objectHash !== this.lxcHash || ep.identity !== loadedIdentity || !pinExists(endpointLinkPin(this.nodeDir, ep.id, 'cil_from_container'))) {
           Rollback.guard((rb) => attachEndpointPrograms(this.nodeDir, this.spec(ep), ep, rb));
           ep.objectHash = this.lxcHash;
           reloaded++;
         }
-        this.ensureLxcEntry(ep);
+        this.ensureMapEntries(ep);
         restored++;
         await this.listener?.up(ep);
       }
@@ -142,11 +147,21 @@ export class EndpointManager {
     });
   }
 
-  /** Rewrites the endpoint's cilium_lxc entry if it is missing or different (e.g. map recreated). */
-  private ensureLxcEntry(ep: EndpointState): void {
+  /**
+   * Rewrites the endpoint's cilium_lxc and ipcache entries if missing or
+   * different (map recreated, identity changed). The ipcache /32 used to be
+   * left alone here, so after an identity change it kept the old identity
+   * while cilium_lxc had the new one.
+   */
+  private ensureMapEntries(ep: EndpointState): void {
     const { key, value } = endpointsMap.encodeEntry({ ip: ep.ip, ifindex: ep.hostIfindex, lxcId: ep.id, flags: 0, mac: ep.podMac, nodeMac: ep.hostMac, secId: ep.identity, parentIfindex: 0 });
     withNodeMap(this.nodeDir, MAP_NAMES.endpoints, (m: BpfMap) => {
       if (!m.lookup(key)?.equals(value)) m.update(key, value);
+    });
+    const ipKey = ipcache.encodeKey(`${ep.ip}/32`);
+    const ipValue = ipcache.encodeValue({ identity: ep.identity });
+    withNodeMap(this.nodeDir, MAP_NAMES.ipcache, (m: BpfMap) => {
+      if (!m.lookup(ipKey)?.equals(ipValue)) m.update(ipKey, ipValue);
     });
   }
 
@@ -173,6 +188,23 @@ export class EndpointManager {
       for (const [k, v] of m.entries()) {
         const e = endpointsMap.decodeEntry(k, v);
         if (!(e.flags & endpointsMap.ENDPOINT_F_HOST) && !ids.has(e.lxcId)) { m.delete(k); n++; }
+      }
+    });
+    // An ADD cut short after writing its ipcache /32 (it goes in just before
+    // the cilium_lxc entry) left that entry too, and nothing else removes a
+    // local pod's entry (cluster sync only owns entries with a tunnel
+    // endpoint): without this it stayed, with a stale identity, until the
+    // IP was handed out again. Local pod entries are the /32s in our pod
+    // CIDR, other than the router IP, with no tunnel endpoint.
+    const cidr = parseCidr(this.cfg.podCIDR);
+    const ips = new Set(this.list().map((e) => e.ip));
+    withNodeMap(this.nodeDir, MAP_NAMES.ipcache, (m: BpfMap) => {
+      for (const [k, v] of m.entries()) {
+        const prefix = ipcache.decodeKey(k);
+        if (!prefix.endsWith('/32')) continue;
+        const ip = prefix.slice(0, -3);
+        if (ip === this.cfg.routerIP || ips.has(ip) || !cidrContains(cidr, parseIPv4(ip))) continue;
+        if (ipcache.decodeValue(v).tunnelEndpoint === undefined) { m.delete(k); n++; }
       }
     });
     return n;
@@ -203,16 +235,32 @@ export class EndpointManager {
           objectHash: this.lxcHash, state: 'ready', createdAt: new Date().toISOString(),
         };
         this.eps.set(id, ep);
-        try {
-          this.save();
-        } catch (e) {
+        const unrecord = () => {
           this.eps.delete(id);
           dev.upgrade?.cancel();
           deleteEndpointDatapath(this.nodeDir, this.h, ep);
+        };
+        try {
+          this.save();
+        } catch (e) {
+          unrecord();
           throw wrap(`add endpoint ${id}: save state`, e);
         }
         timer.mark('save state');
-        await this.listener?.up(ep);
+        try {
+          await this.listener?.up(ep);
+        } catch (e) {
+          // A failed publish (store unavailable) used to leave the endpoint
+          // recorded, its devices and map entries in place and its tcx move
+          // never started, while the catch below released its IP and
+          // identity: a retried ADD then "succeeded" with an IP that IPAM
+          // could hand to another pod. Undo it all: a failed ADD leaves nothing.
+          unrecord();
+          try {
+            this.save();
+          } catch { /* the state file still lists it; restore removes it (its veth is gone) */ }
+          throw e;
+        }
         timer.mark('publish');
         timer.done();
         if (dev.upgrade) this.startUpgrade(ep, dev.upgrade);

@@ -1,10 +1,12 @@
 // `membrane agent` (the daemon) and the commands that ask it: status, endpoint list.
+import { existsSync } from 'node:fs';
 import { apiCall } from '../../api/client.ts';
 import { Agent, socketPathOf } from '../../agent/daemon.ts';
 import type { StatusReply } from '../../agent/routes.ts';
 import type { EndpointState } from '../../agent/state-file.ts';
 import { readMarker } from '../../datapath/node-marker.ts';
 import { NetlinkHandle } from '../../netlink/index.ts';
+import { MembraneError } from '../../shared/errors.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import { configFromArgs, CONFIG_FLAG_SPECS } from './datapath.ts';
@@ -35,11 +37,22 @@ export function agentSocket(ctx: CommandContext): string {
   if (typeof ctx.args.flags.socket === 'string') return ctx.args.flags.socket;
   if (process.env.MEMBRANE_AGENT_SOCKET) return process.env.MEMBRANE_AGENT_SOCKET;
   const h = NetlinkHandle.open();
+  let path: string;
   try {
-    return socketPathOf({ nodeName: readMarker(h).nodeName, stateDir: undefined } as never);
+    path = socketPathOf({ nodeName: readMarker(h).nodeName, stateDir: undefined } as never);
   } finally {
     h.close();
   }
+  // The node marker does not record the agent's stateDir, so an agent run
+  // with another one is not found here. Say where we looked rather than
+  // letting the connect fail as "agent not running" (which may be false).
+  if (!existsSync(path)) {
+    throw new MembraneError('find the agent', {
+      code: 'E_UNAVAILABLE', cause: `no agent socket at ${path}`,
+      hint: 'start the agent in this node\'s netns (membrane agent --config FILE); if it runs with another stateDir, pass --socket STATEDIR/agent.sock',
+    });
+  }
+  return path;
 }
 
 export const statusCmd: Command = {
