@@ -64,7 +64,7 @@ export class Agent {
     if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
     const stateDir = stateDirOf(cfg);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const init = initNode(cfg, { prune: false });
+    const init = initNode(cfg, { prune: false, apiSocket: socketPathOf(cfg) });
     log(`datapath ready: ${init.programs.length} programs attached, routes +${init.routes.added}`);
     const storeCfg = storeConfigOf(cfg);
     let store: KVStore;

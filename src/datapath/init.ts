@@ -64,6 +64,8 @@ export interface InitOptions {
    */
   prune?: boolean;
   traceEvents?: boolean;
+  /** Recorded in the node marker so CLI commands run in this netns find the agent. */
+  apiSocket?: string;
 }
 
 export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
@@ -84,7 +86,7 @@ export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
       const vx = setupVxlanDevice(h, { port: cfg.tunnelPort, srcPortLow: cfg.tunnelSrcPortLow, srcPortHigh: cfg.tunnelSrcPortHigh, mtu: cfg.deviceMTU }, rb);
       notes.push(...vx.notes);
       addHostDeviceAddr(h, host, cfg.routerIP, rb);
-      writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot });
+      writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot, apiSocket: opts.apiSocket });
       const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes({
         hostIndex: host.index, routerIP: cfg.routerIP, podCIDR: cfg.podCIDR,
         remotePodCIDRs: remotes.map((r) => r.podCIDR), deviceMTU: cfg.deviceMTU,

@@ -9,15 +9,17 @@ import { HOST_DEVICE } from './defaults.ts';
 export interface NodeMarker {
   nodeName: string;
   bpffsRoot: string;
+  /** The agent's API socket, when an agent runs this node. */
+  apiSocket?: string;
 }
 
 export function formatMarker(m: NodeMarker): string {
-  return `membrane node=${m.nodeName} bpffs=${m.bpffsRoot}`;
+  return `membrane node=${m.nodeName} bpffs=${m.bpffsRoot}${m.apiSocket ? ` api=${m.apiSocket}` : ''}`;
 }
 
 export function parseMarker(alias: string | undefined): NodeMarker | undefined {
-  const m = /^membrane node=(\S+) bpffs=(\S+)$/.exec(alias ?? '');
-  return m ? { nodeName: m[1], bpffsRoot: m[2] } : undefined;
+  const m = /^membrane node=(\S+) bpffs=(\S+)(?: api=(\S+))?$/.exec(alias ?? '');
+  return m ? { nodeName: m[1], bpffsRoot: m[2], ...(m[3] ? { apiSocket: m[3] } : {}) } : undefined;
 }
 
 export function writeMarker(h: NetlinkHandle, hostIndex: number, m: NodeMarker): void {

@@ -39,17 +39,17 @@ export function agentSocket(ctx: CommandContext): string {
   const h = NetlinkHandle.open();
   let path: string;
   try {
-    path = socketPathOf({ nodeName: readMarker(h).nodeName, stateDir: undefined } as never);
+    // The agent records its socket in the node marker; older markers (datapath init alone) name only the node.
+    const m = readMarker(h);
+    path = m.apiSocket ?? socketPathOf({ nodeName: m.nodeName, stateDir: undefined } as never);
   } finally {
     h.close();
   }
-  // The node marker does not record the agent's stateDir, so an agent run
-  // with another one is not found here. Say where we looked rather than
-  // letting the connect fail as "agent not running" (which may be false).
+  // Say where we looked rather than letting the connect fail as "agent not running" (which may be false).
   if (!existsSync(path)) {
     throw new MembraneError('find the agent', {
       code: 'E_UNAVAILABLE', cause: `no agent socket at ${path}`,
-      hint: 'start the agent in this node\'s netns (membrane agent --config FILE); if it runs with another stateDir, pass --socket STATEDIR/agent.sock',
+      hint: 'start the agent in this node\'s netns (membrane agent --config FILE), or pass --socket PATH',
     });
   }
   return path;
