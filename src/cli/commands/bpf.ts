@@ -50,7 +50,7 @@ export const bpfEndpoints: Command = {
   path: ['bpf', 'endpoint', 'list'],
   summary: 'cilium_lxc: local endpoint IPs -> ifindex, endpoint id, identity, MACs',
   run(ctx) {
-    const rows = listEndpointMap(currentNodeDir());
+    const rows = listEndpointMap(currentNodeDir()).sort((a, b) => a.ip.localeCompare(b.ip, undefined, { numeric: true }));
     if (ctx.json) return void ctx.out(json(rows));
     ctx.out(table(['IP ADDRESS', 'LOCAL ENDPOINT INFO'], rows.map((e) => [e.ip, (e.flags & ENDPOINT_F_HOST)
       ? '(localhost)'
