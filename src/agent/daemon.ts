@@ -77,7 +77,8 @@ export class Agent {
     try {
       const lease = await store.grantLease(leaseTtl());
       const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: leaseTtl() });
-      const publisher = new Publisher(store, lease, cfg);
+      // The publisher renews its lease itself if it is lost (store outage past the TTL).
+      const publisher = new Publisher(store, lease, cfg, log);
       const endpoints = new EndpointManager(cfg, nodePinDir(cfg), h, `${stateDir}/endpoints.json`, identities, publisher, log);
       const sync = new ClusterSync(cfg, nodePinDir(cfg), h, store, log);
       const agent = new Agent(cfg, h, store, lease, endpoints, identities, publisher, sync);
@@ -119,6 +120,7 @@ export class Agent {
   /** Stops serving; leaves the datapath, pins and store entries in place (their lease keeps them until it expires). */
   async stop(): Promise<void> {
     await this.api.close();
+    this.publisher.close();
     this.sync.stop();
     await this.endpoints.settled();
     await this.identities.close().catch(() => undefined);

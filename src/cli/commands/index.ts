@@ -2,6 +2,8 @@
 import type { Command } from '../command.ts';
 import { agentCmd, endpointList, nodeList, statusCmd } from './agent.ts';
 import { bpfEndpoints, bpfIpcache, bpfMetrics, bpfNet } from './bpf.ts';
+import { connectivityTestCmd } from './connectivity.ts';
 import { datapathExplain, datapathInit } from './datapath.ts';
+import { labCommands } from './lab.ts';
 
-export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, ...labCommands, connectivityTestCmd];

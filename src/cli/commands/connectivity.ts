@@ -1,0 +1,32 @@
+// `membrane connectivity test`: the scenario suite against a lab
+// (src/connectivity/suite.ts). One line per scenario as it completes; exit 1
+// if any failed.
+import { runConnectivityTest, type ScenarioResult } from '../../connectivity/suite.ts';
+import type { Command } from '../command.ts';
+import { Exit } from '../command.ts';
+import { json } from '../output.ts';
+import { labName } from './lab.ts';
+
+function line(r: ScenarioResult): string {
+  return `${r.pass ? 'PASS' : 'FAIL'}  ${r.scenario.padEnd(22)} ${r.protocol.padEnd(8)} ${`${r.from} -> ${r.to}`.padEnd(44)} ${r.measured}\n`;
+}
+
+export const connectivityTestCmd: Command = {
+  path: ['connectivity', 'test'],
+  summary: 'run the connectivity scenarios against a lab (pod/host/node paths, MTU, VXLAN on the wire, drops)',
+  usage: '[--name LAB] [--allow-drop REASON]... [-o json]',
+  flags: {
+    name: { type: 'string', help: 'lab name (default $MEMBRANE_LAB or "lab")' },
+    allowDrop: { type: 'string', multiple: true, help: 'a drop reason (as `bpf metrics list` prints it) not to count as a failure; "Unsupported L3 protocol" always is' },
+  },
+  async run(ctx) {
+    const name = labName(ctx);
+    const r = await runConnectivityTest(name, {
+      allowDrops: ctx.args.flags.allowDrop as string[] | undefined,
+      onResult: ctx.json ? undefined : (x) => ctx.out(line(x)),
+    });
+    if (ctx.json) ctx.out(json(r));
+    else ctx.out(`\n${r.failed === 0 ? 'all' : `${r.failed} of`} ${r.scenarios.length} scenarios ${r.failed === 0 ? 'passed' : 'FAILED'} (lab ${name}, ${(r.durationMs / 1000).toFixed(1)} s)\n`);
+    return r.failed === 0 ? Exit.OK : Exit.FAILURE;
+  },
+};

@@ -1,0 +1,103 @@
+// One `membrane agent` per lab node: its config file, the detached process
+// (`ip netns exec <node netns> membrane agent --config F`, log in the node's
+// directory), and waiting until it serves its API and has learned the rest
+// of the lab from the store.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import { apiCall } from '../api/client.ts';
+import type { StatusReply } from '../agent/routes.ts';
+import type { EndpointState } from '../agent/state-file.ts';
+import { MembraneError } from '../shared/errors.ts';
+import { labPinRoot, MEMBRANE_BIN, nodeDirOf } from './layout.ts';
+import { cmdline, sleep, spawnDetached, throwIfAborted } from './processes.ts';
+import type { LabRecord, NodeRecord } from './record.ts';
+
+/** The node's agent config (YAML), written into its directory. */
+export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
+  mkdirSync(nodeDirOf(rec.name, n.name), { recursive: true, mode: 0o700 });
+  const store = rec.store === 'etcd'
+    ? { backend: 'etcd', endpoints: [rec.etcd!.endpoint] }
+    : { backend: 'sqlite', path: rec.storePath };
+  writeFileSync(n.configFile, stringify({
+    nodeName: n.name, nodeIP: n.nodeIP, routerIP: n.routerIP, podCIDR: n.podCIDR, deviceMTU: rec.deviceMTU,
+    stateDir: n.stateDir, bpffsRoot: labPinRoot(rec.name), store,
+  }), { mode: 0o600 });
+}
+
+/** The MEMBRANE_* variables of this process (e.g. MEMBRANE_LEASE_TTL): `lab up` records them for every agent of the lab. */
+export function membraneEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('MEMBRANE_') && k !== 'MEMBRANE_LAB' && v !== undefined)) as Record<string, string>;
+}
+
+/**
+ * Spawns the agent detached; returns its pid (also its process group).
+ * The environment passes through, plus the lab's recorded agentEnv where
+ * this process does not set the variable itself.
+ */
+export function spawnAgent(rec: LabRecord, n: NodeRecord): number {
+  const env = { ...process.env };
+  for (const [k, v] of Object.entries(rec.agentEnv ?? {})) env[k] ??= v;
+  return spawnDetached(['ip', 'netns', 'exec', n.netns, MEMBRANE_BIN, 'agent', '--config', n.configFile], n.logFile, env);
+}
+
+function logTail(n: NodeRecord, lines = 6): string {
+  try {
+    return readFileSync(n.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Resolves once the agent answers /v1/healthz with ok; throws (with its log's tail) if it exits or times out. */
+export async function waitAgentReady(n: NodeRecord, timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    throwIfAborted(signal, `start agent of ${n.name}`);
+    if (n.agentPid && cmdline(n.agentPid) === undefined) {
+      throw new MembraneError(`start agent of ${n.name}`, { code: 'E_LAB', cause: `it exited; ${n.logFile}:\n${logTail(n)}` });
+    }
+    try {
+      const h = await apiCall<{ status: string }>(n.apiSocket, 'GET', '/v1/healthz');
+      if (h.status === 'ok') return;
+    } catch { /* not listening yet */ }
+    await sleep(15);
+  }
+  throw new MembraneError(`start agent of ${n.name}`, { code: 'E_LAB', cause: `no answer on ${n.apiSocket} within ${timeoutMs} ms; ${n.logFile}:\n${logTail(n)}` });
+}
+
+export function agentStatus(n: NodeRecord): Promise<StatusReply> {
+  return apiCall<StatusReply>(n.apiSocket, 'GET', '/v1/status');
+}
+
+export function agentEndpoints(n: NodeRecord): Promise<EndpointState[]> {
+  return apiCall<EndpointState[]>(n.apiSocket, 'GET', '/v1/endpoints');
+}
+
+export async function agentRemoteNodes(n: NodeRecord): Promise<string[]> {
+  const r = await apiCall<{ remote: { name: string }[] }>(n.apiSocket, 'GET', '/v1/nodes');
+  return r.remote.map((x) => x.name);
+}
+
+/**
+ * Waits until every node's agent knows every other node and at least
+ * `podIPs` pod IPs from the store (the cluster has converged).
+ */
+export async function waitConverged(nodes: NodeRecord[], podIPs: number, timeoutMs = 15_000, signal?: AbortSignal): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let missing = '';
+  while (Date.now() < deadline) {
+    throwIfAborted(signal, 'wait for the lab to converge');
+    missing = '';
+    for (const n of nodes) {
+      const [remote, st] = await Promise.all([agentRemoteNodes(n), agentStatus(n)]).catch((): [string[], StatusReply | undefined] => [[], undefined]);
+      const want = nodes.filter((o) => o !== n).map((o) => o.name).filter((o) => !remote.includes(o));
+      if (want.length || !st || st.cluster.podIPs < podIPs) {
+        missing = `${n.name} knows ${remote.length}/${nodes.length - 1} nodes${want.length ? ` (not ${want.join(', ')})` : ''}, ${st?.cluster.podIPs ?? '?'}/${podIPs} pod IPs`;
+        break;
+      }
+    }
+    if (!missing) return;
+    await sleep(20);
+  }
+  throw new MembraneError('wait for the lab to converge', { code: 'E_LAB', cause: `after ${timeoutMs} ms ${missing}` });
+}

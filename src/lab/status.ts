@@ -1,0 +1,82 @@
+// `membrane lab status`: the lab's stable JSON interface (docs/lab.md).
+// From lab.json, with each pod's identity and endpoint ID refreshed from its
+// node's agent when that agent answers. Fields are only ever added.
+import { agentEndpoints } from './agents.ts';
+import { labDir } from './layout.ts';
+import { isOurs } from './processes.ts';
+import { loadLab, type LabRecord } from './record.ts';
+
+export interface LabStatusNode {
+  name: string;
+  netns: string;
+  nodeIP: string;
+  podCIDR: string;
+  routerIP: string;
+  agentPid: number | null;
+  apiSocket: string;
+  /** Added: whether the agent process is alive. */
+  running: boolean;
+  logFile: string;
+  configFile: string;
+}
+
+export interface LabStatusPod {
+  name: string;
+  node: string;
+  netns: string;
+  ifname: string;
+  ip: string | null;
+  labels: Record<string, string>;
+  identity: number | null;
+  endpointID: number | null;
+}
+
+export interface LabStatus {
+  name: string;
+  store: 'sqlite' | 'etcd';
+  nodes: LabStatusNode[];
+  pods: LabStatusPod[];
+  /** Added: creating | ready | failed. */
+  state: string;
+  underlay: { netns: string; bridge: string; gateway: string };
+  deviceMTU: number;
+  /** Added: the lab's bpffs root (one directory per node below it). */
+  pinRoot: string;
+  etcd?: { endpoint: string; pid: number | null; running: boolean };
+}
+
+export async function labStatus(name: string): Promise<LabStatus> {
+  return statusOf(loadLab(name));
+}
+
+export async function statusOf(rec: LabRecord): Promise<LabStatus> {
+  const marker = `${labDir(rec.name)}/`;
+  const running = new Map(rec.nodes.map((n) => [n.name, isOurs(n.agentPid, marker)]));
+  // Identities and endpoint IDs as the agents see them now (a restarted agent keeps them, but ask anyway).
+  const live = new Map<string, { identity: number; id: number; ip: string }>();
+  await Promise.all(rec.nodes.filter((n) => running.get(n.name)).map(async (n) => {
+    try {
+      for (const e of await agentEndpoints(n)) live.set(e.containerID, { identity: e.identity, id: e.id, ip: e.ip });
+    } catch { /* agent not answering: keep what lab.json has */ }
+  }));
+  return {
+    name: rec.name,
+    store: rec.store,
+    nodes: rec.nodes.map((n) => ({
+      name: n.name, netns: n.netns, nodeIP: n.nodeIP, podCIDR: n.podCIDR, routerIP: n.routerIP, agentPid: n.agentPid ?? null,
+      apiSocket: n.apiSocket, running: running.get(n.name) ?? false, logFile: n.logFile, configFile: n.configFile,
+    })),
+    pods: rec.pods.map((p) => {
+      const l = live.get(p.containerID);
+      return {
+        name: p.name, node: p.node, netns: p.netns, ifname: p.ifname, ip: l?.ip ?? p.ip ?? null, labels: p.labels,
+        identity: l?.identity ?? p.identity ?? null, endpointID: l?.id ?? p.endpointID ?? null,
+      };
+    }),
+    state: rec.state,
+    underlay: rec.underlay,
+    deviceMTU: rec.deviceMTU,
+    pinRoot: rec.pinRoot,
+    ...(rec.etcd ? { etcd: { endpoint: rec.etcd.endpoint, pid: rec.etcd.pid ?? null, running: isOurs(rec.etcd.pid, marker) } } : {}),
+  };
+}
