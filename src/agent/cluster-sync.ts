@@ -17,6 +17,7 @@ import { syncStaticNodeEntries, type RemoteNodeEntry } from '../datapath/static-
 import { linkGet, type NetlinkHandle } from '../netlink/index.ts';
 import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
 import type { KVStore, Watch, WatchEvent } from '../store/store.ts';
+import type { MembraneError } from '../shared/errors.ts';
 
 export interface RemoteNode extends RemoteNodeEntry {
   name: string;
@@ -48,24 +49,60 @@ export class ClusterSync {
 
   /** Lists, applies, then watches. Resolves once the first reconcile is done. */
   async start(): Promise<void> {
+    await this.listAndWatch();
+  }
+
+  /**
+   * A consistent snapshot replaces what we knew (entries that vanished while
+   * we were not watching are dropped), then watches resume from its revision.
+   * Also the recovery path when the store compacted away events we missed.
+   */
+  private async listAndWatch(): Promise<void> {
+    for (const w of this.watches) w.close();
+    this.watches = [];
     const nodes = await this.store.list(nodesPrefix(this.cfg.cluster));
-    for (const e of nodes.entries) this.applyNode({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
     const ips = await this.store.list(ipPrefix());
+    this.nodes.clear();
+    this.pods.clear();
+    for (const e of nodes.entries) this.applyNode({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
     for (const e of ips.entries) this.applyIp({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
     this.synced = true;
     this.reconcile();
     const onError = (e: Error) => {
       this.lastError = e.message;
       this.log(`store watch: ${e.message} (kernel state kept as is)`);
+      if ((e as MembraneError).code === 'E_STORE_COMPACTED') this.relist();
     };
-    this.watches.push(this.store.watch(nodesPrefix(this.cfg.cluster), nodes.revision, (ev) => { this.applyNode(ev); this.schedule(); }, onError));
-    this.watches.push(this.store.watch(ipPrefix(), ips.revision, (ev) => { this.applyIp(ev); this.schedule(); }, onError));
+    const onEvent = (apply: (ev: WatchEvent) => void) => (ev: WatchEvent) => {
+      this.lastError = undefined; // events flow again: the store is back
+      apply(ev);
+      this.schedule();
+    };
+    this.watches.push(this.store.watch(nodesPrefix(this.cfg.cluster), nodes.revision, onEvent((ev) => this.applyNode(ev)), onError));
+    this.watches.push(this.store.watch(ipPrefix(), ips.revision, onEvent((ev) => this.applyIp(ev)), onError));
   }
+
+  /** Lists again (retrying while the store is unreachable); nothing in the kernel changes until it succeeds. */
+  private relist(): void {
+    if (this.relisting) return;
+    this.relisting = true;
+    const attempt = (): void => {
+      this.listAndWatch().then(
+        () => { this.relisting = false; this.lastError = undefined; this.log('store: listed again after a compacted watch'); },
+        (e) => { this.lastError = (e as Error).message; this.retry = setTimeout(attempt, 1000); },
+      );
+    };
+    attempt();
+  }
+
+  private relisting = false;
+  private retry?: NodeJS.Timeout;
 
   stop(): void {
     for (const w of this.watches) w.close();
     this.watches = [];
     clearTimeout(this.timer);
+    clearTimeout(this.retry);
   }
 
   private applyNode(ev: WatchEvent): void {
