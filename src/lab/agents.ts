@@ -9,7 +9,7 @@ import type { StatusReply } from '../agent/routes.ts';
 import type { EndpointState } from '../agent/state-file.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { labPinRoot, MEMBRANE_BIN, nodeDirOf } from './layout.ts';
-import { cmdline, sleep, spawnDetached, throwIfAborted } from './processes.ts';
+import { alive, sleep, spawnDetached, throwIfAborted } from './processes.ts';
 import type { LabRecord, NodeRecord } from './record.ts';
 
 /** The node's agent config (YAML), written into its directory. */
@@ -53,7 +53,7 @@ export async function waitAgentReady(n: NodeRecord, timeoutMs = 30_000, signal?:
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     throwIfAborted(signal, `start agent of ${n.name}`);
-    if (n.agentPid && cmdline(n.agentPid) === undefined) {
+    if (n.agentPid && !alive(n.agentPid)) {
       throw new MembraneError(`start agent of ${n.name}`, { code: 'E_LAB', cause: `it exited; ${n.logFile}:\n${logTail(n)}` });
     }
     try {

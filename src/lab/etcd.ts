@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { MembraneError } from '../shared/errors.ts';
 import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, UNDERLAY_GATEWAY } from './layout.ts';
 import { httpGetIn } from './netns-http.ts';
-import { cmdline, killProcessGroup, sleep, spawnDetached, throwIfAborted } from './processes.ts';
+import { alive, killProcessGroup, sleep, spawnDetached, throwIfAborted } from './processes.ts';
 import type { EtcdRecord } from './record.ts';
 
 export const ETCD_BIN = '/usr/bin/etcd';
@@ -49,7 +49,7 @@ export async function startEtcd(rec: EtcdRecord, underlayNs: string, onPid: (pid
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     throwIfAborted(signal, 'start etcd');
-    if (cmdline(pid) === undefined) throw new MembraneError('start etcd', { code: 'E_LAB', cause: `it exited; ${rec.logFile}:\n${logTail(rec)}` });
+    if (!alive(pid)) throw new MembraneError('start etcd', { code: 'E_LAB', cause: `it exited; ${rec.logFile}:\n${logTail(rec)}` });
     if (await etcdHealthy(underlayNs)) return;
     await sleep(20);
   }

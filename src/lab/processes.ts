@@ -36,6 +36,21 @@ export function cmdline(pid: number): string[] | undefined {
   }
 }
 
+/**
+ * True while `pid` exists and is not a zombie. Unlike cmdline(), which reads
+ * empty for a moment while a process execs (`ip netns exec` becoming the
+ * real program), this never reports a starting process as gone.
+ */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 3 (state) follows the parenthesised command name, which may contain spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** True when `pid` runs and its command line mentions `marker` (guards against a recycled pid). */
 export function isOurs(pid: number | undefined, marker: string): boolean {
   if (!pid) return false;
@@ -71,11 +86,11 @@ export async function killProcessGroup(pid: number, sig: NodeJS.Signals = 'SIGKI
   signal(pid, sig);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (cmdline(pid) === undefined) return true;
+    if (!alive(pid)) return true;
     await sleep(10);
   }
   if (sig !== 'SIGKILL') return killProcessGroup(pid, 'SIGKILL', timeoutMs);
-  return cmdline(pid) === undefined;
+  return !alive(pid);
 }
 
 /** Throws E_INTERRUPTED once `signal` is aborted (lab up interrupted by Ctrl-C): checked before every creation and in every wait. */
