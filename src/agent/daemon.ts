@@ -11,6 +11,7 @@ import { defaults } from '../datapath/defaults.ts';
 import { initNode } from '../datapath/init.ts';
 import { NetlinkHandle } from '../netlink/index.ts';
 import { ConfigError, MembraneError, wrap } from '../shared/errors.ts';
+import { missingCapabilities } from '../shared/privileges.ts';
 import { IdentityAllocator } from '../store/identity-allocator.ts';
 import { openStore, type KVStore, type Lease } from '../store/store.ts';
 import { ClusterSync } from './cluster-sync.ts';
@@ -60,7 +61,8 @@ export class Agent {
   }
 
   static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
-    if (process.getuid?.() !== 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: 'must run as root' });
+    const missing = missingCapabilities();
+    if (missing.length > 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: `must run as root (lacks ${missing.join(', ')})` });
     if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
     const stateDir = stateDirOf(cfg);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });

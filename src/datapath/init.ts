@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { ensureBpffs, removePinTree } from '../bpf/index.ts';
 import { linkList, NetlinkHandle } from '../netlink/index.ts';
 import { MembraneError } from '../shared/errors.ts';
+import { missingCapabilities } from '../shared/privileges.ts';
 import { cidrContains, parseCidr, parseIPv4 } from '../shared/ip.ts';
 import { nodePinDir, type NodeConfig } from './config.ts';
 import { routeMTU, VXLAN_DEVICE } from './defaults.ts';
@@ -31,8 +32,9 @@ export interface InitResult {
 
 /** Checks that need no change to the system; throws the first problem found. */
 export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
-  if (process.getuid?.() !== 0) {
-    throw new MembraneError('datapath init', { code: 'E_NOT_ROOT', cause: 'must run as root (needs CAP_NET_ADMIN, CAP_BPF and CAP_SYS_ADMIN)' });
+  const missing = missingCapabilities();
+  if (missing.length > 0) {
+    throw new MembraneError('datapath init', { code: 'E_NOT_ROOT', cause: `must run as root (lacks ${missing.join(', ')})` });
   }
   ensureBpffs(cfg.bpffsRoot);
   objectPath('bpf_host');

@@ -19,9 +19,10 @@ export interface RunResult {
 }
 
 /** Runs `membrane ARGS` inside netns `ns` (or in this netns when ns is undefined). */
-export function membrane(ns: string | undefined, args: string[], opts: { env?: Record<string, string>; input?: string; user?: number } = {}): RunResult {
+export function membrane(ns: string | undefined, args: string[], opts: { env?: Record<string, string>; input?: string; dropCaps?: boolean } = {}): RunResult {
   let cmd = [MEMBRANE, ...args];
-  if (opts.user !== undefined) cmd = ['setpriv', `--reuid=${opts.user}`, `--regid=${opts.user}`, '--clear-groups', ...cmd];
+  // Without any capability (still uid 0, so the checkout stays readable wherever CI cloned it).
+  if (opts.dropCaps) cmd = ['setpriv', '--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', ...cmd];
   if (ns) cmd = ['ip', 'netns', 'exec', ns, ...cmd];
   const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', input: opts.input, env: { ...process.env, ...opts.env }, timeout: 60_000 });
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
