@@ -88,7 +88,7 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   linkSet(h, host.index, { up: true });
   timer?.mark('veth');
 
-  configurePod(s, tmp, rb);
+  configurePod(s, tmp);
   timer?.mark('pod netns');
   const upgrade = attachEndpointPrograms(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb, timer, { deferTcx: true });
   if (upgrade) rb.push('loaded bpf_lxc.o', () => upgrade.cancel());
@@ -105,7 +105,8 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   return { hostIfname: name, hostIfindex: host.index, hostMac, podMac, upgrade };
 }
 
-function configurePod(s: EndpointSpec, tmp: string, rb: Rollback): void {
+/** Names, addresses and routes the pod side; it needs no undo of its own: it goes away with the veth. */
+function configurePod(s: EndpointSpec, tmp: string): void {
   let ph: NetlinkHandle;
   try {
     ph = NetlinkHandle.open(s.netns);
@@ -133,7 +134,6 @@ function configurePod(s: EndpointSpec, tmp: string, rb: Rollback): void {
   } finally {
     ph.close();
   }
-  void rb; // the pod side goes away with the veth (registered by the caller)
 }
 
 /** A tcx attachment still to be made for an endpoint that runs on its legacy tc filter meanwhile. */
