@@ -40,13 +40,6 @@ export function writeNodeConfig(nodeDir: string, c: nodeCfg.NodeConfig): void {
   withNodeMap(nodeDir, MAP_NAMES.nodeConfig, (m) => m.update(nodeCfg.encodeKey(), nodeCfg.encodeValue(c)));
 }
 
-export function readNodeConfig(nodeDir: string): nodeCfg.NodeConfig | undefined {
-  return withNodeMap(nodeDir, MAP_NAMES.nodeConfig, (m) => {
-    const v = m.lookup(nodeCfg.encodeKey());
-    return v ? nodeCfg.decodeValue(v) : undefined;
-  });
-}
-
 export interface IpcacheEntry extends ipcache.IpcacheValue {
   prefix: string;
 }

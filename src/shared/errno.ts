@@ -55,8 +55,3 @@ export function errnoName(errno: number): string {
 export function strerror(errno: number): string {
   return TABLE[Math.abs(errno)]?.[1] ?? `unknown error ${Math.abs(errno)}`;
 }
-
-export function errnoByName(name: string): number | undefined {
-  for (const [n, [nm]] of Object.entries(TABLE)) if (nm === name) return Number(n);
-  return undefined;
-}

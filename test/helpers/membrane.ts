@@ -1,7 +1,7 @@
 // Running the membrane CLI the way a user does (inside a node's netns via
 // `ip netns exec`), and per-test bpffs roots that are removed afterwards.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
@@ -59,12 +59,4 @@ export function writeConfig(t: TestContext, cfg: Record<string, unknown> | strin
   const path = `${dir}/node.yaml`;
   writeFileSync(path, typeof cfg === 'string' ? cfg : stringify(cfg));
   return path;
-}
-
-export function pinExistsAt(path: string): boolean {
-  return existsSync(path);
-}
-
-export function removeTree(path: string): void {
-  rmSync(path, { recursive: true, force: true });
 }
