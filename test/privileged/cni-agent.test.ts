@@ -3,41 +3,16 @@
 // What a user sees: the pod gets its /32 and routes, reaches its router,
 // CHECK/STATUS/GC/DEL behave per the spec, a failed ADD leaves nothing.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
+import { startAgent } from '../helpers/agent.ts';
 import { assertCniError, assertValidResult } from '../helpers/cni-fakes.ts';
 import { cniExec, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
-import { MEMBRANE, REPO, testNode, writeConfig } from '../helpers/membrane.ts';
+import { REPO, testNode, writeConfig } from '../helpers/membrane.ts';
 import { ipJson, isRoot, makeNetns, nsExec, tempDir, uniqueName } from '../helpers/netns.ts';
 
 const SHIM = join(REPO, 'cni/membrane-cni');
-
-/** Starts `membrane agent` inside `ns`; stopped (SIGTERM, then SIGKILL) when the test ends. Resolves once its socket exists. */
-async function startAgent(t: TestContext, ns: string, cfg: string, socket: string): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, MEMBRANE, 'agent', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.on('data', (c) => { log += c; });
-  child.stderr!.on('data', (c) => { log += c; });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  process.once('exit', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  t.after(stop);
-  for (let i = 0; i < 300; i++) {
-    if (existsSync(socket)) return child;
-    if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}:\n${log}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  await stop();
-  throw new Error(`agent did not serve ${socket} within 15 s:\n${log}`);
-}
 
 const lxcLinks = (ns: string) => ipJson<{ ifname: string }[]>(ns, ['link', 'show']).map((l) => l.ifname).filter((n) => n.startsWith('lxc'));
 
