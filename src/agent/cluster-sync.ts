@@ -11,9 +11,8 @@ import { desiredNodeRoutes, reconcileNodeRoutes } from '../datapath/routes.ts';
 import { HOST_DEVICE } from '../datapath/defaults.ts';
 import * as ipcache from '../datapath/maps/ipcache.ts';
 import { IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD } from '../datapath/maps/identities.ts';
-import { MAP_NAMES, withNodeMap } from '../datapath/node-maps.ts';
 import { Rollback } from '../datapath/rollback.ts';
-import { syncStaticNodeEntries, type RemoteNodeEntry } from '../datapath/static-entries.ts';
+import { desiredNodeIpcache, isNodeLevelEntry, reconcileIpcache, type RemoteNodeEntry } from '../datapath/static-entries.ts';
 import { linkGet, type NetlinkHandle } from '../netlink/index.ts';
 import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
 import type { KVStore, Watch, WatchEvent } from '../store/store.ts';
@@ -163,30 +162,26 @@ export class ClusterSync {
       hostIndex: host.index, routerIP: this.cfg.routerIP, podCIDR: this.cfg.podCIDR, remotePodCIDRs: remotes.map((r) => r.podCIDR),
       deviceMTU: this.cfg.deviceMTU, enableEndpointRoutes: this.cfg.enableEndpointRoutes, routeMetric: this.cfg.routeMetric,
     }), rb));
-    syncStaticNodeEntries(this.nodeDir, this.cfg, remotes, true);
-    this.syncRemotePods(remotes);
+    // Host entries of cilium_lxc depend on the config alone: datapath init wrote them at start.
+    reconcileIpcache(this.nodeDir, this.desiredIpcache(remotes), (prefix, v) => isNodeLevelEntry(prefix, v) || isRemotePodEntry(prefix, v));
     this.reconciles++;
     this.lastSync = new Date();
   }
 
-  /** Remote pod /32 -> identity + tunnel endpoint; our own pods are written by the endpoint manager. */
-  private syncRemotePods(remotes: RemoteNode[]): void {
+  /** Node-level entries for the remote nodes, plus remote pod /32 -> identity + tunnel endpoint (our own pods are written by the endpoint manager). */
+  private desiredIpcache(remotes: RemoteNode[]): Map<string, ipcache.IpcacheValue> {
+    const want = desiredNodeIpcache(this.cfg, remotes);
     const nodeIPs = new Set(remotes.map((r) => r.nodeIP));
-    const want = new Map<string, Buffer>();
     for (const p of this.pods.values()) {
       if (p.hostIP === this.cfg.nodeIP || !nodeIPs.has(p.hostIP)) continue;
-      want.set(`${p.ip}/32`, ipcache.encodeValue({ identity: p.identity, tunnelEndpoint: p.hostIP }));
+      want.set(`${p.ip}/32`, { identity: p.identity, tunnelEndpoint: p.hostIP });
     }
-    withNodeMap(this.nodeDir, MAP_NAMES.ipcache, (m) => {
-      const have = new Map<string, Buffer>();
-      for (const [k, v] of m.entries()) have.set(ipcache.decodeKey(k), v);
-      for (const [prefix, v] of want) if (!have.get(prefix)?.equals(v)) m.update(ipcache.encodeKey(prefix), v);
-      for (const [prefix, raw] of have) {
-        if (want.has(prefix) || !prefix.endsWith('/32')) continue;
-        const v = ipcache.decodeValue(raw);
-        const podEntry = v.tunnelEndpoint !== undefined && v.identity !== IDENTITY_REMOTE_NODE && v.identity !== IDENTITY_HOST && v.identity !== IDENTITY_WORLD;
-        if (podEntry) m.delete(ipcache.encodeKey(prefix));
-      }
-    });
+    return want;
   }
+}
+
+/** A pod behind another node: a /32 with a tunnel endpoint and a pod identity. */
+function isRemotePodEntry(prefix: string, v: ipcache.IpcacheValue): boolean {
+  return prefix.endsWith('/32') && v.tunnelEndpoint !== undefined
+    && v.identity !== IDENTITY_REMOTE_NODE && v.identity !== IDENTITY_HOST && v.identity !== IDENTITY_WORLD;
 }

@@ -42,18 +42,17 @@ export function desiredNodeIpcache(cfg: Pick<NodeConfig, 'routerIP' | 'nodeIP'>,
 }
 
 /** Node-level entries are these; pod /32 entries (any other identity) are left to the agent. */
-function isNodeLevel(prefix: string, v: ipcache.IpcacheValue): boolean {
+export function isNodeLevelEntry(prefix: string, v: ipcache.IpcacheValue): boolean {
   if (prefix.endsWith('/32')) return v.identity === REMOTE_NODE_ID || v.identity === HOST_ID;
   return v.identity === WORLD_ID;
 }
 
 /**
- * Makes the node-level ipcache entries and the host entries of cilium_lxc
- * exactly what `cfg` (and `remotes`, default cfg.remoteNodes) say: missing
- * or changed entries are written, node-level entries of removed nodes deleted.
+ * Makes the ipcache hold every entry of `want` (writing only those missing
+ * or different) and deletes the entries `owned` claims that `want` lacks.
+ * One dump of the map, whatever the number of entries changed.
  */
-export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes: readonly RemoteNodeEntry[] = cfg.remoteNodes, prune = true): { written: number; deleted: number } {
-  const want = desiredNodeIpcache(cfg, remotes);
+export function reconcileIpcache(nodeDir: string, want: ReadonlyMap<string, ipcache.IpcacheValue>, owned: (prefix: string, v: ipcache.IpcacheValue) => boolean): { written: number; deleted: number } {
   let written = 0;
   let deleted = 0;
   withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => {
@@ -66,11 +65,18 @@ export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes:
       written++;
     }
     for (const [prefix, raw] of have) {
-      if (!prune || want.has(prefix) || !isNodeLevel(prefix, ipcache.decodeValue(raw))) continue;
+      if (want.has(prefix) || !owned(prefix, ipcache.decodeValue(raw))) continue;
       m.delete(ipcache.encodeKey(prefix));
       deleted++;
     }
   });
+  return { written, deleted };
+}
+
+/** This node's router and node IPs in cilium_lxc with the HOST flag (pods reach them through the stack); stale host entries removed. */
+export function syncHostEndpoints(nodeDir: string, cfg: Pick<NodeConfig, 'routerIP' | 'nodeIP'>): { written: number; deleted: number } {
+  let written = 0;
+  let deleted = 0;
   withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => {
     const hostIPs = new Set([cfg.routerIP, ...(cfg.nodeIP ? [cfg.nodeIP] : [])]);
     for (const ip of hostIPs) {
@@ -88,4 +94,16 @@ export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes:
     }
   });
   return { written, deleted };
+}
+
+/**
+ * Makes the node-level ipcache entries and the host entries of cilium_lxc
+ * exactly what `cfg` (and `remotes`, default cfg.remoteNodes) say: missing
+ * or changed entries are written, node-level entries of removed nodes
+ * deleted (unless `prune` is false).
+ */
+export function syncStaticNodeEntries(nodeDir: string, cfg: NodeConfig, remotes: readonly RemoteNodeEntry[] = cfg.remoteNodes, prune = true): { written: number; deleted: number } {
+  const a = reconcileIpcache(nodeDir, desiredNodeIpcache(cfg, remotes), prune ? isNodeLevelEntry : () => false);
+  const b = syncHostEndpoints(nodeDir, cfg);
+  return { written: a.written + b.written, deleted: a.deleted + b.deleted };
 }
