@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { BpfMap, pinExists, removePinTree, unpin } from '../bpf/index.ts';
 import type { NodeConfig } from '../datapath/config.ts';
-import { routeMTU } from '../datapath/defaults.ts';
+import { defaults, routeMTU } from '../datapath/defaults.ts';
 import {
   attachEndpointPrograms, createEndpointDatapath, deleteEndpointDatapath, hostIfname, type EndpointSpec, type TcxUpgrade,
 } from '../datapath/endpoint.ts';
@@ -93,12 +93,11 @@ export class EndpointManager {
     return undefined;
   }
 
+  /** Lowest free endpoint id (the host endpoint's is never handed out). Called only under the mutex, so no two adds race for one. */
   private nextId(): number {
-    for (let id = 2; id <= MAX_ENDPOINT_ID; id++) if (!this.eps.has(id) && !this.pending.has(id)) return id;
+    for (let id = 1; id <= MAX_ENDPOINT_ID; id++) if (id !== defaults.hostEndpointID && !this.eps.has(id)) return id;
     throw new MembraneError('allocate endpoint id', { code: 'E_ENDPOINT_IDS_EXHAUSTED', cause: `all ${MAX_ENDPOINT_ID - 1} ids in use` });
   }
-
-  private readonly pending = new Set<number>();
 
   private spec(ep: { id: number; containerID: string; ifname: string; netns: string; ip: string; identity: number }): EndpointSpec {
     return { ...ep, routerIP: this.cfg.routerIP, deviceMTU: this.cfg.deviceMTU, enableEndpointRoutes: this.cfg.enableEndpointRoutes };
@@ -221,7 +220,6 @@ export class EndpointManager {
       const timer = new PhaseTimer(`add endpoint for ${r.containerID}`);
       const id = this.nextId();
       const ip = this.ipam.allocate(r.containerID);
-      this.pending.add(id);
       const labels = securityLabels(r.labels, r.podNamespace);
       let identity: number | undefined;
       try {
@@ -269,8 +267,6 @@ export class EndpointManager {
         this.ipam.release(ip, r.containerID);
         if (identity !== undefined) await this.identities.release(labels).catch(() => undefined);
         throw wrap(`add endpoint for container ${r.containerID}`, e);
-      } finally {
-        this.pending.delete(id);
       }
     });
   }
