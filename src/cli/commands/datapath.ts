@@ -1,6 +1,7 @@
 // `membrane datapath init` and `membrane datapath explain`.
 import { readConfigFile, validateNodeConfig } from '../../datapath/config.ts';
-import { explainNode, renderExplain } from '../../datapath/explain.ts';
+import { explainNode } from '../../datapath/explain.ts';
+import { renderExplain } from '../render-explain.ts';
 import { initNode } from '../../datapath/init.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { FlagSpec } from '../args.ts';
