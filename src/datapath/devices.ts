@@ -115,9 +115,19 @@ export interface VxlanParams {
   mtu: number;
 }
 
-/** A foreign VXLAN device already up on `port` (creating ours would fail with EADDRINUSE/EEXIST). */
-export function findVxlanPortConflict(h: NetlinkHandle, port: number): Link | undefined {
-  return linkList(h).find((l) => l.kind === 'vxlan' && l.name !== VXLAN_DEVICE && l.up && l.vxlan?.port === port);
+/**
+ * Throws E_VXLAN_PORT_CONFLICT naming a foreign VXLAN device already up on
+ * `port` (creating or bringing up ours would fail with EEXIST/EADDRINUSE,
+ * without the kernel saying which device is in the way).
+ */
+export function checkVxlanPort(h: NetlinkHandle, port: number, op = `set up ${VXLAN_DEVICE}`): void {
+  const conflict = linkList(h).find((l) => l.kind === 'vxlan' && l.name !== VXLAN_DEVICE && l.up && l.vxlan?.port === port);
+  if (!conflict) return;
+  throw new MembraneError(op, {
+    code: 'E_VXLAN_PORT_CONFLICT',
+    cause: `UDP port ${port} is already used by vxlan device ${conflict.name} (ifindex ${conflict.index}), which is up`,
+    hint: `set tunnelPort to another port, or remove ${conflict.name} (ip link del ${conflict.name})`,
+  });
 }
 
 /**
@@ -130,14 +140,7 @@ export function findVxlanPortConflict(h: NetlinkHandle, port: number): Link | un
  */
 export function setupVxlanDevice(h: NetlinkHandle, p: VxlanParams, rb: Rollback): { link: Link; recreated: boolean; notes: string[] } {
   const notes: string[] = [];
-  const conflict = findVxlanPortConflict(h, p.port);
-  if (conflict) {
-    throw new MembraneError(`set up ${VXLAN_DEVICE}`, {
-      code: 'E_VXLAN_PORT_CONFLICT',
-      cause: `UDP port ${p.port} is already used by vxlan device ${conflict.name} (ifindex ${conflict.index}), which is up`,
-      hint: `set tunnelPort to another port, or remove ${conflict.name} (ip link del ${conflict.name})`,
-    });
-  }
+  checkVxlanPort(h, p.port);
   let recreated = false;
   const existing = linkGet(h, VXLAN_DEVICE);
   if (existing && (existing.kind !== 'vxlan' || existing.vxlan?.port !== p.port || !existing.vxlan?.external)) {

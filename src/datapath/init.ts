@@ -12,7 +12,7 @@ import { missingCapabilities } from '../shared/privileges.ts';
 import { cidrContains, parseCidr, parseIPv4 } from '../shared/ip.ts';
 import { nodePinDir, type NodeConfig } from './config.ts';
 import { routeMTU, VXLAN_DEVICE } from './defaults.ts';
-import { addHostDeviceAddr, findVxlanPortConflict, setupBaseDevice, setupVxlanDevice } from './devices.ts';
+import { addHostDeviceAddr, checkVxlanPort, setupBaseDevice, setupVxlanDevice } from './devices.ts';
 import { attachNodePrograms, type AttachedProgram } from './host-programs.ts';
 import { writeMarker } from './node-marker.ts';
 import { objectPath } from './objects.ts';
@@ -39,14 +39,7 @@ export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
   ensureBpffs(cfg.bpffsRoot);
   objectPath('bpf_host');
   objectPath('bpf_overlay');
-  const conflict = findVxlanPortConflict(h, cfg.tunnelPort);
-  if (conflict) {
-    throw new MembraneError(`datapath init: set up ${VXLAN_DEVICE}`, {
-      code: 'E_VXLAN_PORT_CONFLICT',
-      cause: `UDP port ${cfg.tunnelPort} is already used by vxlan device ${conflict.name} (ifindex ${conflict.index}), which is up`,
-      hint: `set tunnelPort to another port, or remove ${conflict.name} (ip link del ${conflict.name})`,
-    });
-  }
+  checkVxlanPort(h, cfg.tunnelPort, `datapath init: set up ${VXLAN_DEVICE}`);
   if (cfg.nodeIP && cidrContains(parseCidr(cfg.podCIDR), parseIPv4(cfg.nodeIP))) {
     throw new MembraneError('datapath init', { code: 'E_CONFIG', cause: `nodeIP ${cfg.nodeIP} is inside podCIDR ${cfg.podCIDR}` });
   }
