@@ -5,7 +5,9 @@
  * anyone who knows `cilium-dbg monitor` reads the same numbers. They start at
  * 130 so they never collide with TC return codes. Metrics and events carry the
  * code as a u8; reason 0 in cilium_metrics means "forwarded".
- * src/datapath/maps/drop-reasons.ts mirrors this list; a unit test parses it.
+ * This list is the only copy: scripts/gen-bpf-tables.ts expands it with the C
+ * preprocessor into src/datapath/maps/generated/bpf-tables.ts
+ * (make -C bpf tables), which drop-reasons.ts reads.
  */
 #pragma once
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Source file ids: the one list of every C source and header that can contain
  * a drop or forward site. Events and metrics carry the id (u8) instead of the
- * name; src/datapath/maps/source-files.ts mirrors this list and a unit test
- * parses it, so add new files here first. Ids are stable: never reuse one.
+ * name; scripts/gen-bpf-tables.ts expands this list into
+ * src/datapath/maps/generated/bpf-tables.ts (make -C bpf tables) for
+ * source-files.ts, and a unit test fails if a .c in bpf/ or a .h in bpf/lib/ is
+ * missing here. Ids are stable: never reuse one.
  *
  * __FILE_ID__ maps __FILE_NAME__ (the basename of the file being compiled or
  * of the header a macro is expanded in) to its id; clang folds the

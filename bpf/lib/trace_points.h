@@ -2,8 +2,9 @@
 /* Trace observation points (the subtype of a trace event) and trace reasons.
  *
  * Values follow Cilium's enum trace_point so monitor output reads the same.
- * src/datapath/maps/observation-points.ts mirrors this list; a unit test
- * parses it.
+ * These lists are the only copy: scripts/gen-bpf-tables.ts expands them with
+ * the C preprocessor into src/datapath/maps/generated/bpf-tables.ts
+ * (make -C bpf tables), which observation-points.ts reads.
  */
 #pragma once
 
@@ -30,11 +31,17 @@ enum trace_point {
 
 /* Trace reason = connection-tracking state of the packet. There is no
  * conntrack yet, so every trace carries TRACE_REASON_UNKNOWN.
+ * TRACE_REASON(value, NAME, "cli text"); POLICY means a new connection.
  */
+#define TRACE_REASONS(TRACE_REASON)					\
+	TRACE_REASON(0, TRACE_REASON_POLICY, "new")			\
+	TRACE_REASON(1, TRACE_REASON_CT_ESTABLISHED, "established")	\
+	TRACE_REASON(2, TRACE_REASON_CT_REPLY, "reply")			\
+	TRACE_REASON(3, TRACE_REASON_CT_RELATED, "related")		\
+	TRACE_REASON(5, TRACE_REASON_UNKNOWN, "unknown")
+
 enum trace_reason {
-	TRACE_REASON_POLICY = 0,	/* new connection */
-	TRACE_REASON_CT_ESTABLISHED = 1,
-	TRACE_REASON_CT_REPLY = 2,
-	TRACE_REASON_CT_RELATED = 3,
-	TRACE_REASON_UNKNOWN = 5,
+#define __TRACE_REASON_ENUM(value, name, text) name = value,
+	TRACE_REASONS(__TRACE_REASON_ENUM)
+#undef __TRACE_REASON_ENUM
 };

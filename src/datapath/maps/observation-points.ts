@@ -1,6 +1,8 @@
-// Trace observation points (the subtype of a trace event), mirroring
-// TRACE_POINTS in bpf/lib/trace_points.h — Cilium's values and CLI names.
-// test/unit/maps-codes.test.ts parses the header and fails if they differ.
+// Trace observation points (the subtype of a trace event) and trace reasons:
+// Cilium's values and CLI names. The lists are TRACE_POINTS and TRACE_REASONS
+// in bpf/lib/trace_points.h; generated/bpf-tables.ts carries them here
+// (make -C bpf tables regenerates it).
+import { TRACE_POINT_TABLE, TRACE_REASON_TABLE } from './generated/bpf-tables.ts';
 
 export interface ObservationPointInfo {
   readonly value: number;
@@ -10,20 +12,9 @@ export interface ObservationPointInfo {
   readonly text: string;
 }
 
-export const OBSERVATION_POINTS: readonly ObservationPointInfo[] = Object.freeze([
-  { value: 0, name: 'TRACE_TO_LXC', text: 'to-endpoint' },
-  { value: 1, name: 'TRACE_TO_PROXY', text: 'to-proxy' },
-  { value: 2, name: 'TRACE_TO_HOST', text: 'to-host' },
-  { value: 3, name: 'TRACE_TO_STACK', text: 'to-stack' },
-  { value: 4, name: 'TRACE_TO_OVERLAY', text: 'to-overlay' },
-  { value: 5, name: 'TRACE_FROM_LXC', text: 'from-endpoint' },
-  { value: 6, name: 'TRACE_FROM_PROXY', text: 'from-proxy' },
-  { value: 7, name: 'TRACE_FROM_HOST', text: 'from-host' },
-  { value: 8, name: 'TRACE_FROM_STACK', text: 'from-stack' },
-  { value: 9, name: 'TRACE_FROM_OVERLAY', text: 'from-overlay' },
-  { value: 10, name: 'TRACE_FROM_NETWORK', text: 'from-network' },
-  { value: 11, name: 'TRACE_TO_NETWORK', text: 'to-network' },
-].map((p) => Object.freeze(p)));
+export const OBSERVATION_POINTS: readonly ObservationPointInfo[] = Object.freeze(
+  TRACE_POINT_TABLE.map(({ value, name, text }) => Object.freeze({ value, name, text })),
+);
 
 const byValue = new Map(OBSERVATION_POINTS.map((p) => [p.value, p]));
 
@@ -36,7 +27,10 @@ export function observationPointText(value: number): string {
   return byValue.get(value)?.text ?? `point-${value}`;
 }
 
-/** Trace reason = conntrack state; the datapath has no conntrack yet and always sends UNKNOWN. */
-export const TRACE_REASONS: Readonly<Record<number, string>> = Object.freeze({
-  0: 'new', 1: 'established', 2: 'reply', 3: 'related', 5: 'unknown',
-});
+/**
+ * Trace reason = conntrack state (enum trace_reason), value -> CLI text, e.g. 5 -> "unknown".
+ * The datapath has no conntrack yet and always sends TRACE_REASON_UNKNOWN.
+ */
+export const TRACE_REASONS: Readonly<Record<number, string>> = Object.freeze(
+  Object.fromEntries(TRACE_REASON_TABLE.map((r) => [r.value, r.text])),
+);

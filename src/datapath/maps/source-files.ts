@@ -1,7 +1,8 @@
-// Source file ids carried by drop events and metrics keys, mirroring
-// SOURCE_FILES in bpf/lib/source_files.h. test/unit/maps-codes.test.ts parses
-// the header, fails if the lists differ, and fails if a bpf/*.c or bpf/lib/*.h
-// is missing from it.
+// Source file ids carried by drop events and metrics keys. The list is
+// SOURCE_FILES in bpf/lib/source_files.h; generated/bpf-tables.ts carries it
+// here (make -C bpf tables regenerates it). test/unit/maps-codes.test.ts fails
+// if a bpf/*.c or bpf/lib/*.h has no id.
+import { SOURCE_FILE_TABLE } from './generated/bpf-tables.ts';
 
 export interface SourceFileInfo {
   readonly id: number;
@@ -9,28 +10,9 @@ export interface SourceFileInfo {
   readonly name: string;
 }
 
-export const SOURCE_FILES: readonly SourceFileInfo[] = Object.freeze([
-  { id: 1, name: 'bpf_host.c' },
-  { id: 2, name: 'bpf_lxc.c' },
-  { id: 3, name: 'bpf_overlay.c' },
-  { id: 4, name: 'bpf_alignchecker.c' },
-  { id: 10, name: 'common.h' },
-  { id: 11, name: 'arp.h' },
-  { id: 12, name: 'eth.h' },
-  { id: 13, name: 'ipv4.h' },
-  { id: 14, name: 'local_delivery.h' },
-  { id: 15, name: 'encap.h' },
-  { id: 16, name: 'lookup.h' },
-  { id: 17, name: 'tailcall.h' },
-  { id: 18, name: 'drop.h' },
-  { id: 19, name: 'events.h' },
-  { id: 20, name: 'metrics.h' },
-  { id: 21, name: 'identity.h' },
-  { id: 22, name: 'maps.h' },
-  { id: 23, name: 'source_files.h' },
-  { id: 24, name: 'drop_reasons.h' },
-  { id: 25, name: 'trace_points.h' },
-].map((f) => Object.freeze(f)));
+export const SOURCE_FILES: readonly SourceFileInfo[] = Object.freeze(
+  SOURCE_FILE_TABLE.map(({ id, name }) => Object.freeze({ id, name })),
+);
 
 const byId = new Map(SOURCE_FILES.map((f) => [f.id, f]));
 
