@@ -7,12 +7,14 @@
 // - programs: FUNC symbols in executable sections other than `.text`
 //   (functions in `.text` are subprograms, not entry points);
 // - maps: OBJECT symbols in `.maps` (BTF-defined maps); their definition
-//   (type, sizes, flags, pinning) comes from the `.maps` DATASEC in `.BTF`;
+//   (type, sizes, flags, pinning) comes from the `.maps` DATASEC in `.BTF`
+//   (parsed by btf.ts, which btf() also hands out for layouts and tags);
 // - load-time constants: OBJECT symbols in `.rodata`. clang 14 leaves the
 //   DATASEC offsets at 0 (libbpf fixes them up), so the symbol value is the
 //   offset of a variable inside the section.
 import { readFileSync } from 'node:fs';
 import { MembraneError } from '../shared/errors.ts';
+import { Btf, type BtfMapDef } from './btf.ts';
 
 export interface ElfSection {
   index: number;
@@ -50,15 +52,8 @@ export interface ElfProgram {
 }
 
 /** A BTF-defined map as declared in `.maps` (fields absent from the C definition are undefined). */
-export interface ElfMap {
+export interface ElfMap extends BtfMapDef {
   name: string;
-  type?: number;
-  keySize?: number;
-  valueSize?: number;
-  maxEntries?: number;
-  flags?: number;
-  /** 0 none, 1 LIBBPF_PIN_BY_NAME. */
-  pinning?: number;
 }
 
 export interface ElfVariable {
@@ -84,6 +79,7 @@ export class ElfObject {
   readonly sections: ElfSection[];
   readonly symbols: ElfSymbol[];
   private readonly buf: Buffer;
+  private btfCache?: Btf | null;
 
   private constructor(path: string, buf: Buffer) {
     this.path = path;
@@ -200,40 +196,29 @@ export class ElfObject {
     return d ? cstr(d, 0) : undefined;
   }
 
-  private btfMapDefs(): Map<string, Omit<ElfMap, 'name'>> {
-    const out = new Map<string, Omit<ElfMap, 'name'>>();
-    const data = this.sectionData('.BTF');
-    if (!data) return out;
-    let btf: Btf;
-    try {
-      btf = parseBtf(data);
-    } catch {
-      return out; // names still come from the symbols; libbpf will explain bad BTF at load
-    }
-    const sec = btf.types.find((t) => t?.kind === BTF_KIND.DATASEC && t.name === '.maps');
-    if (!sec) return out;
-    for (const v of sec.secinfo ?? []) {
-      const variable = btf.types[v.type];
-      if (!variable || variable.kind !== BTF_KIND.VAR) continue;
-      const def = btf.types[btf.resolve(variable.type)];
-      if (!def || def.kind !== BTF_KIND.STRUCT) continue;
-      const m: Omit<ElfMap, 'name'> = {};
-      for (const member of def.members ?? []) {
-        const uintVal = () => btf.uintMember(member.type);
-        switch (member.name) {
-          case 'type': m.type = uintVal(); break;
-          case 'max_entries': m.maxEntries = uintVal(); break;
-          case 'map_flags': m.flags = uintVal(); break;
-          case 'pinning': m.pinning = uintVal(); break;
-          case 'key_size': m.keySize = uintVal(); break;
-          case 'value_size': m.valueSize = uintVal(); break;
-          case 'key': m.keySize = btf.sizeOf(btf.pointee(member.type)); break;
-          case 'value': m.valueSize = btf.sizeOf(btf.pointee(member.type)); break;
-        }
+  /**
+   * The object's BTF (`.BTF` section): struct layouts, map definitions,
+   * functions, data-section variables, decl tags. Undefined if the object has
+   * none (built without -g). Throws MembraneError E_BPF_ELF if it is malformed.
+   */
+  btf(): Btf | undefined {
+    if (this.btfCache === undefined) {
+      const data = this.sectionData('.BTF');
+      try {
+        this.btfCache = data ? Btf.parse(data) : null;
+      } catch (err) {
+        throw new MembraneError(`read bpf object ${this.path}`, { code: 'E_BPF_ELF', cause: err });
       }
-      out.set(variable.name, m);
     }
-    return out;
+    return this.btfCache ?? undefined;
+  }
+
+  private btfMapDefs(): Map<string, BtfMapDef> {
+    try {
+      return this.btf()?.mapDefs() ?? new Map();
+    } catch {
+      return new Map(); // names still come from the symbols; libbpf will explain bad BTF at load
+    }
   }
 }
 
@@ -241,114 +226,4 @@ function cstr(buf: Buffer, off: number): string {
   let end = off;
   while (end < buf.length && buf[end] !== 0) end++;
   return buf.toString('utf8', off, end);
-}
-
-// --- minimal BTF (only what map definitions need) ---------------------------
-
-export const BTF_KIND = {
-  INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, ENUM: 6, FWD: 7, TYPEDEF: 8,
-  VOLATILE: 9, CONST: 10, RESTRICT: 11, FUNC: 12, FUNC_PROTO: 13, VAR: 14,
-  DATASEC: 15, FLOAT: 16, DECL_TAG: 17, TYPE_TAG: 18, ENUM64: 19,
-} as const;
-
-export interface BtfType {
-  id: number;
-  kind: number;
-  name: string;
-  vlen: number;
-  /** `size` for INT/STRUCT/UNION/ENUM/DATASEC/FLOAT, `type` for the others. */
-  sizeOrType: number;
-  get type(): number;
-  members?: { name: string; type: number; offset: number }[];
-  array?: { type: number; indexType: number; nelems: number };
-  secinfo?: { type: number; offset: number; size: number }[];
-}
-
-export interface Btf {
-  types: (BtfType | undefined)[];
-  /** Skips typedef/const/volatile/restrict/type_tag. */
-  resolve(id: number): number;
-  sizeOf(id: number): number;
-  pointee(id: number): number;
-  /** `__uint(name, N)` is `int (*name)[N]`: returns N. */
-  uintMember(id: number): number;
-}
-
-/** Parses a `.BTF` section (types and strings). Throws on a malformed header. */
-export function parseBtf(data: Buffer): Btf {
-  if (data.length < 24 || data.readUInt16LE(0) !== 0xeb9f) throw new MembraneError('parse btf', { code: 'E_BPF_ELF', cause: 'bad magic' });
-  const hdrLen = data.readUInt32LE(4);
-  const typeOff = hdrLen + data.readUInt32LE(8);
-  const typeLen = data.readUInt32LE(12);
-  const strOff = hdrLen + data.readUInt32LE(16);
-  if (typeOff + typeLen > data.length || strOff > data.length) throw new MembraneError('parse btf', { code: 'E_BPF_ELF', cause: 'sections past end of data' });
-  const str = (off: number) => cstr(data, strOff + off);
-  const types: (BtfType | undefined)[] = [undefined]; // id 0 is void
-  let o = typeOff;
-  while (o + 12 <= typeOff + typeLen) {
-    const info = data.readUInt32LE(o + 4);
-    const vlen = info & 0xffff;
-    const kind = (info >> 24) & 0x1f;
-    const sizeOrType = data.readUInt32LE(o + 8);
-    const t: BtfType = {
-      id: types.length, kind, name: str(data.readUInt32LE(o)), vlen, sizeOrType,
-      get type() { return this.sizeOrType; },
-    };
-    o += 12;
-    switch (kind) {
-      case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: o += 4; break;
-      case BTF_KIND.ARRAY:
-        t.array = { type: data.readUInt32LE(o), indexType: data.readUInt32LE(o + 4), nelems: data.readUInt32LE(o + 8) };
-        o += 12;
-        break;
-      case BTF_KIND.STRUCT: case BTF_KIND.UNION:
-        t.members = [];
-        for (let i = 0; i < vlen; i++, o += 12) {
-          t.members.push({ name: str(data.readUInt32LE(o)), type: data.readUInt32LE(o + 4), offset: data.readUInt32LE(o + 8) });
-        }
-        break;
-      case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: o += 8 * vlen; break;
-      case BTF_KIND.ENUM64: o += 12 * vlen; break;
-      case BTF_KIND.DATASEC:
-        t.secinfo = [];
-        for (let i = 0; i < vlen; i++, o += 12) {
-          t.secinfo.push({ type: data.readUInt32LE(o), offset: data.readUInt32LE(o + 4), size: data.readUInt32LE(o + 8) });
-        }
-        break;
-      default: break; // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG: no trailing data
-    }
-    types.push(t);
-  }
-  const modifiers = new Set<number>([BTF_KIND.TYPEDEF, BTF_KIND.VOLATILE, BTF_KIND.CONST, BTF_KIND.RESTRICT, BTF_KIND.TYPE_TAG]);
-  const btf: Btf = {
-    types,
-    resolve(id) {
-      for (let i = 0; i < 32; i++) {
-        const t = types[id];
-        if (!t || !modifiers.has(t.kind)) return id;
-        id = t.sizeOrType;
-      }
-      return id;
-    },
-    sizeOf(id) {
-      const t = types[btf.resolve(id)];
-      if (!t) return 0;
-      switch (t.kind) {
-        case BTF_KIND.PTR: return 8;
-        case BTF_KIND.ARRAY: return t.array!.nelems * btf.sizeOf(t.array!.type);
-        case BTF_KIND.INT: case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.ENUM:
-        case BTF_KIND.ENUM64: case BTF_KIND.FLOAT: case BTF_KIND.DATASEC: return t.sizeOrType;
-        default: return 0;
-      }
-    },
-    pointee(id) {
-      const t = types[btf.resolve(id)];
-      return t?.kind === BTF_KIND.PTR ? t.sizeOrType : 0;
-    },
-    uintMember(id) {
-      const arr = types[btf.resolve(btf.pointee(id))];
-      return arr?.kind === BTF_KIND.ARRAY ? arr.array!.nelems : 0;
-    },
-  };
-  return btf;
 }

@@ -4,7 +4,10 @@ export { BpfObject, type BpfObjectOptions } from './object.ts';
 export { constantPatches, type ConstantValue } from './constants.ts';
 export { BpfMap, mapInfoByFd, type UpdateFlag } from './map.ts';
 export { BpfProgram } from './program.ts';
-export { ElfObject, parseBtf, type ElfMap, type ElfProgram, type ElfSection, type ElfSymbol, type ElfVariable } from './elf.ts';
+export { ElfObject, type ElfMap, type ElfProgram, type ElfSection, type ElfSymbol, type ElfVariable } from './elf.ts';
+export {
+  Btf, BTF_KIND, btfKindName, parseBtf, type BtfConfigVar, type BtfDatasecVar, type BtfMapDef, type BtfMember, type BtfStruct, type BtfType,
+} from './btf.ts';
 export { VerifierError, summarizeVerifierLog } from './verifier-error.ts';
 export { LibbpfError } from './libbpf-error.ts';
 export {

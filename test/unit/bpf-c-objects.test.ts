@@ -2,33 +2,32 @@
 // programs each object has and which tail-call slot the loader will put them
 // in, that shared maps are defined identically in every object and pinned by
 // name, the load-time constants the loader patches, and that nothing refers to
-// an undefined symbol (e.g. an unfolded __builtin_strcmp).
+// an undefined symbol (e.g. an unfolded __builtin_strcmp). Everything is
+// read by src/bpf (ElfObject and its BTF), so no bpftool or llvm tools.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BtfInfo } from '../../src/datapath/maps/btf-json.ts';
+import { ElfObject } from '../../src/bpf/elf.ts';
+import type { Btf } from '../../src/bpf/btf.ts';
 
 const BPF = fileURLToPath(new URL('../../bpf/', import.meta.url));
-const BPFTOOL = process.env.BPFTOOL ?? (existsSync('/usr/sbin/bpftool') ? '/usr/sbin/bpftool' : 'bpftool');
 const OBJECTS = ['bpf_lxc', 'bpf_host', 'bpf_overlay'] as const;
+const STT_FUNC = 2;
 
-function objPath(name: string): string {
+function elf(name: string): ElfObject {
   const p = `${BPF}${name}.o`;
   assert.ok(existsSync(p), `${p} is missing: run make -C bpf`);
-  return p;
+  return ElfObject.fromFile(p);
 }
-function btf(name: string): BtfInfo {
-  return BtfInfo.fromJson(JSON.parse(execFileSync(BPFTOOL, ['btf', 'dump', 'file', objPath(name), '-j'], { encoding: 'utf8' })));
+function btf(name: string): Btf {
+  const info = elf(name).btf();
+  assert.ok(info, `${name}.o has no .BTF section: build it with -g (make -C bpf)`);
+  return info;
 }
-/** Symbols from llvm-objdump -t: name -> section ("*UND*" for undefined). */
-function symbols(name: string): { name: string; section: string; func: boolean }[] {
-  const out = execFileSync('llvm-objdump', ['-t', objPath(name)], { encoding: 'utf8' });
-  return out.split('\n').flatMap((line) => {
-    const m = /^[0-9a-f]{16} (.{7}) (\S+)\s+[0-9a-f]{16} (\S+)$/.exec(line);
-    return m ? [{ name: m[3], section: m[2], func: m[1].includes('F') }] : [];
-  });
+/** ELF symbols: name, section ('' for undefined or absolute), whether it is a function. */
+function symbols(name: string): { name: string; section: string; undefined: boolean; func: boolean }[] {
+  return elf(name).symbols.map((s) => ({ name: s.name, section: s.section, undefined: s.sectionIndex === 0, func: s.type === STT_FUNC }));
 }
 
 const TAIL_RE = /^tail_(\d+)_/;
@@ -53,15 +52,16 @@ test('each object has exactly its entry and tail programs, all in SEC("tc")', ()
 
 test('no undefined symbols (helpers inlined, source-file ids folded at compile time)', () => {
   for (const obj of OBJECTS) {
-    const und = symbols(obj).filter((s) => s.section === '*UND*').map((s) => s.name);
+    // symbol 0 is the ELF null symbol: undefined by definition and nameless
+    const und = symbols(obj).filter((s) => s.undefined && s.name !== '').map((s) => s.name);
     assert.deepEqual(und, [], `${obj}: undefined symbols`);
   }
 });
 
 test('shared maps are identical in every object and pinned by name; cilium_calls is per object and not pinned', () => {
-  const defs = OBJECTS.map((o) => btf(o).mapDefs());
+  const defs = OBJECTS.map((o) => new Map(elf(o).maps().map((m) => [m.name, m])));
   const shared = {
-    cilium_ipcache_v2: { type: 11, maxEntries: 512000, mapFlags: 1, pinning: 1 },
+    cilium_ipcache_v2: { type: 11, maxEntries: 512000, flags: 1, pinning: 1 },
     cilium_lxc: { type: 1, maxEntries: 65535, pinning: 1 },
     cilium_node_cfg: { type: 2, maxEntries: 1, pinning: 1 },
     cilium_metrics: { type: 5, maxEntries: 1024, pinning: 1 },
@@ -70,8 +70,9 @@ test('shared maps are identical in every object and pinned by name; cilium_calls
   for (const [name, want] of Object.entries(shared)) {
     const first = defs[0].get(name);
     assert.ok(first, `${name} defined`);
-    assert.deepEqual({ type: first.type, maxEntries: first.maxEntries, mapFlags: first.mapFlags, pinning: first.pinning },
-      { mapFlags: undefined, ...want }, `${name} definition`);
+    assert.deepEqual({ type: first.type, maxEntries: first.maxEntries, flags: first.flags, pinning: first.pinning },
+      { flags: undefined, ...want }, `${name} definition`);
+    // key and value type names included: the same struct, not just the same size
     defs.forEach((d, i) => assert.deepEqual(d.get(name), first, `${name} in ${OBJECTS[i]}.o equals bpf_lxc.o`));
   }
   for (const [i, d] of defs.entries()) {
@@ -92,8 +93,5 @@ test('load-time constants the loader patches by name, each with a description', 
 });
 
 test('license allows every helper the programs use', () => {
-  for (const obj of OBJECTS) {
-    const out = execFileSync('llvm-objdump', ['-s', '-j', 'license', objPath(obj)], { encoding: 'utf8' });
-    assert.match(out, /Dual BSD\/GPL/, `${obj} license section`);
-  }
+  for (const obj of OBJECTS) assert.equal(elf(obj).license(), 'Dual BSD/GPL', `${obj} license section`);
 });

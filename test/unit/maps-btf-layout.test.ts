@@ -1,14 +1,14 @@
 // Compares every struct layout the TypeScript codecs use with the BTF of the
 // compiled BPF objects (sizeof, member names in order, byte offsets), and the
 // map definitions with the codecs' names and sizes, and the .rodata constants
-// with the load-config encoders. Needs the objects built
-// (make -C bpf) and bpftool; no root.
+// with the load-config encoders. Needs the objects built (make -C bpf); the
+// BTF is read by src/bpf/btf.ts, so no bpftool and no root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, statSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BtfInfo } from '../../src/datapath/maps/btf-json.ts';
+import { ElfObject } from '../../src/bpf/elf.ts';
+import type { Btf } from '../../src/bpf/btf.ts';
 import type { StructLayout } from '../../src/datapath/maps/layout.ts';
 import { IPCACHE_KEY, IPCACHE_VALUE, IPCACHE_MAP_NAME, IPCACHE_MAX_ENTRIES } from '../../src/datapath/maps/ipcache.ts';
 import { ENDPOINT_INFO, ENDPOINT_KEY, ENDPOINTS_MAP_NAME, ENDPOINTS_MAX_ENTRIES } from '../../src/datapath/maps/endpoints.ts';
@@ -18,24 +18,25 @@ import { DROP_NOTIFY, EVENT_HDR, EVENTS_MAP_NAME, TRACE_NOTIFY } from '../../src
 import { encodeHostConfig, encodeLxcConfig } from '../../src/datapath/maps/load-config.ts';
 
 const BPF = fileURLToPath(new URL('../../bpf/', import.meta.url));
-const BPFTOOL = process.env.BPFTOOL ?? (existsSync('/usr/sbin/bpftool') ? '/usr/sbin/bpftool' : 'bpftool');
 
 /** BTF of bpf/<name>.o; fails (does not skip) if the object is missing or older than a source. */
-function btf(name: string): BtfInfo {
+function btf(name: string): Btf {
   const obj = `${BPF}${name}.o`;
   assert.ok(existsSync(obj), `${obj} is missing: run make -C bpf`);
   const sources = [`${BPF}${name}.c`, ...readdirSync(`${BPF}lib`).map((f) => `${BPF}lib/${f}`)];
   const newest = Math.max(...sources.map((s) => statSync(s).mtimeMs));
   assert.ok(statSync(obj).mtimeMs >= newest, `${obj} is older than its sources: run make -C bpf`);
-  return BtfInfo.fromJson(JSON.parse(execFileSync(BPFTOOL, ['btf', 'dump', 'file', obj, '-j'], { encoding: 'utf8' })));
+  const info = ElfObject.fromFile(obj).btf();
+  assert.ok(info, `${obj} has no .BTF section: build it with -g (make -C bpf)`);
+  return info;
 }
 
-function assertLayout(info: BtfInfo, layout: StructLayout, where: string): void {
+function assertLayout(info: Btf, layout: StructLayout, where: string): void {
   const s = info.struct(layout.name);
   assert.ok(s, `struct ${layout.name} is not in the BTF of ${where}`);
   assert.equal(s.size, layout.size, `sizeof(struct ${layout.name}) in ${where}`);
   assert.deepEqual(
-    s.members.map((m) => [m.name, m.offset, m.bitfield ?? false]),
+    s.members.map((m) => [m.name, m.offset, m.bitfield]),
     Object.entries(layout.fields).map(([name, off]) => [name, off, false]),
     `members and offsets of struct ${layout.name} in ${where}`,
   );
