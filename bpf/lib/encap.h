@@ -6,6 +6,9 @@
  * checksum 0) and redirects to the egress of cilium_vxlan; the kernel VXLAN
  * driver then builds the outer Ethernet/IPv4/UDP/VXLAN headers. Identity HOST
  * must never go on the wire: callers pass REMOTE_NODE instead.
+ * The key leaves no trace in the packet (the driver consumes it), so with
+ * trace events on a DBG_ENCAP debug record reports what was set: remote IPv4
+ * and VNI, before the TO_OVERLAY trace.
  */
 #pragma once
 
@@ -41,6 +44,7 @@ static __always_inline int encap_and_redirect(struct __sk_buff *ctx,
 	if (err < 0)
 		return DROP_EXT(ctx, DROP_WRITE_ERROR, -err);
 
+	send_debug_notify(ctx, DBG_ENCAP, key.remote_ipv4, key.tunnel_id, 0, encap_ifindex);
 	send_trace_notify(ctx, TRACE_TO_OVERLAY, src_label, dst_label, 0, encap_ifindex);
 	return bpf_redirect(encap_ifindex, 0);
 }

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Drop and trace notifications written to the cilium_events ring buffer.
+/* Drop, debug and trace notifications written to the cilium_events ring buffer.
  *
  * Every record starts with struct event_hdr (type, subtype, source endpoint,
- * hash, original and captured length, version), followed by the type-specific
- * fields and EVENT_CAP_LEN bytes of which the first hdr.len_cap are the start
- * of the packet. Records have a fixed size because bpf_ringbuf_reserve needs a
- * constant one. Drops are always sent; traces only when node_config.flags has
- * NODE_F_TRACE_EVENTS. A full ring buffer loses the event, never the packet.
- * src/datapath/maps/events.ts decodes these records.
+ * hash, original and captured length, version), followed by 20 bytes of
+ * type-specific fields and EVENT_CAP_LEN bytes of which the first hdr.len_cap
+ * are the start of the packet: all three records are 164 bytes with the packet
+ * at offset 36. Records have a fixed size because bpf_ringbuf_reserve needs a
+ * constant one. Drops are always sent; traces and debug records only when
+ * node_config.flags has NODE_F_TRACE_EVENTS. A full ring buffer loses the
+ * event, never the packet. src/datapath/maps/events.ts decodes these records.
+ *
+ * Debug records (as Cilium's DBG_* messages) report a decision whose result
+ * cannot be seen in the packet itself, e.g. the tunnel key handed to the
+ * VXLAN driver (DBG_ENCAP: arg1 = remote IPv4 in host order as in the
+ * key, arg2 = VNI = source identity).
  *
  * The including object defines EVENT_SOURCE_ID (its endpoint id, 0 if none)
  * before including this header.
@@ -24,7 +30,15 @@
 
 enum {
 	EVENT_TYPE_DROP = 1,
+	EVENT_TYPE_DEBUG = 2,
 	EVENT_TYPE_TRACE = 4,
+};
+
+/* Debug subtypes: Cilium's values (bpf/lib/dbg.h upstream), so monitor output
+ * reads the same. Only the ones this datapath emits are listed.
+ */
+enum {
+	DBG_ENCAP = 3,		/* arg1 = tunnel remote IPv4 (host order), arg2 = VNI */
 };
 
 #define EVENT_VERSION	1
@@ -65,9 +79,26 @@ struct trace_notify {
 	__u8 data[EVENT_CAP_LEN];
 };
 
+struct debug_notify {
+	struct event_hdr hdr;
+	__u32 arg1;		/* meaning depends on the DBG_* subtype */
+	__u32 arg2;
+	__u32 arg3;
+	__u32 ifindex;		/* device the packet goes to */
+	__u32 pad;
+	__u8 data[EVENT_CAP_LEN];
+};
+
 _Static_assert(sizeof(struct event_hdr) == 16, "event_hdr is ABI");
 _Static_assert(sizeof(struct drop_notify) == 36 + EVENT_CAP_LEN, "drop_notify is ABI");
 _Static_assert(sizeof(struct trace_notify) == 36 + EVENT_CAP_LEN, "trace_notify is ABI");
+_Static_assert(sizeof(struct debug_notify) == 36 + EVENT_CAP_LEN, "debug_notify is ABI");
+/* Not yet listed in bpf_alignchecker.c, so the BTF layout test does not see
+ * debug_notify: pin the offsets the decoder reads here instead.
+ */
+_Static_assert(__builtin_offsetof(struct debug_notify, arg1) == 16, "debug_notify.arg1 is ABI");
+_Static_assert(__builtin_offsetof(struct debug_notify, ifindex) == 28, "debug_notify.ifindex is ABI");
+_Static_assert(__builtin_offsetof(struct debug_notify, data) == 36, "debug_notify.data is ABI");
 
 /* Fills the header and copies the start of the packet into data[]. */
 static __always_inline void event_fill(struct __sk_buff *ctx, struct event_hdr *hdr,
@@ -147,5 +178,28 @@ static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 point,
 	n->flags = 0;
 	n->ifindex = ifindex;
 	n->orig_ip = 0;
+	bpf_ringbuf_submit(n, 0);
+}
+
+/* Emits a debug record `subtype` with its arguments (see the DBG_* enum),
+ * under the same switch as trace events.
+ */
+static __always_inline void send_debug_notify(struct __sk_buff *ctx, __u8 subtype,
+					      __u32 arg1, __u32 arg2, __u32 arg3,
+					      __u32 ifindex)
+{
+	struct debug_notify *n;
+
+	if (!trace_enabled())
+		return;
+	n = bpf_ringbuf_reserve(&cilium_events, sizeof(*n), 0);
+	if (!n)
+		return;
+	event_fill(ctx, &n->hdr, n->data, EVENT_TYPE_DEBUG, subtype);
+	n->arg1 = arg1;
+	n->arg2 = arg2;
+	n->arg3 = arg3;
+	n->ifindex = ifindex;
+	n->pad = 0;
 	bpf_ringbuf_submit(n, 0);
 }

@@ -2,7 +2,7 @@
 // of bpf_lxc.o on kernel 6.18) and hand-built frames for the packet summary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeEvent, summarizePacket } from '../../src/datapath/maps/events.ts';
+import { DBG_ENCAP, DEBUG_NOTIFY, decodeEvent, DROP_NOTIFY, summarizePacket, TRACE_NOTIFY } from '../../src/datapath/maps/events.ts';
 import { MembraneError } from '../../src/shared/errors.ts';
 
 // cil_from_container of endpoint 7 (identity 1234, IP 10.0.1.5) dropping an ICMP echo
@@ -15,6 +15,12 @@ const DROP_INVALID_SIP = Buffer.from(
 const TRACE_TO_LXC = Buffer.from(
   '04000700c12bd3d26200000062000100d20400002e160000080005002a0000000000000002000000000602aa00000006080045000054000000003f01659f0a0001050a0001060800f7b1004d0001'
   + '0'.repeat(164 * 2 - 156), 'hex');
+
+// The same endpoint encapsulating 10.0.1.5 -> 10.0.2.7 (ipcache: tunnel endpoint 192.168.50.2)
+// with trace events on: DBG_ENCAP, arg1 = 192.168.50.2 in host order, arg2 = VNI 1234, cilium_vxlan ifindex 4.
+const DEBUG_ENCAP = Buffer.from(
+  '0203070028e1139a4a0000004a0001000232a8c0d204000000000000040000000000000002aa0000000502000000000508004500003c12344000400111820a0001050a00020708008630004d000108090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2021222324252627'
+  + '0'.repeat(164 * 2 - 220), 'hex');
 
 test('decodes a drop event captured from bpf_lxc.o', () => {
   assert.equal(DROP_INVALID_SIP.length, 164);
@@ -50,16 +56,58 @@ test('decodes a trace event captured from bpf_lxc.o', () => {
   assert.equal(e.summary, '10.0.1.5 -> 10.0.1.6 ICMP echo');
 });
 
+test('decodes a DBG_ENCAP debug event captured from bpf_lxc.o: tunnel endpoint and VNI', () => {
+  assert.equal(DEBUG_ENCAP.length, 164);
+  const e = decodeEvent(DEBUG_ENCAP);
+  assert.equal(e.type, 'debug');
+  if (e.type !== 'debug') return;
+  assert.equal(e.subtype, DBG_ENCAP);
+  assert.equal(e.subtypeText, 'encap');
+  assert.equal(e.source, 7);
+  assert.equal(e.arg1, 0xc0a83202, 'arg1 is the remote address as the tunnel key holds it (host order)');
+  assert.equal(e.tunnelEndpoint, '192.168.50.2');
+  assert.equal(e.arg2, 1234);
+  assert.equal(e.vni, 1234);
+  assert.equal(e.arg3, 0);
+  assert.equal(e.ifindex, 4);
+  assert.equal(e.message, 'Encapsulating to node 192.168.50.2 with VNI 1234');
+  assert.equal(e.lenOrig, 74);
+  assert.equal(e.summary, '10.0.1.5 -> 10.0.2.7 ICMP echo');
+});
+
+test('a debug event of an unknown subtype decodes with its raw arguments', () => {
+  const rec = Buffer.from(DEBUG_ENCAP);
+  rec[1] = 42;
+  const e = decodeEvent(rec);
+  assert.equal(e.type, 'debug');
+  if (e.type !== 'debug') return;
+  assert.equal(e.subtypeText, 'debug-42');
+  assert.equal(e.tunnelEndpoint, undefined);
+  assert.equal(e.vni, undefined);
+  assert.equal(e.message, 'debug 42: arg1 0xc0a83202 arg2 1234 arg3 0');
+});
+
 test('rejects truncated, unknown and future records with E_EVENT_DECODE', () => {
   const cases: [Buffer, RegExp][] = [
     [DROP_INVALID_SIP.subarray(0, 10), /shorter than the 16-byte header/],
-    [Buffer.concat([Buffer.from([2]), DROP_INVALID_SIP.subarray(1)]), /unknown event type 2/],
+    [Buffer.concat([Buffer.from([3]), DROP_INVALID_SIP.subarray(1)]), /unknown event type 3/],
+    [DEBUG_ENCAP.subarray(0, 60), /cannot hold 74 captured bytes/],
     [Buffer.concat([DROP_INVALID_SIP.subarray(0, 14), Buffer.from([2]), DROP_INVALID_SIP.subarray(15)]), /version 2 is not supported/],
     [DROP_INVALID_SIP.subarray(0, 100), /cannot hold 98 captured bytes/],
   ];
   for (const [rec, re] of cases) {
     assert.throws(() => decodeEvent(rec), (err: unknown) => err instanceof MembraneError && err.code === 'E_EVENT_DECODE' && re.test(err.message));
   }
+});
+
+test('every record type has the same size with the packet at the same offset', () => {
+  // events.h keeps all records 164 bytes with data[] at 36, so a reader can
+  // size its reads and find the packet without knowing the type.
+  for (const l of [DROP_NOTIFY, TRACE_NOTIFY, DEBUG_NOTIFY]) {
+    assert.equal(l.size, 164, l.name);
+    assert.equal(l.fields.data, 36, `${l.name}.data`);
+  }
+  assert.deepEqual(DEBUG_NOTIFY.fields, { hdr: 0, arg1: 16, arg2: 20, arg3: 24, ifindex: 28, pad: 32, data: 36 }, 'offsets pinned by the _Static_asserts in events.h');
 });
 
 function frame(ethertype: number, l3: number[]): Buffer {

@@ -1,5 +1,5 @@
-// Decodes cilium_events ring-buffer records (bpf/lib/events.h) into typed drop
-// and trace events, with the captured packet bytes and a one-line L3/L4
+// Decodes cilium_events ring-buffer records (bpf/lib/events.h) into typed drop,
+// debug and trace events, with the captured packet bytes and a one-line L3/L4
 // summary such as "10.0.1.5 -> 10.0.2.7 ICMP echo". Pure: the caller reads the
 // ring buffer and hands each record here.
 import { MembraneError } from '../../shared/errors.ts';
@@ -10,7 +10,10 @@ import { sourceFileName } from './source-files.ts';
 
 export const EVENTS_MAP_NAME = 'cilium_events';
 export const EVENT_TYPE_DROP = 1;
+export const EVENT_TYPE_DEBUG = 2;
 export const EVENT_TYPE_TRACE = 4;
+/** Debug subtype: the tunnel key set for encapsulation (arg1 remote IPv4 in host order, arg2 VNI). */
+export const DBG_ENCAP = 3;
 export const EVENT_VERSION = 1;
 export const EVENT_CAP_LEN = 128;
 
@@ -21,6 +24,12 @@ export const DROP_NOTIFY = defineLayout('drop_notify', 36 + EVENT_CAP_LEN, {
 export const TRACE_NOTIFY = defineLayout('trace_notify', 36 + EVENT_CAP_LEN, {
   hdr: 0, src_label: 16, dst_label: 20, dst_id: 24, reason: 26, flags: 27, ifindex: 28, orig_ip: 32, data: 36,
 });
+export const DEBUG_NOTIFY = defineLayout('debug_notify', 36 + EVENT_CAP_LEN, {
+  hdr: 0, arg1: 16, arg2: 20, arg3: 24, ifindex: 28, pad: 32, data: 36,
+});
+
+/** Names of the debug subtypes the datapath emits (Cilium's DBG_* values). */
+export const DEBUG_SUBTYPES: Readonly<Record<number, string>> = Object.freeze({ [DBG_ENCAP]: 'encap' });
 
 interface EventCommon {
   /** Endpoint id of the program that emitted the event (0 for the overlay). */
@@ -70,7 +79,25 @@ export interface TraceEvent extends EventCommon {
   origIp: string;
 }
 
-export type DatapathEvent = DropEvent | TraceEvent;
+export interface DebugEvent extends EventCommon {
+  type: 'debug';
+  /** DBG_* subtype and its name ("debug-N" if unknown). */
+  subtype: number;
+  subtypeText: string;
+  /** Raw arguments; their meaning depends on the subtype. */
+  arg1: number;
+  arg2: number;
+  arg3: number;
+  /** Device the packet goes to. */
+  ifindex: number;
+  /** One line, e.g. "Encapsulating to node 192.168.50.2 with VNI 1234". */
+  message: string;
+  /** DBG_ENCAP: the tunnel key's remote address and VNI (= source identity). */
+  tunnelEndpoint?: string;
+  vni?: number;
+}
+
+export type DatapathEvent = DropEvent | TraceEvent | DebugEvent;
 
 function decodeError(cause: string): MembraneError {
   return new MembraneError('decode datapath event', { code: 'E_EVENT_DECODE', cause });
@@ -88,7 +115,7 @@ export function decodeEvent(record: Uint8Array): DatapathEvent {
   const type = b[h.type];
   const version = b[h.version];
   if (version !== EVENT_VERSION) throw decodeError(`version ${version} is not supported (want ${EVENT_VERSION})`);
-  const layout = type === EVENT_TYPE_DROP ? DROP_NOTIFY : type === EVENT_TYPE_TRACE ? TRACE_NOTIFY : undefined;
+  const layout = type === EVENT_TYPE_DROP ? DROP_NOTIFY : type === EVENT_TYPE_TRACE ? TRACE_NOTIFY : type === EVENT_TYPE_DEBUG ? DEBUG_NOTIFY : undefined;
   if (!layout) throw decodeError(`unknown event type ${type}`);
   const lenCap = b.readUInt16LE(h.len_cap);
   const dataOff = layout.fields.data;
@@ -122,6 +149,7 @@ export function decodeEvent(record: Uint8Array): DatapathEvent {
       ifindex: b.readUInt32LE(f.ifindex),
     };
   }
+  if (type === EVENT_TYPE_DEBUG) return decodeDebug(b, subtype, common);
   const f = TRACE_NOTIFY.fields;
   const reason = b[f.reason];
   return {
@@ -138,6 +166,30 @@ export function decodeEvent(record: Uint8Array): DatapathEvent {
     ifindex: b.readUInt32LE(f.ifindex),
     origIp: readIPv4(b, f.orig_ip),
   };
+}
+
+function decodeDebug(b: Buffer, subtype: number, common: EventCommon): DebugEvent {
+  const f = DEBUG_NOTIFY.fields;
+  const arg1 = b.readUInt32LE(f.arg1);
+  const arg2 = b.readUInt32LE(f.arg2);
+  const arg3 = b.readUInt32LE(f.arg3);
+  const e: DebugEvent = {
+    type: 'debug',
+    ...common,
+    subtype,
+    subtypeText: DEBUG_SUBTYPES[subtype] ?? `debug-${subtype}`,
+    arg1, arg2, arg3,
+    ifindex: b.readUInt32LE(f.ifindex),
+    message: `debug ${subtype}: arg1 0x${arg1.toString(16)} arg2 ${arg2} arg3 ${arg3}`,
+  };
+  if (subtype === DBG_ENCAP) {
+    // arg1 is the address as the tunnel key holds it: a host-order u32.
+    const ip = [arg1 >>> 24, (arg1 >>> 16) & 0xff, (arg1 >>> 8) & 0xff, arg1 & 0xff].join('.');
+    e.tunnelEndpoint = ip;
+    e.vni = arg2;
+    e.message = `Encapsulating to node ${ip} with VNI ${arg2}`;
+  }
+  return e;
 }
 
 const ICMP_TYPES: Readonly<Record<number, string>> = {
