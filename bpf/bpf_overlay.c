@@ -53,6 +53,15 @@ static __always_inline int ipv4_from_overlay(struct __sk_buff *ctx)
 	struct iphdr *ip;
 	__u32 host_ifindex;
 
+	/* Checked again after the tail call: this program trusts whatever
+	 * cb[CB_SRC_LABEL] holds, and a HOST source would be delivered with
+	 * the host's identity mark. Only cil_from_overlay enters here today and
+	 * it already drops HOST; one compare guards the slot against a future
+	 * caller that does not (and makes the drop reachable by a test run,
+	 * which has no tunnel key for cil_from_overlay to read).
+	 */
+	if (src_label == IDENTITY_HOST)
+		return DROP(DROP_INVALID_IDENTITY);
 	if (!cfg)
 		return DROP(DROP_HOST_NOT_READY);
 	if (!ipv4_headers(ctx, &eth, &ip))
