@@ -1,13 +1,13 @@
 // An error from a libbpf call, carrying the lines libbpf printed while it ran
 // (libbpf explains most of its own refusals only through its print callback).
-import { KernelError } from '../shared/errors.ts';
+import { KernelError, type ErrorCode } from '../shared/errors.ts';
 
 export class LibbpfError extends KernelError {
   /** Everything libbpf printed (warnings/info) during the failed call. */
   readonly libbpfLog: string[];
 
   /** `fn` is the libbpf function, `rc` its negative errno, `lines` from libbpfLinesSince(). */
-  constructor(fn: string, rc: number, lines: string[] = [], opts: { code?: string; hint?: string } = {}) {
+  constructor(fn: string, rc: number, lines: string[] = [], opts: { code?: ErrorCode; hint?: string } = {}) {
     super(fn, rc, undefined, opts);
     this.libbpfLog = lines;
     const tail = meaningful(lines).slice(-3);

@@ -17,12 +17,5 @@ export interface Command {
   run(ctx: CommandContext): Promise<number | void> | number | void;
 }
 
-/** Exit codes, in one place. */
-export const Exit = {
-  OK: 0,
-  FAILURE: 1,
-  USAGE: 2,
-  CONFIG: 3,
-  NOT_ROOT: 4,
-  UNAVAILABLE: 5,
-} as const;
+/** Exit codes: they live with the error-code catalogue, which gives each error code its exit code. */
+export { Exit, type ExitCode } from '../shared/error-codes.ts';

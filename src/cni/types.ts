@@ -10,30 +10,10 @@ export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] a
 export type CniCommand = (typeof CNI_COMMANDS)[number];
 
 /**
- * Error codes. 0-99 are the spec's well-known codes; 100+ are ours
- * (docs/cni.md has the table and why each backend error maps where it does).
+ * CNI error codes by name. The numbers live with the error-code catalogue
+ * (src/shared/error-codes.ts), which maps each membrane error code to one.
  */
-export const CniCode = {
-  INCOMPATIBLE_VERSION: 1,
-  UNSUPPORTED_FIELD: 2,
-  UNKNOWN_CONTAINER: 3,
-  INVALID_ENV: 4,
-  IO_FAILURE: 5,
-  DECODE_FAILURE: 6,
-  INVALID_CONFIG: 7,
-  TRY_AGAIN_LATER: 11,
-  PLUGIN_NOT_AVAILABLE: 50,
-  LIMITED_CONNECTIVITY: 51,
-  // plugin-specific
-  IPAM_EXHAUSTED: 100,
-  IFNAME_EXISTS: 101,
-  ENDPOINT_CONFLICT: 102,
-  ENDPOINT_IDS_EXHAUSTED: 103,
-  IDENTITY_EXHAUSTED: 104,
-  ENDPOINT_NOT_FOUND: 110,
-  ENDPOINT_BROKEN: 111,
-  INTERNAL: 999,
-} as const;
+export { CniCode } from '../shared/error-codes.ts';
 
 /** The error result (spec section 5, "Error"). */
 export interface CniErrorResult {
@@ -121,7 +101,7 @@ export interface AddedEndpoint {
 
 /**
  * The agent side of CNI. Every method may throw a MembraneError; its `code`
- * picks the CNI error code (see codeFor in handler.ts).
+ * picks the CNI error code (the catalogue in src/shared/error-codes.ts).
  */
 export interface EndpointBackend {
   /** Creates the endpoint; a failure must leave nothing behind. */

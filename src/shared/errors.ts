@@ -1,24 +1,31 @@
 // Error types shared by every layer. Messages read "operation subject: cause",
 // each layer adding its own step through `cause`, so a rendered chain reads
 // like a path: "datapath init: attach cil_to_host to cilium_host: bpf_link_create: operation not supported (EOPNOTSUPP)".
+//
+// Every code is in the catalogue (./error-codes.ts), which also says what each
+// surface (CNI, HTTP API, CLI exit) answers for it.
 import { errnoName, strerror } from './errno.ts';
+import { errorCodeOf, type ErrorCode } from './error-codes.ts';
+
+export type { ErrorCode } from './error-codes.ts';
 
 export interface MembraneErrorOptions {
-  code?: string;
+  code?: ErrorCode;
   cause?: unknown;
   hint?: string;
 }
 
 /** Base class: a stable `code` for scripts and the API, an optional hint for the user. */
 export class MembraneError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint?: string;
 
   constructor(message: string, opts: MembraneErrorOptions = {}) {
     const causeMsg = opts.cause instanceof Error ? opts.cause.message : opts.cause !== undefined ? String(opts.cause) : '';
     super(causeMsg ? `${message}: ${causeMsg}` : message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = new.target.name;
-    this.code = opts.code ?? (opts.cause instanceof MembraneError ? opts.cause.code : 'E_INTERNAL');
+    // No code given: the cause's (along its chain), so wrapping never loses it.
+    this.code = opts.code ?? errorCodeOf(opts.cause);
     this.hint = opts.hint ?? (opts.cause instanceof MembraneError ? opts.cause.hint : undefined);
   }
 }
@@ -30,7 +37,7 @@ export class KernelError extends MembraneError {
   readonly errnoName: string;
   readonly extAck?: string;
 
-  constructor(op: string, errno: number, extAck?: string, opts: { code?: string; hint?: string } = {}) {
+  constructor(op: string, errno: number, extAck?: string, opts: { code?: ErrorCode; hint?: string } = {}) {
     const e = Math.abs(errno);
     const ack = extAck ? ` (kernel: ${extAck})` : '';
     super(`${op}: ${strerror(e)} (${errnoName(e)})${ack}`, { code: opts.code ?? 'E_KERNEL', hint: opts.hint });
@@ -60,7 +67,7 @@ export class UnsupportedFeatureError extends MembraneError {
 }
 
 /** Wraps any error with the operation that failed; keeps the cause's code unless one is given. */
-export function wrap(op: string, err: unknown, code?: string): MembraneError {
+export function wrap(op: string, err: unknown, code?: ErrorCode): MembraneError {
   return new MembraneError(op, { cause: err, code });
 }
 

@@ -12,7 +12,7 @@
 //    scanning id/) is always reused before a new one is created. Masters outlive
 //    their users, so a label set keeps its ID across releases and restarts.
 import { randomUUID } from 'node:crypto';
-import { MembraneError } from '../shared/errors.ts';
+import { MembraneError, type ErrorCode } from '../shared/errors.ts';
 import type { KVStore, Lease } from './store.ts';
 import {
   IDENTITY_ID_PREFIX, MAX_GLOBAL_IDENTITY, MIN_GLOBAL_IDENTITY,
@@ -36,7 +36,7 @@ export interface IdentityAllocatorOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function isCode(err: unknown, code: string): boolean {
+function isCode(err: unknown, code: ErrorCode): boolean {
   return err instanceof MembraneError && err.code === code;
 }
 

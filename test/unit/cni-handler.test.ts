@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { codeFor, handleCni } from '../../src/cni/handler.ts';
 import { locateJsonError } from '../../src/cni/json-error.ts';
-import { MembraneError, wrap } from '../../src/shared/errors.ts';
+import { MembraneError, wrap, type ErrorCode } from '../../src/shared/errors.ts';
 import { assertCniError, assertValidResult, FakeBackend } from '../helpers/cni-fakes.ts';
 
 const NET = { networkName: 'membrane' };
@@ -179,7 +179,8 @@ describe('backend errors map to CNI codes', () => {
   });
 
   it('codeFor ignores inherited object keys', () => {
-    assert.equal(codeFor(new MembraneError('x', { code: 'constructor' })), 999);
+    // A code smuggled past the ErrorCode type (JSON, a cast) must not match inherited keys.
+    assert.equal(codeFor(new MembraneError('x', { code: 'constructor' as ErrorCode })), 999);
     assert.equal(codeFor(new MembraneError('x', { code: 'E_NETNS' })), 3);
   });
 });
