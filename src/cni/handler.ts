@@ -4,12 +4,14 @@
 // every error path is testable without root (test/unit/cni-handler.test.ts).
 //
 // Spec: CNI 1.1.0 (ADD, DEL, CHECK, STATUS, GC, VERSION), results rendered in
-// the shape of the config's cniVersion (0.3.0 ... 1.1.0). Error codes: see
-// codeFor() and docs/cni.md.
-import { causeChain, MembraneError } from '../shared/errors.ts';
+// the shape of the config's cniVersion (0.3.0 ... 1.1.0). Error codes: every
+// failure is a MembraneError whose code the catalogue (src/shared/error-codes.ts)
+// turns into a CNI code; docs/errors.md lists them.
+import { causeChain, MembraneError, type ErrorCode } from '../shared/errors.ts';
+import { cniCodeOf, errorCodeOf } from '../shared/error-codes.ts';
 import { locateJsonError } from './json-error.ts';
 import {
-  CNI_COMMANDS, CniCode, PLUGIN_TYPE, SUPPORTED_VERSIONS,
+  CNI_COMMANDS, PLUGIN_TYPE, SUPPORTED_VERSIONS,
   type AddedEndpoint, type CniCommand, type CniErrorResult, type CniInterface, type CniIPConfig, type CniOutput,
   type CniResult, type CniRoute, type CniVersion, type CniVersionResult, type EndpointBackend, type GCAttachment, type NetConf,
 } from './types.ts';
@@ -21,37 +23,20 @@ export interface CniHandlerOptions {
   networkName: string;
 }
 
-/** A failure to report as a CNI error object. */
-class CniFailure extends Error {
-  constructor(readonly code: number, msg: string, readonly details?: string) {
-    super(msg);
+/**
+ * A failure the handler finds itself (a bad request, STATUS refusing). Its
+ * message is the whole story, so unlike a backend error it reports no cause
+ * chain, only the `details` given.
+ */
+class CniFailure extends MembraneError {
+  constructor(code: ErrorCode, msg: string, readonly details?: string) {
+    super(msg, { code });
   }
 }
 
-/** Backend error code -> CNI code. Anything not listed is 999 (libcni's ErrInternal). */
-const BACKEND_CODES: Record<string, number> = {
-  // "Container unknown or does not exist": the netns is gone. A failed ADD leaves
-  // nothing behind, so telling the runtime no cleanup is needed is true.
-  E_NETNS: CniCode.UNKNOWN_CONTAINER,
-  // Transient: the runtime should retry.
-  E_UNAVAILABLE: CniCode.TRY_AGAIN_LATER,
-  E_NOT_READY: CniCode.TRY_AGAIN_LATER,
-  E_STORE_UNAVAILABLE: CniCode.TRY_AGAIN_LATER,
-  E_IDENTITY_LOCK_TIMEOUT: CniCode.TRY_AGAIN_LATER,
-  // Ours (>= 100).
-  E_IPAM_EXHAUSTED: CniCode.IPAM_EXHAUSTED,
-  E_IFNAME_EXISTS: CniCode.IFNAME_EXISTS,
-  E_ENDPOINT_EXISTS: CniCode.ENDPOINT_CONFLICT,
-  E_ENDPOINT_IDS_EXHAUSTED: CniCode.ENDPOINT_IDS_EXHAUSTED,
-  E_IDENTITY_EXHAUSTED: CniCode.IDENTITY_EXHAUSTED,
-  E_ENDPOINT_NOT_FOUND: CniCode.ENDPOINT_NOT_FOUND,
-  E_ENDPOINT: CniCode.ENDPOINT_BROKEN,
-};
-
-/** The CNI error code for an error thrown by the backend. */
+/** The CNI error code for any thrown value: its catalogue code's (999, libcni's ErrInternal, for uncoded errors). */
 export function codeFor(err: unknown): number {
-  const code = err instanceof MembraneError ? err.code : undefined;
-  return code !== undefined && Object.hasOwn(BACKEND_CODES, code) ? BACKEND_CODES[code]! : CniCode.INTERNAL;
+  return cniCodeOf(errorCodeOf(err));
 }
 
 const REQUIRED_ENV: Record<CniCommand, string[]> = {
@@ -89,25 +74,25 @@ export async function handleCni(env: Record<string, string | undefined>, stdin: 
   try {
     return await run(env, stdin, backend, opts);
   } catch (e) {
-    const f = e instanceof CniFailure ? e : new CniFailure(CniCode.INTERNAL, oneLine(e instanceof Error ? e.message : String(e)), details(e));
-    const out: CniErrorResult = { cniVersion: errVersion, code: f.code, msg: f.message };
-    if (f.details) out.details = f.details;
+    const out: CniErrorResult = { cniVersion: errVersion, code: codeFor(e), msg: oneLine(e instanceof Error ? e.message : String(e)) };
+    const d = e instanceof CniFailure ? e.details : details(e);
+    if (d) out.details = d;
     return { exitCode: 1, stdout: json(out) };
   }
 }
 
 async function run(env: Record<string, string | undefined>, stdin: string, backend: EndpointBackend, opts: CniHandlerOptions): Promise<CniOutput> {
   const command = env.CNI_COMMAND;
-  if (!command) throw new CniFailure(CniCode.INVALID_ENV, `CNI_COMMAND is not set (want one of ${CNI_COMMANDS.join(', ')})`);
+  if (!command) throw new CniFailure('E_CNI_ENV', `CNI_COMMAND is not set (want one of ${CNI_COMMANDS.join(', ')})`);
   if (!(CNI_COMMANDS as readonly string[]).includes(command)) {
-    throw new CniFailure(CniCode.INVALID_ENV, `CNI_COMMAND "${command}" is not a CNI command (want one of ${CNI_COMMANDS.join(', ')})`);
+    throw new CniFailure('E_CNI_ENV', `CNI_COMMAND "${command}" is not a CNI command (want one of ${CNI_COMMANDS.join(', ')})`);
   }
   const cmd = command as CniCommand;
   if (cmd === 'VERSION') return { exitCode: 0, stdout: json(versionResult(stdin)) };
 
   const missing = REQUIRED_ENV[cmd].filter((k) => !env[k]);
   if (missing.length) {
-    throw new CniFailure(CniCode.INVALID_ENV, `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set (required for ${cmd})`);
+    throw new CniFailure('E_CNI_ENV', `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set (required for ${cmd})`);
   }
   if (cmd === 'ADD' || cmd === 'CHECK') validateAttachmentEnv(env);
 
@@ -117,19 +102,20 @@ async function run(env: Record<string, string | undefined>, stdin: string, backe
   switch (cmd) {
     case 'ADD': return add(env, conf, backend);
     case 'DEL':
-      await callBackend(() => backend.del({ containerID: env.CNI_CONTAINERID!, ifname: env.CNI_IFNAME!, netns: env.CNI_NETNS || undefined }));
+      await backend.del({ containerID: env.CNI_CONTAINERID!, ifname: env.CNI_IFNAME!, netns: env.CNI_NETNS || undefined });
       return { exitCode: 0, stdout: '' };
     case 'CHECK': return check(env, conf, backend);
     case 'STATUS':
       try {
         await backend.status();
       } catch (e) {
-        throw new CniFailure(CniCode.PLUGIN_NOT_AVAILABLE, `plugin not available: ${oneLine(e instanceof Error ? e.message : String(e))}`, details(e));
+        // STATUS has one code for every reason the agent cannot serve ADD; the reason goes in msg and details.
+        throw new CniFailure('E_CNI_NOT_AVAILABLE', `plugin not available: ${oneLine(e instanceof Error ? e.message : String(e))}`, details(e));
       }
       return { exitCode: 0, stdout: '' };
     case 'GC': {
       const valid = validAttachments(conf);
-      await callBackend(() => backend.gc(valid));
+      await backend.gc(valid);
       return { exitCode: 0, stdout: '' };
     }
   }
@@ -146,70 +132,60 @@ function versionResult(stdin: string): CniVersionResult {
 function validateAttachmentEnv(env: Record<string, string | undefined>): void {
   const id = env.CNI_CONTAINERID!;
   if (!CONTAINER_ID.test(id)) {
-    throw new CniFailure(CniCode.INVALID_ENV, `CNI_CONTAINERID ${JSON.stringify(id)} is invalid: it must start with a letter or digit, then letters, digits, '_', '.' or '-'`);
+    throw new CniFailure('E_CNI_ENV', `CNI_CONTAINERID ${JSON.stringify(id)} is invalid: it must start with a letter or digit, then letters, digits, '_', '.' or '-'`);
   }
   const ifname = env.CNI_IFNAME!;
   const why = ifname === '.' || ifname === '..' ? 'it must not be "." or ".."'
     : Buffer.byteLength(ifname) > 15 ? 'it must be shorter than 16 bytes'
       : /[/:\s]/.test(ifname) ? "it must not contain '/', ':' or whitespace" : undefined;
-  if (why) throw new CniFailure(CniCode.INVALID_ENV, `CNI_IFNAME ${JSON.stringify(ifname)} is invalid: ${why}`);
+  if (why) throw new CniFailure('E_CNI_ENV', `CNI_IFNAME ${JSON.stringify(ifname)} is invalid: ${why}`);
 }
 
 function parseConf(stdin: string): NetConf {
-  if (stdin.trim() === '') throw new CniFailure(CniCode.DECODE_FAILURE, 'decode network config: stdin is empty');
+  if (stdin.trim() === '') throw new CniFailure('E_CNI_DECODE', 'decode network config: stdin is empty');
   let v: unknown;
   try {
     v = JSON.parse(stdin);
   } catch (e) {
     const at = locateJsonError(stdin);
     const where = at ? `${at.reason} at line ${at.line}, column ${at.column} (offset ${at.offset})` : (e as Error).message;
-    throw new CniFailure(CniCode.DECODE_FAILURE, `decode network config: ${where}`);
+    throw new CniFailure('E_CNI_DECODE', `decode network config: ${where}`);
   }
-  if (!isObject(v)) throw new CniFailure(CniCode.INVALID_CONFIG, `network config must be a JSON object, not ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
+  if (!isObject(v)) throw new CniFailure('E_CNI_CONFIG', `network config must be a JSON object, not ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
   return v as NetConf;
 }
 
 function validateConf(conf: NetConf, cmd: CniCommand, opts: CniHandlerOptions): void {
   const supported = SUPPORTED_VERSIONS.join(', ');
   if (typeof conf.cniVersion !== 'string' || conf.cniVersion === '') {
-    throw new CniFailure(CniCode.INCOMPATIBLE_VERSION, `network config has no cniVersion (membrane-cni supports ${supported})`);
+    throw new CniFailure('E_CNI_VERSION', `network config has no cniVersion (membrane-cni supports ${supported})`);
   }
   if (versionIndex(conf.cniVersion) < 0) {
-    throw new CniFailure(CniCode.INCOMPATIBLE_VERSION, `incompatible CNI version ${JSON.stringify(conf.cniVersion)}: membrane-cni supports ${supported}`);
+    throw new CniFailure('E_CNI_VERSION', `incompatible CNI version ${JSON.stringify(conf.cniVersion)}: membrane-cni supports ${supported}`);
   }
-  if (typeof conf.name !== 'string' || conf.name === '') throw new CniFailure(CniCode.INVALID_CONFIG, 'network config has no "name"');
+  if (typeof conf.name !== 'string' || conf.name === '') throw new CniFailure('E_CNI_CONFIG', 'network config has no "name"');
   if (conf.name !== opts.networkName) {
-    throw new CniFailure(CniCode.INVALID_CONFIG, `network ${JSON.stringify(conf.name)} is not the membrane network ${JSON.stringify(opts.networkName)}`);
+    throw new CniFailure('E_CNI_CONFIG', `network ${JSON.stringify(conf.name)} is not the membrane network ${JSON.stringify(opts.networkName)}`);
   }
   if (conf.type !== PLUGIN_TYPE) {
-    throw new CniFailure(CniCode.INVALID_CONFIG, typeof conf.type === 'string'
+    throw new CniFailure('E_CNI_CONFIG', typeof conf.type === 'string'
       ? `plugin type ${JSON.stringify(conf.type)} is not ${PLUGIN_TYPE}`
       : `network config has no "type" (want "${PLUGIN_TYPE}")`);
   }
   const since = SINCE[cmd];
   if (since && !atLeast(conf.cniVersion, since)) {
-    throw new CniFailure(CniCode.INCOMPATIBLE_VERSION, `${cmd} needs cniVersion ${since} or later; the network config has ${conf.cniVersion}`);
+    throw new CniFailure('E_CNI_VERSION', `${cmd} needs cniVersion ${since} or later; the network config has ${conf.cniVersion}`);
   }
-  if (conf.prevResult !== undefined && !isObject(conf.prevResult)) throw new CniFailure(CniCode.INVALID_CONFIG, 'prevResult must be a JSON object');
-}
-
-/** Runs a backend call, turning its errors into CNI failures. */
-async function callBackend<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof CniFailure) throw e;
-    throw new CniFailure(codeFor(e), oneLine(e instanceof Error ? e.message : String(e)), details(e));
-  }
+  if (conf.prevResult !== undefined && !isObject(conf.prevResult)) throw new CniFailure('E_CNI_CONFIG', 'prevResult must be a JSON object');
 }
 
 async function add(env: Record<string, string | undefined>, conf: NetConf, backend: EndpointBackend): Promise<CniOutput> {
   const args = parseCniArgs(env.CNI_ARGS ?? '');
   const labels = labelsOf(conf);
-  const ep = await callBackend(() => backend.add({
+  const ep = await backend.add({
     containerID: env.CNI_CONTAINERID!, netns: env.CNI_NETNS!, ifname: env.CNI_IFNAME!,
     podName: args.K8S_POD_NAME || undefined, podNamespace: args.K8S_POD_NAMESPACE || undefined, labels,
-  }));
+  });
   const result = addResult(conf.cniVersion as CniVersion, ep, env.CNI_IFNAME!, env.CNI_NETNS!, conf.prevResult as CniResult | undefined);
   return { exitCode: 0, stdout: json(result) };
 }
@@ -247,16 +223,16 @@ export function addResult(version: CniVersion, ep: AddedEndpoint, ifname: string
 
 async function check(env: Record<string, string | undefined>, conf: NetConf, backend: EndpointBackend): Promise<CniOutput> {
   const prev = conf.prevResult as CniResult | undefined;
-  if (prev === undefined) throw new CniFailure(CniCode.INVALID_CONFIG, 'CHECK needs prevResult (the result of the ADD) in the network config');
+  if (prev === undefined) throw new CniFailure('E_CNI_CONFIG', 'CHECK needs prevResult (the result of the ADD) in the network config');
   // The spec: consult prevResult for the expected interfaces. Ours must be there.
   const ifname = env.CNI_IFNAME!;
   const netns = env.CNI_NETNS!;
   const mine = Array.isArray(prev.interfaces) ? prev.interfaces.find((i) => isObject(i) && i.name === ifname && (i.sandbox ?? '') !== '') : undefined;
-  if (!mine) throw new CniFailure(CniCode.INVALID_CONFIG, `prevResult lists no container interface ${JSON.stringify(ifname)}`);
+  if (!mine) throw new CniFailure('E_CNI_CONFIG', `prevResult lists no container interface ${JSON.stringify(ifname)}`);
   if (mine.sandbox !== netns) {
-    throw new CniFailure(CniCode.INVALID_CONFIG, `prevResult puts interface ${JSON.stringify(ifname)} in ${JSON.stringify(mine.sandbox)}, not CNI_NETNS ${JSON.stringify(netns)}`);
+    throw new CniFailure('E_CNI_CONFIG', `prevResult puts interface ${JSON.stringify(ifname)} in ${JSON.stringify(mine.sandbox)}, not CNI_NETNS ${JSON.stringify(netns)}`);
   }
-  await callBackend(() => backend.check({ containerID: env.CNI_CONTAINERID!, ifname, netns, prevResult: prev }));
+  await backend.check({ containerID: env.CNI_CONTAINERID!, ifname, netns, prevResult: prev });
   return { exitCode: 0, stdout: '' };
 }
 
@@ -268,13 +244,13 @@ async function check(env: Record<string, string | undefined>, conf: NetConf, bac
  */
 function validAttachments(conf: NetConf): GCAttachment[] {
   const key = 'cni.dev/valid-attachments' in conf ? 'cni.dev/valid-attachments' : 'cni.dev/attachments' in conf ? 'cni.dev/attachments' : undefined;
-  if (!key) throw new CniFailure(CniCode.INVALID_CONFIG, 'GC needs "cni.dev/valid-attachments" in the network config');
+  if (!key) throw new CniFailure('E_CNI_CONFIG', 'GC needs "cni.dev/valid-attachments" in the network config');
   const v = conf[key];
   if (v === null) return [];
-  if (!Array.isArray(v)) throw new CniFailure(CniCode.INVALID_CONFIG, `"${key}" must be an array of {containerID, ifname}`);
+  if (!Array.isArray(v)) throw new CniFailure('E_CNI_CONFIG', `"${key}" must be an array of {containerID, ifname}`);
   return v.map((a: unknown, i) => {
     if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string') {
-      throw new CniFailure(CniCode.INVALID_CONFIG, `"${key}"[${i}] must be {"containerID": string, "ifname": string}`);
+      throw new CniFailure('E_CNI_CONFIG', `"${key}"[${i}] must be {"containerID": string, "ifname": string}`);
     }
     return { containerID: a.containerID, ifname: a.ifname };
   });
@@ -286,7 +262,7 @@ export function parseCniArgs(s: string): Record<string, string> {
   for (const pair of s.split(';')) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new CniFailure(CniCode.INVALID_ENV, `CNI_ARGS has an invalid pair ${JSON.stringify(pair)} (want KEY=VALUE pairs separated by ';')`);
+    if (eq <= 0) throw new CniFailure('E_CNI_ENV', `CNI_ARGS has an invalid pair ${JSON.stringify(pair)} (want KEY=VALUE pairs separated by ';')`);
     out[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return out;
@@ -297,20 +273,20 @@ function labelsOf(conf: NetConf): Record<string, string> {
   const labels: Record<string, string> = {};
   const args = conf.args as unknown;
   if (args === undefined) return labels;
-  if (!isObject(args)) throw new CniFailure(CniCode.INVALID_CONFIG, '"args" must be an object');
+  if (!isObject(args)) throw new CniFailure('E_CNI_CONFIG', '"args" must be an object');
   if (args.labels !== undefined) {
-    if (!isObject(args.labels)) throw new CniFailure(CniCode.INVALID_CONFIG, '"args.labels" must be an object of string values');
+    if (!isObject(args.labels)) throw new CniFailure('E_CNI_CONFIG', '"args.labels" must be an object of string values');
     for (const [k, v] of Object.entries(args.labels)) {
-      if (typeof v !== 'string') throw new CniFailure(CniCode.INVALID_CONFIG, `"args.labels.${k}" must be a string, not ${v === null ? 'null' : typeof v}`);
+      if (typeof v !== 'string') throw new CniFailure('E_CNI_CONFIG', `"args.labels.${k}" must be a string, not ${v === null ? 'null' : typeof v}`);
       labels[k] = v;
     }
   }
   const cni = args.cni;
   if (isObject(cni) && cni.labels !== undefined) {
-    if (!Array.isArray(cni.labels)) throw new CniFailure(CniCode.INVALID_CONFIG, '"args.cni.labels" must be an array of {key, value}');
+    if (!Array.isArray(cni.labels)) throw new CniFailure('E_CNI_CONFIG', '"args.cni.labels" must be an array of {key, value}');
     cni.labels.forEach((l: unknown, i) => {
       if (!isObject(l) || typeof l.key !== 'string' || typeof l.value !== 'string') {
-        throw new CniFailure(CniCode.INVALID_CONFIG, `"args.cni.labels"[${i}] must be {"key": string, "value": string}`);
+        throw new CniFailure('E_CNI_CONFIG', `"args.cni.labels"[${i}] must be {"key": string, "value": string}`);
       }
       labels[l.key] = l.value;
     });

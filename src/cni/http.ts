@@ -3,8 +3,10 @@
 // and stdin as the body; the answer is 200 with X-Cni-Exit-Code and the
 // exact bytes the plugin prints. docs/cni.md describes the wire format.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { handleCni, type CniHandlerOptions } from './handler.ts';
-import { CniCode, type CniOutput, type EndpointBackend } from './types.ts';
+import { errorCodeOf } from '../shared/error-codes.ts';
+import { MembraneError, wrap } from '../shared/errors.ts';
+import { codeFor, handleCni, type CniHandlerOptions } from './handler.ts';
+import type { CniOutput, EndpointBackend } from './types.ts';
 
 /** Request header (lowercase, as node:http presents it) -> CNI environment variable. Others are ignored. */
 export const HEADER_ENV: Readonly<Record<string, string>> = {
@@ -47,7 +49,7 @@ export function decodeHeaderValue(v: string): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
-/** Reads one shim request: the CNI environment from the headers, stdin from the body. Rejects past MAX_STDIN bytes. */
+/** Reads one shim request: the CNI environment from the headers, stdin from the body. Rejects (E_CNI_IO) past MAX_STDIN bytes. */
 export async function readCniRequest(req: IncomingMessage): Promise<{ env: Record<string, string>; stdin: string }> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -58,7 +60,7 @@ export async function readCniRequest(req: IncomingMessage): Promise<{ env: Recor
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > MAX_STDIN) throw new RangeError(`network config larger than ${MAX_STDIN} bytes`);
+    if (size > MAX_STDIN) throw new MembraneError(`network config larger than ${MAX_STDIN} bytes`, { code: 'E_CNI_IO' });
     chunks.push(c as Buffer);
   }
   return { env, stdin: Buffer.concat(chunks).toString('utf8') };
@@ -92,8 +94,10 @@ export function cniHttpHandler(backend: EndpointBackend, opts: CniHandlerOptions
         const { env, stdin } = await readCniRequest(req);
         out = await handleCni(env, stdin, backend, opts);
       } catch (e) {
-        if (req.destroyed && !(e instanceof RangeError)) return; // the shim went away; nobody to answer
-        out = { exitCode: 1, stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: CniCode.IO_FAILURE, msg: `read CNI request: ${(e as Error).message}` })}\n` };
+        // Only our own size limit is worth answering once the request is torn down; anything else means the shim went away.
+        if (req.destroyed && errorCodeOf(e) !== 'E_CNI_IO') return;
+        const err = wrap('read CNI request', e, 'E_CNI_IO');
+        out = { exitCode: 1, stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: codeFor(err), msg: err.message })}\n` };
         res.setHeader('Connection', 'close');
       }
       if (!res.headersSent && !res.destroyed) writeCniResponse(res, out);
