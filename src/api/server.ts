@@ -1,18 +1,21 @@
 // The agent's HTTP API on a unix socket (mode 0600: root only). A tiny
-// router: JSON in and out, errors as { code, message } with an HTTP status
-// derived from the error code. Used by the CLI and the CNI plugin.
+// router: JSON in and out, errors as { code, message, hint } with the HTTP
+// status the error-code catalogue gives the code. Used by the CLI and the CNI plugin.
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { errorCodeOf, httpStatusOf, type ErrorCode } from '../shared/error-codes.ts';
 import { MembraneError } from '../shared/errors.ts';
 
 export type Handler = (req: IncomingMessage, url: URL, body: () => Promise<unknown>) => Promise<unknown> | unknown;
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const STATUS: Record<string, number> = {
-  E_USAGE: 400, E_CONFIG: 400, E_BAD_REQUEST: 400, E_NOT_FOUND: 404, E_ENDPOINT_NOT_FOUND: 404,
-  E_NOT_READY: 503, E_UNAVAILABLE: 503, E_STORE_UNAVAILABLE: 503, E_IPAM_EXHAUSTED: 507,
-};
+/** The body of every error answer; `code` is a catalogue code (src/api/client.ts checks it). */
+export interface ApiErrorBody {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+}
 
 export class ApiServer {
   private readonly routes: { method: string; path: string | RegExp; handler?: Handler; raw?: RawHandler }[] = [];
@@ -26,8 +29,17 @@ export class ApiServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = this.routes.find((r) => r.method === req.method && (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)));
-    if (!route) return send(res, 404, { code: 'E_NOT_FOUND', message: `no route ${req.method} ${url.pathname}` });
-    if (route.raw) return route.raw(req, res);
+    if (!route) return sendError(res, new MembraneError(`no route ${req.method} ${url.pathname}`, { code: 'E_NOT_FOUND' }));
+    if (route.raw) {
+      // A raw handler answers by itself; one that throws still gets a coded answer (and must not take the agent down).
+      try {
+        return route.raw(req, res);
+      } catch (e) {
+        if (!res.headersSent) sendError(res, e);
+        else res.destroy();
+        return;
+      }
+    }
     const body = async () => {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
@@ -42,8 +54,7 @@ export class ApiServer {
     try {
       send(res, 200, await route.handler!(req, url, body));
     } catch (e) {
-      const code = e instanceof MembraneError ? e.code : 'E_INTERNAL';
-      send(res, STATUS[code] ?? 500, { code, message: e instanceof Error ? e.message : String(e), hint: (e as MembraneError).hint });
+      sendError(res, e);
     }
   }
 
@@ -69,6 +80,15 @@ export class ApiServer {
     await new Promise<void>((r) => s.close(() => r()));
     s.closeAllConnections?.();
   }
+}
+
+/** Answers with the error's catalogue code and that code's HTTP status (500 for an uncoded error: E_INTERNAL). */
+function sendError(res: ServerResponse, e: unknown): void {
+  const code = errorCodeOf(e);
+  const body: ApiErrorBody = { code, message: e instanceof Error ? e.message : String(e) };
+  const hint = e instanceof MembraneError ? e.hint : undefined;
+  if (hint) body.hint = hint;
+  send(res, httpStatusOf(code), body);
 }
 
 function send(res: ServerResponse, status: number, v: unknown): void {
