@@ -1,9 +1,10 @@
 // The `membrane` command line: finds the command for the words given, parses
 // flags, runs it, and maps errors to one line (the whole chain with --verbose)
-// and an exit code.
+// and the exit code the error-code catalogue gives the error's code.
 import { GLOBAL_FLAGS, kebab, parseArgs } from './args.ts';
 import { Exit, type Command } from './command.ts';
-import { causeChain, ConfigError, MembraneError } from '../shared/errors.ts';
+import { errorCodeOf, exitCodeOf } from '../shared/error-codes.ts';
+import { causeChain, MembraneError } from '../shared/errors.ts';
 import { commands } from './commands/index.ts';
 
 function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
@@ -35,8 +36,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const prefix = argv.filter((a) => !a.startsWith('-'));
     const known = commands.some((c) => c.path[0] === prefix[0]);
-    process.stderr.write(`membrane: unknown command "${prefix.join(' ')}"\n${known ? help([prefix[0]]) : help()}`);
-    return Exit.USAGE;
+    const err = new MembraneError(`unknown command "${prefix.join(' ')}"`, { code: 'E_USAGE' });
+    process.stderr.write(`membrane: ${err.message}\n${known ? help([prefix[0]]) : help()}`);
+    return exitCodeOf(err.code);
   }
   let verbose = argv.includes('--verbose') || argv.includes('-v');
   try {
@@ -60,15 +62,11 @@ export async function main(argv: string[]): Promise<number> {
       }
       if (err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     }
-    if (err instanceof ConfigError) return Exit.CONFIG;
-    if (me?.code === 'E_USAGE') return Exit.USAGE;
-    if (me?.code === 'E_NOT_ROOT') return Exit.NOT_ROOT;
-    if (me?.code === 'E_UNAVAILABLE') return Exit.UNAVAILABLE;
-    return Exit.FAILURE;
+    return exitCodeOf(errorCodeOf(err));
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
-  (err) => { process.stderr.write(`membrane: ${err}\n`); process.exitCode = Exit.FAILURE; },
+  (err) => { process.stderr.write(`membrane: ${err}\n`); process.exitCode = exitCodeOf(errorCodeOf(err)); },
 );
