@@ -1,5 +1,11 @@
 // IPv4 address and CIDR arithmetic on unsigned 32-bit numbers.
 // Parsing is strict (no leading zeros, no shorthand) so config errors are caught early.
+// Parse errors are E_INVALID_ADDRESS; config validation turns them into ConfigError problems.
+import { MembraneError } from './errors.ts';
+
+function invalid(message: string): MembraneError {
+  return new MembraneError(message, { code: 'E_INVALID_ADDRESS' });
+}
 
 export interface Cidr {
   /** Network address as an unsigned 32-bit number. */
@@ -19,7 +25,7 @@ export function isIPv4(s: unknown): s is string {
 
 /** Parses dotted-quad text into an unsigned 32-bit number; throws on anything else. */
 export function parseIPv4(s: string): number {
-  if (!isIPv4(s)) throw new Error(`"${s}" is not a valid IPv4 address`);
+  if (!isIPv4(s)) throw invalid(`"${s}" is not a valid IPv4 address`);
   return s.split('.').reduce((acc, p) => ((acc << 8) | Number(p)) >>> 0, 0);
 }
 
@@ -36,14 +42,14 @@ export function maskOf(prefixLen: number): number {
  * host bits set is almost always a typo); the error suggests the canonical form.
  */
 export function parseCidr(s: string, strict = true): Cidr {
-  if (typeof s !== 'string') throw new Error(`${JSON.stringify(s)} is not a CIDR (want a.b.c.d/n)`);
+  if (typeof s !== 'string') throw invalid(`${JSON.stringify(s)} is not a CIDR (want a.b.c.d/n)`);
   const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
-  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32) throw new Error(`"${s}" is not a valid IPv4 CIDR (want a.b.c.d/n)`);
+  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32) throw invalid(`"${s}" is not a valid IPv4 CIDR (want a.b.c.d/n)`);
   const prefixLen = Number(m[2]);
   const addr = parseIPv4(m[1]);
   const network = (addr & maskOf(prefixLen)) >>> 0;
   const text = `${formatIPv4(network)}/${prefixLen}`;
-  if (strict && network !== addr) throw new Error(`"${s}" has host bits set (did you mean ${text}?)`);
+  if (strict && network !== addr) throw invalid(`"${s}" has host bits set (did you mean ${text}?)`);
   return { network, prefixLen, text };
 }
 
