@@ -14,6 +14,7 @@ import { startAgent } from '../test/helpers/agent.ts';
 import { cniExec } from '../test/helpers/cni-runtime.ts';
 import { projectBpffs, REPO } from '../test/helpers/membrane.ts';
 import { UdpProbe } from '../test/helpers/udp-probe.ts';
+import { apiSocketIn } from '../src/shared/config.ts';
 
 const N = Number(process.argv[process.argv.indexOf('--pods') + 1] || 100) || 100;
 const tag = `mbb${process.pid.toString(36)}`;
@@ -46,8 +47,9 @@ async function main(): Promise<void> {
     nodeName, nodeIP: '10.13.99.5', routerIP: '10.244.0.1', podCIDR: '10.244.0.0/23',
     stateDir: `${dir}/state`, store: { backend: 'sqlite', path: `${dir}/cluster.db` },
   }));
-  const agent = await startAgent(undefined, nodeNs, cfgPath, `${dir}/state/agent.sock`, { MEMBRANE_TIMING: process.env.MEMBRANE_TIMING ?? '0' });
-  const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: `${dir}/state/agent.sock` };
+  const socket = apiSocketIn(`${dir}/state`);
+  const agent = await startAgent(undefined, nodeNs, cfgPath, socket, { MEMBRANE_TIMING: process.env.MEMBRANE_TIMING ?? '0' });
+  const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: socket };
   const add = async (i: number) => {
     const ns = `${tag}-p${i}`;
     execFileSync('ip', ['netns', 'add', ns]);

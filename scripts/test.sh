@@ -9,7 +9,6 @@ bash scripts/install-deps.sh
 make -s -C bpf
 make -s -C cni
 npx tsc -p tsconfig.json
-bash scripts/bpffs.sh
 shopt -s nullglob
 files=(test/unit/*.test.ts test/privileged/*.test.ts)
 if [ "$#" -gt 0 ]; then files=("$@"); fi

@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 make -s -C bpf
 make -s -C cni
-bash scripts/bpffs.sh
 ./bin/membrane lab up "$@"
 echo
 ./bin/membrane lab status

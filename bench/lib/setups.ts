@@ -22,6 +22,7 @@ import { startAgent, type RunningAgent } from '../../test/helpers/agent.ts';
 import { cniExec } from '../../test/helpers/cni-runtime.ts';
 import { projectBpffs, REPO } from '../../test/helpers/membrane.ts';
 import type { Lab } from './lab.ts';
+import { apiSocketIn } from '../../src/shared/config.ts';
 
 export const UNDERLAY_MTU = 1500;
 /** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -183,7 +184,7 @@ export async function buildMembrane(lab: Lab): Promise<Setup> {
     writeFileSync(cfgPath, stringify({
       nodeName, nodeIP: spec.nodeIP, routerIP: spec.gateway, podCIDR: spec.podCIDR, stateDir, store: { backend: 'sqlite', path: store },
     }));
-    const socket = `${stateDir}/agent.sock`;
+    const socket = apiSocketIn(stateDir);
     const agent = await startAgent(undefined, ns, cfgPath, socket, { MEMBRANE_TIMING: '0' });
     lab.track(agent.child);
     agents.push(agent);

@@ -36,10 +36,16 @@ struct ipcache_key {
 #define IPCACHE_F_SKIP_TUNNEL	0x01	/* reachable without the tunnel */
 #define IPCACHE_F_HAS_TUNNEL_EP	0x02	/* tunnel_endpoint is valid */
 
+/* Who wrote an entry (the agent's bookkeeping, never read by a program): each
+ * writer reconciles and deletes only its own entries, and a restarted agent
+ * knows them without guessing from prefix and identity. 0 = written before
+ * owners existed. src/datapath/ipcache.ts decides the values.
+ */
 struct remote_endpoint_info {
 	__u32 sec_identity;
 	__be32 tunnel_endpoint;	/* node IP hosting the prefix, network order */
-	__u16 pad;
+	__u8 owner;		/* IPCACHE_OWNER_*, see above */
+	__u8 pad;
 	__u8 key;		/* IPsec key index (unused) */
 	__u8 flags;		/* IPCACHE_F_* */
 };

@@ -6,14 +6,8 @@
 // is deleted before the first complete list (a restarting agent keeps its
 // peers' routes until it has re-learned them), and a store outage changes
 // nothing in the kernel: established traffic keeps flowing.
-import type { NodeConfig } from '../datapath/config.ts';
-import { desiredNodeRoutes, reconcileNodeRoutes } from '../datapath/routes.ts';
-import { HOST_DEVICE } from '../datapath/defaults.ts';
-import * as ipcache from '../datapath/maps/ipcache.ts';
-import { IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD } from '../datapath/maps/identities.ts';
-import { Rollback } from '../datapath/rollback.ts';
-import { desiredNodeIpcache, isNodeLevelEntry, reconcileIpcache, type RemoteNodeEntry } from '../datapath/static-entries.ts';
-import { linkGet, type NetlinkHandle } from '../netlink/index.ts';
+import type { NodeDatapath, RemoteNodeEntry, RemotePodEntry } from '../datapath/node.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
 import type { KVStore, Watch, WatchEvent } from '../store/store.ts';
 import type { MembraneError } from '../shared/errors.ts';
@@ -22,11 +16,7 @@ export interface RemoteNode extends RemoteNodeEntry {
   name: string;
 }
 
-export interface RemotePod {
-  ip: string;
-  identity: number;
-  hostIP: string;
-}
+export type RemotePod = RemotePodEntry;
 
 export class ClusterSync {
   readonly nodes = new Map<string, RemoteNode>();
@@ -38,13 +28,15 @@ export class ClusterSync {
   lastSync?: Date;
   reconciles = 0;
 
+  private readonly cfg: NodeConfig;
+
   constructor(
-    private readonly cfg: NodeConfig,
-    private readonly nodeDir: string,
-    private readonly h: NetlinkHandle,
+    private readonly dp: NodeDatapath,
     private readonly store: KVStore,
     private readonly log: (s: string) => void,
-  ) {}
+  ) {
+    this.cfg = dp.cfg;
+  }
 
   /** Lists, applies, then watches. Resolves once the first reconcile is done. */
   async start(): Promise<void> {
@@ -156,32 +148,8 @@ export class ClusterSync {
   reconcile(): void {
     if (!this.synced) return;
     const remotes = [...this.nodes.values()].filter((n) => n.nodeIP !== this.cfg.nodeIP).sort((a, b) => a.name.localeCompare(b.name));
-    const host = linkGet(this.h, HOST_DEVICE);
-    if (!host) throw new Error(`${HOST_DEVICE} is missing`);
-    Rollback.guard((rb) => reconcileNodeRoutes(this.h, host.index, desiredNodeRoutes({
-      hostIndex: host.index, routerIP: this.cfg.routerIP, podCIDR: this.cfg.podCIDR, remotePodCIDRs: remotes.map((r) => r.podCIDR),
-      deviceMTU: this.cfg.deviceMTU, enableEndpointRoutes: this.cfg.enableEndpointRoutes, routeMetric: this.cfg.routeMetric,
-    }), rb));
-    // Host entries of cilium_lxc depend on the config alone: datapath init wrote them at start.
-    reconcileIpcache(this.nodeDir, this.desiredIpcache(remotes), (prefix, v) => isNodeLevelEntry(prefix, v) || isRemotePodEntry(prefix, v));
+    this.dp.reconcileRemotes(remotes, [...this.pods.values()]);
     this.reconciles++;
     this.lastSync = new Date();
   }
-
-  /** Node-level entries for the remote nodes, plus remote pod /32 -> identity + tunnel endpoint (our own pods are written by the endpoint manager). */
-  private desiredIpcache(remotes: RemoteNode[]): Map<string, ipcache.IpcacheValue> {
-    const want = desiredNodeIpcache(this.cfg, remotes);
-    const nodeIPs = new Set(remotes.map((r) => r.nodeIP));
-    for (const p of this.pods.values()) {
-      if (p.hostIP === this.cfg.nodeIP || !nodeIPs.has(p.hostIP)) continue;
-      want.set(`${p.ip}/32`, { identity: p.identity, tunnelEndpoint: p.hostIP });
-    }
-    return want;
-  }
-}
-
-/** A pod behind another node: a /32 with a tunnel endpoint and a pod identity. */
-function isRemotePodEntry(prefix: string, v: ipcache.IpcacheValue): boolean {
-  return prefix.endsWith('/32') && v.tunnelEndpoint !== undefined
-    && v.identity !== IDENTITY_REMOTE_NODE && v.identity !== IDENTITY_HOST && v.identity !== IDENTITY_WORLD;
 }

@@ -6,10 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { ApiServer } from '../api/server.ts';
 import { cniHttpHandler } from '../cni/http.ts';
-import { nodePinDir, type NodeConfig } from '../datapath/config.ts';
-import { defaults } from '../datapath/defaults.ts';
-import { initNode } from '../datapath/init.ts';
-import { NetlinkHandle } from '../netlink/index.ts';
+import { NodeDatapath } from '../datapath/node.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import { ConfigError, MembraneError, wrap } from '../shared/errors.ts';
 import { missingCapabilities } from '../shared/privileges.ts';
 import { IdentityAllocator } from '../store/identity-allocator.ts';
@@ -21,25 +19,6 @@ import { agentRoutes } from './routes.ts';
 
 export const CNI_NETWORK_NAME = 'membrane';
 
-export function stateDirOf(cfg: NodeConfig): string {
-  return cfg.stateDir ?? `${defaults.stateRoot}/${cfg.nodeName}`;
-}
-
-export function socketPathOf(cfg: NodeConfig): string {
-  return `${stateDirOf(cfg)}/agent.sock`;
-}
-
-export function storeConfigOf(cfg: NodeConfig) {
-  const s = cfg.store ?? { backend: 'sqlite' as const };
-  return s.backend === 'etcd' ? { backend: 'etcd' as const, endpoints: s.endpoints ?? [] } : { backend: 'sqlite' as const, path: s.path ?? defaults.storePath };
-}
-
-/** Lease TTL of the node's store entries (MEMBRANE_LEASE_TTL overrides, for tests of lease expiry). */
-function leaseTtl(): number {
-  const v = Number(process.env.MEMBRANE_LEASE_TTL);
-  return Number.isInteger(v) && v > 0 ? v : defaults.leaseTTL;
-}
-
 export class Agent {
   readonly startedAt = new Date();
   readonly bootID = randomUUID();
@@ -47,7 +26,7 @@ export class Agent {
 
   private constructor(
     readonly cfg: NodeConfig,
-    readonly h: NetlinkHandle,
+    readonly dp: NodeDatapath,
     readonly store: KVStore,
     readonly lease: Lease,
     readonly endpoints: EndpointManager,
@@ -56,34 +35,28 @@ export class Agent {
     readonly sync: ClusterSync,
   ) {}
 
-  get nodeDir(): string {
-    return nodePinDir(this.cfg);
-  }
-
   static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
     const missing = missingCapabilities();
     if (missing.length > 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: `must run as root (lacks ${missing.join(', ')})` });
     if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
-    const stateDir = stateDirOf(cfg);
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const init = initNode(cfg, { prune: false, apiSocket: socketPathOf(cfg) });
-    log(`datapath ready: ${init.programs.length} programs attached, routes +${init.routes.added}`);
-    const storeCfg = storeConfigOf(cfg);
+    mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o700 });
+    const dp = NodeDatapath.open(cfg, { prune: false, apiSocket: cfg.paths.apiSocket });
+    log(`datapath ready: ${dp.init.programs.length} programs attached, routes +${dp.init.routes.added}`);
     let store: KVStore;
     try {
-      store = await openStore(storeCfg);
+      store = await openStore(cfg.store);
     } catch (e) {
-      throw wrap(`start agent: open ${storeCfg.backend} store`, e);
+      dp.close();
+      throw wrap(`start agent: open ${cfg.store.backend} store`, e);
     }
-    const h = NetlinkHandle.open();
     try {
-      const lease = await store.grantLease(leaseTtl());
-      const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: leaseTtl() });
+      const lease = await store.grantLease(cfg.leaseTTL);
+      const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: cfg.leaseTTL });
       // The publisher renews its lease itself if it is lost (store outage past the TTL).
       const publisher = new Publisher(store, lease, cfg, log);
-      const endpoints = new EndpointManager(cfg, nodePinDir(cfg), h, `${stateDir}/endpoints.json`, identities, publisher, log);
-      const sync = new ClusterSync(cfg, nodePinDir(cfg), h, store, log);
-      const agent = new Agent(cfg, h, store, lease, endpoints, identities, publisher, sync);
+      const endpoints = new EndpointManager(dp, identities, publisher, log);
+      const sync = new ClusterSync(dp, store, log);
+      const agent = new Agent(cfg, dp, store, lease, endpoints, identities, publisher, sync);
       const r = await endpoints.restore();
       log(`endpoints restored: ${r.restored} kept, ${r.reloaded} reloaded, ${r.removed} gone, ${r.orphans} orphans removed`);
       await publisher.registerNode(agent.bootID);
@@ -91,11 +64,11 @@ export class Agent {
       log(`cluster synced: ${sync.nodes.size} remote nodes, ${sync.pods.size} pod IPs`);
       agentRoutes(agent, agent.api);
       agent.api.raw('POST', '/v1/cni', cniHttpHandler(agent.cniBackend(), { networkName: CNI_NETWORK_NAME }));
-      await agent.api.listen(socketPathOf(cfg));
-      log(`serving API on ${socketPathOf(cfg)}`);
+      await agent.api.listen(cfg.paths.apiSocket);
+      log(`serving API on ${cfg.paths.apiSocket}`);
       return agent;
     } catch (e) {
-      h.close();
+      dp.close();
       await store.close();
       throw e;
     }
@@ -108,7 +81,7 @@ export class Agent {
     return {
       async add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }) {
         const e = await ep.add(r);
-        return { ip: e.ip, podMac: e.podMac, hostIfname: e.hostIfname, hostMac: e.hostMac, routerIP: cfg.routerIP, routeMTU: ep.routeMTU(), deviceMTU: cfg.deviceMTU };
+        return { ip: e.ip, podMac: e.podMac, hostIfname: e.hostIfname, hostMac: e.hostMac, routerIP: cfg.routerIP, routeMTU: cfg.routeMTU, deviceMTU: cfg.deviceMTU };
       },
       async del(r: { containerID: string; ifname: string }) { await ep.del(r); },
       async check(r: { containerID: string; ifname: string; netns: string }) { ep.check(r); },
@@ -127,6 +100,6 @@ export class Agent {
     await this.endpoints.settled();
     await this.identities.close().catch(() => undefined);
     await this.store.close();
-    this.h.close();
+    this.dp.close();
   }
 }

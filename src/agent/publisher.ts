@@ -8,8 +8,7 @@
 // new lease as soon as the store answers. Without that, the old lease
 // expires once the store is back and every other node drops this node's
 // routes and pods for good (found with the lab: etcd stopped for 3 x TTL).
-import type { NodeConfig } from '../datapath/config.ts';
-import { routeMTU } from '../datapath/defaults.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import type { KVStore, Lease } from '../store/store.ts';
 import { encodeIpIdentity, encodeNode, ipKey, ipMetadata, maskFromPrefixLength, nodeKey, type NodeValue } from '../store/keys.ts';
 import type { EndpointListener } from './endpoint-manager.ts';
@@ -27,7 +26,7 @@ export function nodeValue(cfg: NodeConfig, bootID: string): NodeValue {
     BootID: bootID,
     TunnelProtocol: 'vxlan',
     TunnelPort: cfg.tunnelPort,
-    MTU: routeMTU(cfg.deviceMTU),
+    MTU: cfg.routeMTU,
     MembraneVersion: '0.1.0',
   };
 }

@@ -7,6 +7,10 @@ export interface StatusReply {
   nodeIP?: string;
   routerIP: string;
   podCIDR: string;
+  deviceMTU: number;
+  /** The pods' MTU: deviceMTU less the VXLAN overhead. */
+  routeMTU: number;
+  tunnelPort: number;
   store: { backend: string };
   ipam: { used: number; capacity: number; cidr: string };
   endpoints: number;
@@ -23,6 +27,9 @@ export function agentRoutes(agent: Agent, api: ApiServer): void {
     nodeIP: agent.cfg.nodeIP,
     routerIP: agent.cfg.routerIP,
     podCIDR: agent.cfg.podCIDR,
+    deviceMTU: agent.cfg.deviceMTU,
+    routeMTU: agent.cfg.routeMTU,
+    tunnelPort: agent.cfg.tunnelPort,
     store: { backend: agent.store.backend },
     ipam: agent.endpoints.ipamStatus,
     endpoints: agent.endpoints.list().length,

@@ -1,8 +1,7 @@
 // Text form of `membrane datapath explain`: the seed's device table and the
 // routes on cilium_host, rendered from an Explanation (the JSON form is the object itself).
-import { HOST_DEVICE } from '../datapath/defaults.ts';
-import type { ExplainedProgram, Explanation } from '../datapath/explain.ts';
-import type { Route } from '../netlink/index.ts';
+import { HOST_DEVICE } from '../datapath/constants.ts';
+import type { ExplainedProgram, Explanation, Route } from '../datapath/explain.ts';
 import { table } from './output.ts';
 
 function progText(p: ExplainedProgram[]): string {

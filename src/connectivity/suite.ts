@@ -4,7 +4,8 @@
 // host to pod (own node and, from a node, a pod on another node), no
 // fragmentation at the full pod MTU, VXLAN on the wire with VNI = the
 // source pod's identity, and no drops other than the expected ones.
-import { defaults, routeMTU } from '../datapath/defaults.ts';
+import type { StatusReply } from '../agent/routes.ts';
+import { apiCall } from '../api/client.ts';
 import { labStatus, type LabStatus, type LabStatusNode, type LabStatusPod } from '../lab/status.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { captureVxlan, dropCounters, fragCounters, iperf, ping, tcpExact } from './probes.ts';
@@ -165,7 +166,7 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   }
   if (pairs.length) {
     const [na, nb] = pairs[0]!;
-    await mtuScenario(c, first.get(na.name)!, first.get(nb.name)!);
+    await mtuScenario(c, first.get(na.name)!, first.get(nb.name)!, na);
     await vxlanScenario(c, first.get(na.name)!, first.get(nb.name)!, na, nb);
   }
   await scenario(c, 'drops', 'all', 'every node', 'cilium_metrics', async () => {
@@ -190,16 +191,21 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   return { lab: name, passed, failed: c.results.length - passed, durationMs: Math.round(performance.now() - t0), scenarios: c.results };
 }
 
+function agentStatus(n: LabStatusNode): Promise<StatusReply> {
+  return apiCall<StatusReply>(n.apiSocket, 'GET', '/v1/status');
+}
+
 /**
  * No fragmentation at the full pod MTU across nodes: a DF ping of exactly
  * MTU-28 bytes payload gets through, one byte more is refused in the pod
  * (its route MTU), and an exact-size TCP transfer arrives whole, while no
  * namespace on the path counts a fragment created or reassembled.
  */
-async function mtuScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod): Promise<void> {
-  const podMTU = routeMTU(c.s.deviceMTU);
-  const size = podMTU - 28;
+async function mtuScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod, na: LabStatusNode): Promise<void> {
   await scenario(c, 'mtu/no-fragmentation', 'ICMP+TCP', a.name, `${b.name} ${b.ip}`, async () => {
+    // The pod MTU as the agent configured it (node config routeMTU), not recomputed here.
+    const podMTU = (await agentStatus(na)).routeMTU;
+    const size = podMTU - 28;
     const nss = [...c.s.nodes.map((n) => n.netns), a.netns, b.netns, c.s.underlay.netns];
     const before = new Map(nss.map((ns) => [ns, fragCounters(ns)]));
     const full = await ping(a.netns, b.ip!, { df: true, size, count: 2 });
@@ -226,7 +232,7 @@ async function mtuScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod): Promise<vo
 
 /** tcpdump on the underlay bridge: the cross-node flow is VXLAN to port 8472, VNI = the sender's identity. */
 async function vxlanScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod, na: LabStatusNode, nb: LabStatusNode): Promise<void> {
-  const port = defaults.tunnelPort;
+  const port = (await agentStatus(nb)).tunnelPort;
   await scenario(c, 'vxlan/on-the-wire', `UDP ${port}`, a.name, `${b.name} ${b.ip}`, async () => {
     const cap = await captureVxlan(c.s.underlay.netns, c.s.underlay.bridge, port, () => ping(a.netns, b.ip!, { count: 2 }), 4);
     if (cap.error) return { pass: false, measured: cap.error };

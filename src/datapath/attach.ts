@@ -14,18 +14,16 @@ export interface AttachResult {
   updated: boolean;
 }
 
-/** Set by tests (MEMBRANE_FORCE_LEGACY_TC=1) to exercise the fallback on a kernel that has tcx. */
-const forceLegacy = () => process.env.MEMBRANE_FORCE_LEGACY_TC === '1';
-
 /**
  * Attaches `prog` on `ifindex`/`hook`. With tcx the link is pinned at
  * `linkPin` (an existing pin is updated in place, so traffic never sees a
  * gap) and stale legacy filters on that hook are removed; without tcx a
  * clsact direct-action filter (handle 1, prio 1) is replaced.
  */
-export function attachProgram(o: { prog: BpfProgram; ifindex: number; ifname: string; hook: Hook; linkPin: string; rb?: Rollback }): AttachResult {
+export function attachProgram(o: { prog: BpfProgram; ifindex: number; ifname: string; hook: Hook; linkPin: string; legacyTc?: boolean; rb?: Rollback }): AttachResult {
   const what = `attach ${o.prog.name} to ${o.ifname} ${o.hook}`;
-  if (!forceLegacy()) {
+  // legacyTc (the node config's forceLegacyTc) takes the fallback on a kernel that has tcx, for its tests.
+  if (!o.legacyTc) {
     try {
       const r = attachTcx({ progFd: o.prog.fd, ifindex: o.ifindex, direction: o.hook, pinPath: o.linkPin });
       if (!r.updated) o.rb?.push(what, () => detachTcx(o.linkPin));

@@ -9,7 +9,7 @@ import {
   linkSetMtu, linkSetNoArp, linkSetUp, linkSetDown,
 } from '../netlink/index.ts';
 import { addrList, addrReplace, addrDel } from '../netlink/index.ts';
-import { defaults, HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE } from './defaults.ts';
+import { HOST_DEVICE, SECOND_HOST_DEVICE, TXQLEN, VXLAN_DEVICE } from './constants.ts';
 import { randomMac } from './mac.ts';
 import type { Rollback } from './rollback.ts';
 import { applySysctls, deviceSysctls } from './sysctl.ts';
@@ -78,7 +78,7 @@ export function setupBaseDevice(h: NetlinkHandle, mtu: number, rb: Rollback): { 
     }
   }
   const { link: host } = ensureDevice(h, HOST_DEVICE, mtu, () => linkAddVeth(h, {
-    name: HOST_DEVICE, peerName: SECOND_HOST_DEVICE, mac: randomMac(), peerMac: randomMac(), mtu, txqlen: defaults.txqlen,
+    name: HOST_DEVICE, peerName: SECOND_HOST_DEVICE, mac: randomMac(), peerMac: randomMac(), mtu, txqlen: TXQLEN,
   }), rb);
   const { link: net } = ensureDevice(h, SECOND_HOST_DEVICE, mtu, () => {
     throw new MembraneError(`set up ${SECOND_HOST_DEVICE}`, { code: 'E_DEVICE', cause: `${HOST_DEVICE} exists without its peer ${SECOND_HOST_DEVICE}; remove ${HOST_DEVICE}` });

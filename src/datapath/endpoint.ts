@@ -4,19 +4,21 @@
 // endpoint with its values as load-time constants (no compiler run), its
 // tcx attachment, and its cilium_lxc and ipcache entries. Every step
 // registers its undo; deleteEndpointDatapath tolerates anything missing.
+// Restore, check and sweep of existing endpoints are in endpoint-restore.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { attachTcLegacy, attachTcxAsync, BpfObject, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
 import {
   addrAdd, linkAddVeth, linkDel, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, type Route,
 } from '../netlink/index.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import { findCause, MembraneError, UnsupportedFeatureError, wrap } from '../shared/errors.ts';
 import { withNetns } from '../shared/netns.ts';
 import { attachProgram } from './attach.ts';
-import { defaults, routeMTU } from './defaults.ts';
+import { TXQLEN } from './constants.ts';
+import { deleteEndpointIpcache, putEndpointIpcache } from './ipcache.ts';
 import { randomMac } from './mac.ts';
 import * as endpoints from './maps/endpoints.ts';
-import * as ipcache from './maps/ipcache.ts';
 import { encodeLxcConfig } from './maps/load-config.ts';
 import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 import { objectPath } from './objects.ts';
@@ -25,6 +27,7 @@ import type { Rollback } from './rollback.ts';
 import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { writeSysctl } from './sysctl.ts';
 
+/** What the agent decided for an endpoint; the node-wide values (router IP, MTUs, endpoint routes) come from the node config. */
 export interface EndpointSpec {
   id: number;
   containerID: string;
@@ -34,9 +37,6 @@ export interface EndpointSpec {
   netns: string;
   ip: string;
   identity: number;
-  routerIP: string;
-  deviceMTU: number;
-  enableEndpointRoutes: boolean;
 }
 
 export interface EndpointDevices {
@@ -56,11 +56,16 @@ export function hostIfname(containerID: string, ifname: string): string {
   return `lxc${createHash('sha256').update(`${containerID}/${ifname}`).digest('hex').slice(0, 12)}`;
 }
 
+/** Is `name` a host-side endpoint device (of any endpoint)? */
+export function isEndpointDevice(name: string): boolean {
+  return /^lxc[0-9a-f]{12}$/.test(name);
+}
+
 /** The pod's routes: the router as a scope-link nexthop, then the default route with the tunnel-safe MTU. */
-export function podRoutes(podIndex: number, routerIP: string, deviceMTU: number): Route[] {
+export function podRoutes(podIndex: number, cfg: Pick<NodeConfig, 'routerIP' | 'routeMTU'>): Route[] {
   return [
-    { dst: `${routerIP}/32`, oif: podIndex, scope: 'link', protocol: 'boot' },
-    { dst: 'default', gateway: routerIP, oif: podIndex, mtu: routeMTU(deviceMTU), protocol: 'boot' },
+    { dst: `${cfg.routerIP}/32`, oif: podIndex, scope: 'link', protocol: 'boot' },
+    { dst: 'default', gateway: cfg.routerIP, oif: podIndex, mtu: cfg.routeMTU, protocol: 'boot' },
   ];
 }
 
@@ -69,7 +74,7 @@ function endpointRoute(ip: string, hostIndex: number): Route {
 }
 
 /** Creates the endpoint's devices, addresses, routes, program and map entries. */
-export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: EndpointSpec, rb: Rollback, timer?: PhaseTimer): CreatedEndpoint {
+export function createEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, s: EndpointSpec, rb: Rollback, timer?: PhaseTimer): CreatedEndpoint {
   const name = hostIfname(s.containerID, s.ifname);
   if (linkGet(h, name)) {
     throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_ENDPOINT_EXISTS', cause: `host device ${name} already exists` });
@@ -78,7 +83,7 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   const podMac = randomMac();
   const tmp = `tmp${randomBytes(3).toString('hex').slice(0, 5)}`;
   try {
-    linkAddVeth(h, { name, peerName: tmp, mac: hostMac, peerMac: podMac, mtu: s.deviceMTU, txqlen: defaults.txqlen, peerNetns: s.netns });
+    linkAddVeth(h, { name, peerName: tmp, mac: hostMac, peerMac: podMac, mtu: cfg.deviceMTU, txqlen: TXQLEN, peerNetns: s.netns });
   } catch (e) {
     throw wrap(`create endpoint ${s.id}: veth ${name} with peer in ${s.netns}`, e);
   }
@@ -88,25 +93,25 @@ export function createEndpointDatapath(nodeDir: string, h: NetlinkHandle, s: End
   linkSet(h, host.index, { up: true });
   timer?.mark('veth');
 
-  configurePod(s, tmp);
+  configurePod(cfg, s, tmp);
   timer?.mark('pod netns');
-  const upgrade = attachEndpointPrograms(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb, timer, { deferTcx: true });
+  const upgrade = attachEndpointPrograms(cfg, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb, timer, { deferTcx: true });
   if (upgrade) rb.push('loaded bpf_lxc.o', () => upgrade.cancel());
   timer?.mark('bpf attach');
 
-  if (s.enableEndpointRoutes) {
+  if (cfg.enableEndpointRoutes) {
     const r = endpointRoute(s.ip, host.index);
     routeAdd(h, r);
     rb.push(`route ${s.ip}/32 dev ${name}`, () => routeDel(h, r));
   }
   // The cilium_lxc entry goes last: from then on other pods' traffic is redirected here.
-  writeEndpointEntries(nodeDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
+  writeEndpointEntries(cfg.paths.pinDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
   timer?.mark('maps');
   return { hostIfname: name, hostIfindex: host.index, hostMac, podMac, upgrade };
 }
 
 /** Names, addresses and routes the pod side; it needs no undo of its own: it goes away with the veth. */
-function configurePod(s: EndpointSpec, tmp: string): void {
+function configurePod(cfg: NodeConfig, s: EndpointSpec, tmp: string): void {
   let ph: NetlinkHandle;
   try {
     ph = NetlinkHandle.open(s.netns);
@@ -121,7 +126,7 @@ function configurePod(s: EndpointSpec, tmp: string): void {
     }
     linkSet(ph, peer.index, { name: s.ifname, up: true });
     addrAdd(ph, { index: peer.index, address: s.ip, prefixLen: 32 });
-    for (const r of podRoutes(peer.index, s.routerIP, s.deviceMTU)) routeAdd(ph, r);
+    for (const r of podRoutes(peer.index, cfg)) routeAdd(ph, r);
     // IPv6 is not part of this datapath: without this the pod's router
     // solicitations and MLD reports would show up as "Unsupported L3" drops.
     withNetns(s.netns, () => {
@@ -144,10 +149,13 @@ export interface TcxUpgrade {
   cancel(): void;
 }
 
-function endpointHooks(s: EndpointSpec): { program: string; hook: 'ingress' | 'egress' }[] {
+/** Every program an endpoint can have attached (the pins deleteEndpointDatapath removes). */
+export const ENDPOINT_PROGRAMS = ['cil_from_container', 'cil_to_container'] as const;
+
+function endpointHooks(cfg: NodeConfig): { program: string; hook: 'ingress' | 'egress' }[] {
   return [
     { program: 'cil_from_container', hook: 'ingress' },
-    ...(s.enableEndpointRoutes ? [{ program: 'cil_to_container', hook: 'egress' as const }] : []),
+    ...(cfg.enableEndpointRoutes ? [{ program: 'cil_to_container', hook: 'egress' as const }] : []),
   ];
 }
 
@@ -161,7 +169,8 @@ function endpointHooks(s: EndpointSpec): { program: string; hook: 'ingress' | 'e
  * legacy filter is never reached (then removed). Same program, same maps,
  * so packets see no difference between the two.
  */
-export function attachEndpointPrograms(nodeDir: string, s: EndpointSpec, d: EndpointDevices, rb: Rollback, timer?: PhaseTimer, opts: { deferTcx?: boolean } = {}): TcxUpgrade | undefined {
+export function attachEndpointPrograms(cfg: NodeConfig, s: EndpointSpec, d: EndpointDevices, rb: Rollback, timer?: PhaseTimer, opts: { deferTcx?: boolean } = {}): TcxUpgrade | undefined {
+  const nodeDir = cfg.paths.pinDir;
   const globals = globalsDir(nodeDir);
   const calls = `${globals}/${callsMapName.endpoint(s.id)}`;
   let obj: BpfObject;
@@ -177,11 +186,11 @@ export function attachEndpointPrograms(nodeDir: string, s: EndpointSpec, d: Endp
   timer?.mark('bpf load');
   rb.push(`calls map ${calls}`, () => unpin(calls));
   rb.push(`pins of endpoint ${s.id}`, () => removePinTree(endpointDir(nodeDir, s.id)));
-  const hooks = endpointHooks(s);
-  if (!opts.deferTcx || process.env.MEMBRANE_FORCE_LEGACY_TC === '1') {
+  const hooks = endpointHooks(cfg);
+  if (!opts.deferTcx || cfg.forceLegacyTc) {
     try {
       for (const { program, hook } of hooks) {
-        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), rb });
+        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), legacyTc: cfg.forceLegacyTc, rb });
       }
     } finally {
       obj.close();
@@ -223,10 +232,15 @@ export function attachEndpointPrograms(nodeDir: string, s: EndpointSpec, d: Endp
   };
 }
 
+/** The endpoint's cilium_lxc entry, as written and as restore expects to find it. */
+export function endpointEntry(s: Pick<EndpointSpec, 'id' | 'ip' | 'identity'>, d: EndpointDevices): endpoints.EndpointEntry {
+  return { ip: s.ip, ifindex: d.hostIfindex, lxcId: s.id, flags: 0, mac: d.podMac, nodeMac: d.hostMac, secId: s.identity, parentIfindex: 0 };
+}
+
 function writeEndpointEntries(nodeDir: string, s: EndpointSpec, d: EndpointDevices, rb: Rollback): void {
-  const { key, value } = endpoints.encodeEntry({ ip: s.ip, ifindex: d.hostIfindex, lxcId: s.id, flags: 0, mac: d.podMac, nodeMac: d.hostMac, secId: s.identity, parentIfindex: 0 });
-  withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.update(ipcache.encodeKey(`${s.ip}/32`), ipcache.encodeValue({ identity: s.identity })));
-  rb.push(`ipcache ${s.ip}/32`, () => withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.delete(ipcache.encodeKey(`${s.ip}/32`))));
+  const { key, value } = endpoints.encodeEntry(endpointEntry(s, d));
+  putEndpointIpcache(nodeDir, s.ip, s.identity);
+  rb.push(`ipcache ${s.ip}/32`, () => deleteEndpointIpcache(nodeDir, s.ip));
   withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => m.update(key, value));
   rb.push(`cilium_lxc ${s.ip}`, () => withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => m.delete(key)));
 }
@@ -235,7 +249,8 @@ function writeEndpointEntries(nodeDir: string, s: EndpointSpec, d: EndpointDevic
  * Removes everything createEndpointDatapath made; each step tolerates the
  * thing being gone already (DEL is idempotent, restore cleans half-made endpoints).
  */
-export function deleteEndpointDatapath(nodeDir: string, h: NetlinkHandle, ep: { id: number; ip?: string; hostIfname: string }): void {
+export function deleteEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, ep: { id: number; ip?: string; hostIfname: string }): void {
+  const nodeDir = cfg.paths.pinDir;
   if (ep.ip) {
     const ip = ep.ip;
     // Only our own entries: after IP reuse another endpoint may own the address.
@@ -245,13 +260,13 @@ export function deleteEndpointDatapath(nodeDir: string, h: NetlinkHandle, ep: { 
       if (v) m.delete(endpoints.encodeKey(ip));
       return true;
     });
-    if (ours) withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => m.delete(ipcache.encodeKey(`${ip}/32`)));
+    if (ours) deleteEndpointIpcache(nodeDir, ip);
   }
   // Deleting the host side first removes the pod side (address, routes), any
   // /32 endpoint route and the tc filters, and leaves tcx links defunct, so
   // unpinning them needs no detach (which would wait for an RCU grace period).
   if (linkGet(h, ep.hostIfname)) linkDel(h, ep.hostIfname);
-  for (const prog of ['cil_from_container', 'cil_to_container']) unpin(endpointLinkPin(nodeDir, ep.id, prog));
+  for (const prog of ENDPOINT_PROGRAMS) unpin(endpointLinkPin(nodeDir, ep.id, prog));
   unpin(`${globalsDir(nodeDir)}/${callsMapName.endpoint(ep.id)}`);
   removePinTree(endpointDir(nodeDir, ep.id));
 }

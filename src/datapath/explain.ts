@@ -4,8 +4,8 @@
 // bpffs, and the routes on cilium_host.
 import { listAttachments, pinExists, type Attachment } from '../bpf/index.ts';
 import { addrList, linkGet, NetlinkHandle, type Link, type Route } from '../netlink/index.ts';
-import { HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE, defaults } from './defaults.ts';
-import { readMarker } from './node-marker.ts';
+import { HOST_DEVICE, HOST_ENDPOINT_ID, SECOND_HOST_DEVICE, VXLAN_DEVICE } from './constants.ts';
+import { markerPinDir, readMarker } from './node-marker.ts';
 import { callsMapName, globalsDir } from './paths.ts';
 import { hostDeviceRoutes } from './routes.ts';
 
@@ -33,6 +33,13 @@ export interface ExplainedDevice {
   purpose: string;
   traffic: string;
 }
+
+/** tc/tcx attachments of this netns, as `bpftool net` shows them. */
+export function listNodeAttachments(): Attachment[] {
+  return listAttachments();
+}
+
+export type { Attachment, Route };
 
 export interface Explanation {
   nodeName: string;
@@ -66,14 +73,14 @@ export function explainNode(): Explanation {
   const h = NetlinkHandle.open();
   try {
     const marker = readMarker(h);
-    const nodeDir = `${marker.bpffsRoot}/${marker.nodeName}`;
+    const nodeDir = markerPinDir(marker);
     const att = listAttachments();
     const devices = [HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE].map((name): ExplainedDevice => {
       const l = linkGet(h, name);
       const base = { name, addresses: [], programs: { ingress: [], egress: [] }, ...ROLES[name] };
       if (!l) return { ...base, present: false };
       const peer = l.kind === 'veth' && l.parentIndex ? linkGet(h, l.parentIndex)?.name : undefined;
-      const callsMap = name === HOST_DEVICE ? callsMapName.hostns(defaults.hostEndpointID)
+      const callsMap = name === HOST_DEVICE ? callsMapName.hostns(HOST_ENDPOINT_ID)
         : name === SECOND_HOST_DEVICE ? callsMapName.netdev(l.index) : callsMapName.overlay();
       return {
         ...base, present: true, ifindex: l.index, type: typeOf(l, peer), peer, mac: l.mac, mtu: l.mtu, up: l.up, noarp: l.noarp,

@@ -5,9 +5,10 @@
 // cilium_calls_netdev_<ifindex> for cilium_net, cilium_calls_overlay_2.
 import { BpfObject } from '../bpf/index.ts';
 import type { Link } from '../netlink/index.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import { wrap } from '../shared/errors.ts';
 import { attachProgram, type AttachResult, type Hook } from './attach.ts';
-import { defaults } from './defaults.ts';
+import { HOST_ENDPOINT_ID } from './constants.ts';
 import { objectPath, type ObjectName } from './objects.ts';
 import { callsMapName, deviceLinkPin, globalsDir } from './paths.ts';
 import type { Rollback } from './rollback.ts';
@@ -29,7 +30,8 @@ interface Plan {
 }
 
 /** Loads one object for one device and attaches its entry programs; the object's fds are closed afterwards (pins keep it all alive). */
-function loadAndAttach(nodeDir: string, p: Plan, rb: Rollback): AttachedProgram[] {
+function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback): AttachedProgram[] {
+  const nodeDir = cfg.paths.pinDir;
   const globals = globalsDir(nodeDir);
   let obj: BpfObject;
   try {
@@ -43,7 +45,7 @@ function loadAndAttach(nodeDir: string, p: Plan, rb: Rollback): AttachedProgram[
   }
   try {
     return p.attach.map(({ program, hook }) => ({
-      ...attachProgram({ prog: obj.program(program), ifindex: p.device.index, ifname: p.device.name, hook, linkPin: deviceLinkPin(nodeDir, p.device.name, program), rb }),
+      ...attachProgram({ prog: obj.program(program), ifindex: p.device.index, ifname: p.device.name, hook, linkPin: deviceLinkPin(nodeDir, p.device.name, program), legacyTc: cfg.forceLegacyTc, rb }),
       device: p.device.name, ifindex: p.device.index, hook, program, callsMap: p.callsMap,
     }));
   } finally {
@@ -56,16 +58,16 @@ function loadAndAttach(nodeDir: string, p: Plan, rb: Rollback): AttachedProgram[
  * cil_to_host (ingress) to cilium_net, and cil_from_overlay / cil_to_overlay
  * to cilium_vxlan. Existing tcx links are updated in place.
  */
-export function attachNodePrograms(nodeDir: string, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback): AttachedProgram[] {
+export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback): AttachedProgram[] {
   const plans: Plan[] = [
     {
-      object: 'bpf_host', device: devs.host, callsMap: callsMapName.hostns(defaults.hostEndpointID),
-      constants: { HOST_EP_ID: defaults.hostEndpointID },
+      object: 'bpf_host', device: devs.host, callsMap: callsMapName.hostns(HOST_ENDPOINT_ID),
+      constants: { HOST_EP_ID: HOST_ENDPOINT_ID },
       attach: [{ program: 'cil_to_host', hook: 'ingress' }, { program: 'cil_from_host', hook: 'egress' }],
     },
     {
       object: 'bpf_host', device: devs.net, callsMap: callsMapName.netdev(devs.net.index),
-      constants: { HOST_EP_ID: defaults.hostEndpointID },
+      constants: { HOST_EP_ID: HOST_ENDPOINT_ID },
       attach: [{ program: 'cil_to_host', hook: 'ingress' }],
     },
     {
@@ -73,5 +75,5 @@ export function attachNodePrograms(nodeDir: string, devs: { host: Link; net: Lin
       attach: [{ program: 'cil_from_overlay', hook: 'ingress' }, { program: 'cil_to_overlay', hook: 'egress' }],
     },
   ];
-  return plans.flatMap((p) => loadAndAttach(nodeDir, p, rb));
+  return plans.flatMap((p) => loadAndAttach(cfg, p, rb));
 }

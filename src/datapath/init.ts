@@ -7,19 +7,20 @@
 import { existsSync } from 'node:fs';
 import { ensureBpffs, removePinTree } from '../bpf/index.ts';
 import { linkList, NetlinkHandle } from '../netlink/index.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { missingCapabilities } from '../shared/privileges.ts';
-import { cidrContains, parseCidr, parseIPv4 } from '../shared/ip.ts';
-import { nodePinDir, type NodeConfig } from './config.ts';
-import { routeMTU, VXLAN_DEVICE } from './defaults.ts';
+import { VXLAN_DEVICE } from './constants.ts';
 import { addHostDeviceAddr, checkVxlanPort, setupBaseDevice, setupVxlanDevice } from './devices.ts';
 import { attachNodePrograms, type AttachedProgram } from './host-programs.ts';
 import { writeMarker } from './node-marker.ts';
 import { objectPath } from './objects.ts';
 import { Rollback } from './rollback.ts';
+import { reconcileIpcache } from './ipcache.ts';
+import { desiredRemoteIpcache, type RemoteNodeEntry } from './remote-nodes.ts';
 import { desiredNodeRoutes, reconcileNodeRoutes } from './routes.ts';
 import { applySysctls, GLOBAL_SYSCTLS } from './sysctl.ts';
-import { syncStaticNodeEntries, writeNodeConfigFor, type RemoteNodeEntry } from './static-entries.ts';
+import { syncNodeEntries, writeNodeConfigFor } from './static-entries.ts';
 
 export interface InitResult {
   nodeName: string;
@@ -40,9 +41,6 @@ export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
   objectPath('bpf_host');
   objectPath('bpf_overlay');
   checkVxlanPort(h, cfg.tunnelPort, `datapath init: set up ${VXLAN_DEVICE}`);
-  if (cfg.nodeIP && cidrContains(parseCidr(cfg.podCIDR), parseIPv4(cfg.nodeIP))) {
-    throw new MembraneError('datapath init', { code: 'E_CONFIG', cause: `nodeIP ${cfg.nodeIP} is inside podCIDR ${cfg.podCIDR}` });
-  }
 }
 
 /**
@@ -64,42 +62,45 @@ export interface InitOptions {
 }
 
 export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
-  const remotes = opts.remoteNodes ?? cfg.remoteNodes;
   const h = NetlinkHandle.open();
   try {
-    preflight(cfg, h);
-    const nodeDir = nodePinDir(cfg);
-    const freshPins = !existsSync(nodeDir);
-    return Rollback.guard((rb) => {
-      ensureBpffs(nodeDir);
-      // A first run that fails leaves no pins either (registered first, so undone last).
-      if (freshPins) rb.push(`pins under ${nodeDir}`, () => removePinTree(nodeDir));
-      const notes: string[] = [];
-      applySysctls(GLOBAL_SYSCTLS, rb);
-      const existed = new Set(linkList(h).map((l) => l.name));
-      const { host, net } = setupBaseDevice(h, cfg.deviceMTU, rb);
-      const vx = setupVxlanDevice(h, { port: cfg.tunnelPort, srcPortLow: cfg.tunnelSrcPortLow, srcPortHigh: cfg.tunnelSrcPortHigh, mtu: cfg.deviceMTU }, rb);
-      notes.push(...vx.notes);
-      addHostDeviceAddr(h, host, cfg.routerIP, rb);
-      writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot, apiSocket: opts.apiSocket });
-      const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes({
-        hostIndex: host.index, routerIP: cfg.routerIP, podCIDR: cfg.podCIDR,
-        remotePodCIDRs: remotes.map((r) => r.podCIDR), deviceMTU: cfg.deviceMTU,
-        enableEndpointRoutes: cfg.enableEndpointRoutes, routeMetric: cfg.routeMetric,
-      }), rb, { prune: opts.prune });
-      const programs = attachNodePrograms(nodeDir, { host, net, vxlan: vx.link }, rb);
-      writeNodeConfigFor(nodeDir, cfg, { host, net, vxlan: vx.link }, routeMTU(cfg.deviceMTU), opts.traceEvents);
-      syncStaticNodeEntries(nodeDir, cfg, remotes, opts.prune ?? true);
-      return {
-        nodeName: cfg.nodeName,
-        devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
-        vxlanRecreated: vx.recreated,
-        routes,
-        programs,
-        notes,
-      };
-    });
+    return initNodeWith(h, cfg, opts);
   } finally {
     h.close();
   }
+}
+
+/** initNode on a handle the caller owns (the agent keeps its handle for later reconciles). */
+export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOptions = {}): InitResult {
+  const remotes = opts.remoteNodes ?? cfg.remoteNodes;
+  preflight(cfg, h);
+  const nodeDir = cfg.paths.pinDir;
+  const freshPins = !existsSync(nodeDir);
+  return Rollback.guard((rb) => {
+    ensureBpffs(nodeDir);
+    // A first run that fails leaves no pins either (registered first, so undone last).
+    if (freshPins) rb.push(`pins under ${nodeDir}`, () => removePinTree(nodeDir));
+    const notes: string[] = [];
+    applySysctls(GLOBAL_SYSCTLS, rb);
+    const existed = new Set(linkList(h).map((l) => l.name));
+    const { host, net } = setupBaseDevice(h, cfg.deviceMTU, rb);
+    const vx = setupVxlanDevice(h, { port: cfg.tunnelPort, srcPortLow: cfg.tunnelSrcPortLow, srcPortHigh: cfg.tunnelSrcPortHigh, mtu: cfg.deviceMTU }, rb);
+    notes.push(...vx.notes);
+    addHostDeviceAddr(h, host, cfg.routerIP, rb);
+    writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot, apiSocket: opts.apiSocket });
+    const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes(cfg, host.index, remotes.map((r) => r.podCIDR)), rb, { prune: opts.prune });
+    // The maps are pinned by the first object loaded, so entries come after the programs.
+    const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb);
+    writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceEvents);
+    syncNodeEntries(cfg);
+    reconcileIpcache(nodeDir, 'cluster', desiredRemoteIpcache(cfg, remotes), { prune: opts.prune });
+    return {
+      nodeName: cfg.nodeName,
+      devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
+      vxlanRecreated: vx.recreated,
+      routes,
+      programs,
+      notes,
+    };
+  });
 }

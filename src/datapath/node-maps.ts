@@ -40,14 +40,6 @@ export function writeNodeConfig(nodeDir: string, c: nodeCfg.NodeConfig): void {
   withNodeMap(nodeDir, MAP_NAMES.nodeConfig, (m) => m.update(nodeCfg.encodeKey(), nodeCfg.encodeValue(c)));
 }
 
-export interface IpcacheEntry extends ipcache.IpcacheValue {
-  prefix: string;
-}
-
-export function listIpcache(nodeDir: string): IpcacheEntry[] {
-  return withNodeMap(nodeDir, MAP_NAMES.ipcache, (m) => [...m.entries()].map(([k, v]) => ({ prefix: ipcache.decodeKey(k), ...ipcache.decodeValue(v) })));
-}
-
 export function listEndpointMap(nodeDir: string): endpoints.EndpointEntry[] {
   return withNodeMap(nodeDir, MAP_NAMES.endpoints, (m) => [...m.entries()].map(([k, v]) => endpoints.decodeEntry(k, v)));
 }

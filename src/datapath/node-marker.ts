@@ -2,9 +2,9 @@
 // kernel as the alias of cilium_host: it lives and dies with the netns, so
 // `membrane datapath explain` and the bpf listings need no config file and
 // nothing is left behind on disk when a node's netns is deleted.
-import { linkGet, linkSet, type NetlinkHandle } from '../netlink/index.ts';
+import { linkGet, linkSet, NetlinkHandle } from '../netlink/index.ts';
 import { MembraneError } from '../shared/errors.ts';
-import { HOST_DEVICE } from './defaults.ts';
+import { HOST_DEVICE } from './constants.ts';
 
 export interface NodeMarker {
   nodeName: string;
@@ -39,4 +39,19 @@ export function readMarker(h: NetlinkHandle): NodeMarker {
     });
   }
   return m;
+}
+
+/** The node of this process's netns (readMarker on a handle of its own). */
+export function currentNode(): NodeMarker {
+  const h = NetlinkHandle.open();
+  try {
+    return readMarker(h);
+  } finally {
+    h.close();
+  }
+}
+
+/** The pin directory of a node, from its marker (the same <bpffsRoot>/<nodeName> the node config derives). */
+export function markerPinDir(m: NodeMarker): string {
+  return `${m.bpffsRoot}/${m.nodeName}`;
 }

@@ -4,29 +4,19 @@
 // with MTU = device MTU - 50 so pods never send what VXLAN would fragment.
 import { type NetlinkHandle, type Route, routeDel, routeList, routeReplace } from '../netlink/index.ts';
 import { wrap } from '../shared/errors.ts';
-import { routeMTU } from './defaults.ts';
+import type { NodeConfig } from '../shared/config.ts';
 import type { Rollback } from './rollback.ts';
 
-export interface NodeRouteParams {
-  hostIndex: number;
-  routerIP: string;
-  podCIDR: string;
-  remotePodCIDRs: readonly string[];
-  deviceMTU: number;
-  enableEndpointRoutes: boolean;
-  routeMetric: number;
-}
-
-/** The routes cilium_host must carry, nexthop route first. */
-export function desiredNodeRoutes(p: NodeRouteParams): Route[] {
-  const metric = p.routeMetric > 0 ? p.routeMetric : undefined;
+/** The routes cilium_host must carry for `cfg` and the remote pod CIDRs, nexthop route first. */
+export function desiredNodeRoutes(cfg: Pick<NodeConfig, 'routerIP' | 'podCIDR' | 'routeMTU' | 'enableEndpointRoutes' | 'routeMetric'>, hostIndex: number, remotePodCIDRs: readonly string[]): Route[] {
+  const metric = cfg.routeMetric > 0 ? cfg.routeMetric : undefined;
   const via = (dst: string, mtu?: number): Route => ({
-    dst, gateway: p.routerIP, oif: p.hostIndex, prefsrc: p.routerIP, protocol: 'kernel', scope: 'universe', metric, mtu,
+    dst, gateway: cfg.routerIP, oif: hostIndex, prefsrc: cfg.routerIP, protocol: 'kernel', scope: 'universe', metric, mtu,
   });
-  const routes: Route[] = [{ dst: `${p.routerIP}/32`, oif: p.hostIndex, protocol: 'kernel', scope: 'link', metric }];
+  const routes: Route[] = [{ dst: `${cfg.routerIP}/32`, oif: hostIndex, protocol: 'kernel', scope: 'link', metric }];
   // With endpoint routes each pod gets a /32 to its lxc device instead (reference 5.4).
-  if (!p.enableEndpointRoutes) routes.push(via(p.podCIDR));
-  for (const c of p.remotePodCIDRs) routes.push(via(c, routeMTU(p.deviceMTU)));
+  if (!cfg.enableEndpointRoutes) routes.push(via(cfg.podCIDR));
+  for (const c of remotePodCIDRs) routes.push(via(c, cfg.routeMTU));
   return routes;
 }
 

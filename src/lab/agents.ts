@@ -24,11 +24,6 @@ export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
   }), { mode: 0o600 });
 }
 
-/** The MEMBRANE_* variables of this process (e.g. MEMBRANE_LEASE_TTL): `lab up` records them for every agent of the lab. */
-export function membraneEnv(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('MEMBRANE_') && k !== 'MEMBRANE_LAB' && v !== undefined)) as Record<string, string>;
-}
-
 /**
  * Spawns the agent detached; returns its pid (also its process group).
  * The environment passes through, plus the lab's recorded agentEnv where

@@ -3,35 +3,25 @@
 // `membrane agent`; each pod is a network namespace attached by the CNI
 // plugin. Everything is recorded in lab.json as it is made, so `labDown`
 // removes it all, also after `lab up` itself was killed.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, rmSync } from 'node:fs';
-import { isBpffs } from '../bpf/index.ts';
+import { mountBpffs } from '../datapath/bpffs.ts';
 import { objectPath } from '../datapath/objects.ts';
 import { MembraneError } from '../shared/errors.ts';
-import { agentEndpoints, membraneEnv, spawnAgent, waitAgentReady, waitConverged, writeAgentConfig } from './agents.ts';
+import { agentEndpoints, spawnAgent, waitAgentReady, waitConverged, writeAgentConfig } from './agents.ts';
 import { checkCniPlugin, cniAdd, runCni } from './cni.ts';
 import { etcdHealthy, newEtcdRecord, startEtcd, stopEtcd } from './etcd.ts';
 import {
   checkLabName, isLabNetns, LAB_PINS_ROOT, labDir, labPinRoot, LABS_ROOT, MAX_NODES, MAX_PODS_PER_NODE, nodeAddressing,
-  nodeDirOf, nodeName, nodeNetns, PROJECT_BPFFS, podNetns, UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, underlayNetns,
+  nodeDirOf, nodeName, nodeNetns, podNetns, UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, underlayNetns,
 } from './layout.ts';
 import { attachNodeToUnderlay, createNetns, deleteNetns, listNetns, netnsExists, setupUnderlay } from './namespaces.ts';
 import { findLabProcesses, isOurs, killProcessGroup, throwIfAborted } from './processes.ts';
 import { labExists, loadLab, saveLab, tryLoadLab, type LabRecord, type NodeRecord, type PodRecord } from './record.ts';
 import type { LabSpec, PodSpec } from './spec.ts';
+import { apiSocketIn } from '../shared/config.ts';
+import { forwardedVariables } from '../shared/env.ts';
 
 export type Progress = (line: string) => void;
-
-/** Mounts the project's bpffs if it is missing (as scripts/bpffs.sh does, in the root mount namespace). */
-export function ensureProjectBpffs(): void {
-  mkdirSync(PROJECT_BPFFS, { recursive: true });
-  if (isBpffs(PROJECT_BPFFS)) return;
-  try {
-    execFileSync('mount', ['-t', 'bpf', 'bpffs', PROJECT_BPFFS], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    throw new MembraneError(`mount bpffs at ${PROJECT_BPFFS}`, { code: 'E_BPFFS', cause: (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message });
-  }
-}
 
 function preflight(name: string, store: 'sqlite' | 'etcd'): void {
   if (process.getuid?.() !== 0) throw new MembraneError('lab', { code: 'E_NOT_ROOT', cause: 'must run as root (network namespaces, BPF)' });
@@ -53,7 +43,7 @@ function newNodeRecord(rec: LabRecord, i: number): NodeRecord {
   const dir = nodeDirOf(rec.name, name);
   return {
     name, index: i, netns: nodeNetns(rec.name, i), ...nodeAddressing(i),
-    configFile: `${dir}/config.yaml`, stateDir: `${dir}/state`, apiSocket: `${dir}/state/agent.sock`, logFile: `${dir}/agent.log`,
+    configFile: `${dir}/config.yaml`, stateDir: `${dir}/state`, apiSocket: apiSocketIn(`${dir}/state`), logFile: `${dir}/agent.log`,
   };
 }
 
@@ -134,14 +124,15 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
   const progress = o.progress ?? (() => {});
   const t0 = Date.now();
   preflight(o.name, o.spec.store);
-  ensureProjectBpffs();
+  mountBpffs();
   const dir = labDir(o.name);
   const rec: LabRecord = {
     version: 1, name: o.name, state: 'creating', store: o.spec.store, createdAt: new Date().toISOString(), deviceMTU: o.spec.deviceMTU,
     underlay: { netns: underlayNetns(o.name), bridge: UNDERLAY_BRIDGE, gateway: UNDERLAY_GATEWAY },
     pinRoot: labPinRoot(o.name), nodes: [], pods: [], namespaces: [],
   };
-  const env = membraneEnv();
+  // The MEMBRANE_* switches of this process (e.g. MEMBRANE_LEASE_TTL) are recorded for every agent of the lab.
+  const env = forwardedVariables();
   if (Object.keys(env).length) rec.agentEnv = env;
   if (o.spec.store === 'sqlite') rec.storePath = `${dir}/cluster.db`;
   else rec.etcd = newEtcdRecord(o.name, rec.underlay.netns, dir);

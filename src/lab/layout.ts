@@ -9,12 +9,12 @@
 //   /run/membrane/bpffs/labs/<lab>/<node>/            the node's pins (per-lab bpffsRoot)
 //   netns <lab>-underlay, <lab>-node-<i>, <lab>-pod-<i>-<j>
 import { fileURLToPath } from 'node:url';
+import { defaults } from '../shared/defaults.ts';
 import { MembraneError } from '../shared/errors.ts';
 
 export const LABS_ROOT = '/run/membrane/labs';
-export const LAB_PINS_ROOT = '/run/membrane/bpffs/labs';
-/** The project's bpffs (scripts/bpffs.sh mounts it); labs pin below it. */
-export const PROJECT_BPFFS = '/run/membrane/bpffs';
+/** Labs pin below the default bpffs (mountBpffs mounts it), one directory each. */
+export const LAB_PINS_ROOT = `${defaults.bpffsRoot}/labs`;
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const MEMBRANE_BIN = `${REPO}bin/membrane`;

@@ -3,6 +3,7 @@
 // lab file (YAML or JSON). Validated completely before anything is created.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { defaults, MAX_MTU, MIN_MTU } from '../shared/defaults.ts';
 import { ConfigError } from '../shared/errors.ts';
 import { MAX_NODES, MAX_PODS_PER_NODE, podName } from './layout.ts';
 import type { StoreKind } from './record.ts';
@@ -113,7 +114,7 @@ export function buildSpec(input: SpecInput): LabSpec {
   }
   const store = (input.store ?? file.store ?? 'sqlite') as string;
   if (store !== 'sqlite' && store !== 'etcd') problems.push(`store: must be sqlite or etcd (got ${JSON.stringify(store)})`);
-  const deviceMTU = intIn(file.deviceMTU, 1280, 9000, 'deviceMTU', problems) ?? 1500;
+  const deviceMTU = intIn(file.deviceMTU, MIN_MTU, MAX_MTU, 'deviceMTU', problems) ?? defaults.deviceMTU;
 
   const podsPerNode = intIn(input.podsPerNode ?? file.podsPerNode, 0, MAX_PODS_PER_NODE, input.podsPerNode !== undefined ? '--pods-per-node' : 'podsPerNode', problems) ?? 2;
   let layout: (number | { name?: unknown; labels?: unknown }[])[] = [];

@@ -1,7 +1,9 @@
 // Phase timings for slow paths (pod add): enabled with MEMBRANE_TIMING=1,
 // printed as one line to stderr (the agent's log), e.g.
 // "timing add endpoint 12: identity 0.4 ms, veth 1.2 ms, ... total 9.8 ms".
-const enabled = process.env.MEMBRANE_TIMING === '1';
+import { env } from './env.ts';
+
+const enabled = env().timing;
 
 export class PhaseTimer {
   private last = performance.now();

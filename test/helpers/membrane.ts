@@ -1,16 +1,15 @@
 // Running the membrane CLI the way a user does (inside a node's netns via
 // `ip netns exec`), and per-test bpffs roots that are removed afterwards.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { isBpffs } from '../../src/bpf/index.ts';
+import { mountBpffs } from '../../src/datapath/bpffs.ts';
 import { tempDir, uniqueName } from './netns.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const MEMBRANE = `${REPO}bin/membrane`;
-export const BPFFS = '/run/membrane/bpffs';
 
 export interface RunResult {
   code: number;
@@ -37,12 +36,7 @@ export function membraneOk(ns: string | undefined, args: string[], opts: Paramet
 
 /** Makes sure the project's bpffs is mounted (root mount namespace) and returns it. */
 export function projectBpffs(): string {
-  if (!isBpffs(BPFFS)) {
-    mkdirSync(BPFFS, { recursive: true });
-    const r = spawnSync('mount', ['-t', 'bpf', 'bpffs', BPFFS]);
-    if (r.status !== 0) throw new Error(`mount bpffs at ${BPFFS}: ${r.stderr}`);
-  }
-  return BPFFS;
+  return mountBpffs();
 }
 
 /** A unique node name whose pin directory is removed when the test ends. */

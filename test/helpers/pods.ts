@@ -17,10 +17,12 @@ import { apiCall } from '../../src/api/client.ts';
 import type { StatusReply } from '../../src/agent/routes.ts';
 import type { EndpointState } from '../../src/agent/state-file.ts';
 import { ENDPOINT_F_HOST } from '../../src/datapath/maps/endpoints.ts';
-import { listEndpointMap, listIpcache } from '../../src/datapath/node-maps.ts';
+import { listIpcache } from '../../src/datapath/ipcache.ts';
+import { listEndpointMap } from '../../src/datapath/node-maps.ts';
 import { check, libc } from '../../src/shared/libc.ts';
 import { withNetns } from '../../src/shared/netns.ts';
 import { formatIPv4, parseIPv4 } from '../../src/shared/ip.ts';
+import { apiSocketIn } from '../../src/shared/config.ts';
 
 export const SHIM = join(REPO, 'cni/membrane-cni');
 
@@ -82,7 +84,7 @@ export async function nodeWithAgent(t: TestContext, opts: NodeOptions = {}): Pro
   const { nodeName, pinDir } = testNode(t, 'ep');
   const stateDir = `${dir}/state`;
   const cfgPath = writeConfig(t, { nodeName, nodeIP, routerIP, podCIDR, stateDir, store: { backend: 'sqlite', path: `${dir}/cluster.db` } });
-  const socket = `${stateDir}/agent.sock`;
+  const socket = apiSocketIn(stateDir);
   node = {
     ns, nodeName, pinDir, nodeIP, routerIP, podCIDR, cfgPath, stateDir, socket,
     agent: await startAgent(t, ns, cfgPath, socket),

@@ -11,6 +11,7 @@ import { assertCniError, assertValidResult } from '../helpers/cni-fakes.ts';
 import { cniExec, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
 import { REPO, testNode, writeConfig } from '../helpers/membrane.ts';
 import { ipJson, isRoot, makeNetns, nsExec, tempDir, uniqueName } from '../helpers/netns.ts';
+import { apiSocketIn } from '../../src/shared/config.ts';
 
 const SHIM = join(REPO, 'cni/membrane-cni');
 
@@ -29,7 +30,7 @@ test('CNI through the plugin binary against a real agent', { skip: !isRoot && 'n
     nodeName, routerIP: '10.244.77.1', podCIDR: '10.244.77.0/24', nodeIP: '10.13.77.5',
     stateDir: `${state}/state`, store: { backend: 'sqlite', path: `${state}/cluster.db` },
   });
-  const socket = `${state}/state/agent.sock`;
+  const socket = apiSocketIn(`${state}/state`);
   await startAgent(t, node, cfg, socket);
 
   const list: Conflist = { cniVersion: '1.1.0', name: 'membrane', plugins: [{ type: 'membrane-cni', agentSocket: socket }] };

@@ -16,7 +16,7 @@ import { apiCall } from '../../src/api/client.ts';
 import { attachTcLegacy, BpfProgram, closeFd, openPinnedFd, pinFd, unpin } from '../../src/bpf/index.ts';
 import { hostIfname } from '../../src/datapath/endpoint.ts';
 import * as endpointsMap from '../../src/datapath/maps/endpoints.ts';
-import * as ipcacheMap from '../../src/datapath/maps/ipcache.ts';
+import { putEndpointIpcache } from '../../src/datapath/ipcache.ts';
 import { MAP_NAMES, withNodeMap } from '../../src/datapath/node-maps.ts';
 import { isRoot, makeNetns, nsExec } from '../helpers/netns.ts';
 import { addPod, cni, delPod, lxcLinks, membraneJson, nodeWithAgent, parsePingSummary, ping, podLinks, snapshot, waitForTcx, type AgentNode, type Pod } from '../helpers/pods.ts';
@@ -154,7 +154,7 @@ test('leftovers of an ADD cut short by a crash are removed on restart; working e
   execFileSync('ip', ['-n', node.ns, 'link', 'add', name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', crashed]);
   const ifindex = lxcLinks(node.ns).find((l) => l.ifname === name)!.ifindex;
   const ip = node.routerIP.replace(/\.\d+$/, '.77');
-  withNodeMap(node.pinDir, MAP_NAMES.ipcache, (m) => m.update(ipcacheMap.encodeKey(`${ip}/32`), ipcacheMap.encodeValue({ identity: 300 })));
+  putEndpointIpcache(node.pinDir, ip, 300); // as the ADD writes it (owner: endpoint)
   const e = endpointsMap.encodeEntry({ ip, ifindex, lxcId: 77, flags: 0, mac: '02:00:00:00:00:77', nodeMac: '02:00:00:00:01:77', secId: 300, parentIfindex: 0 });
   withNodeMap(node.pinDir, MAP_NAMES.endpoints, (m) => m.update(e.key, e.value));
   mkdirSync(`${node.pinDir}/endpoints/77/links`, { recursive: true });

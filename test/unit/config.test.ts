@@ -1,7 +1,7 @@
 // Node config validation: defaults, every problem listed with its field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfigText, validateNodeConfig } from '../../src/datapath/config.ts';
+import { parseConfigText, validateNodeConfig } from '../../src/shared/config.ts';
 import { ConfigError } from '../../src/shared/errors.ts';
 
 const base = { nodeName: 'node-1', routerIP: '10.244.2.161', podCIDR: '10.244.2.0/24' };

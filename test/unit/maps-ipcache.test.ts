@@ -45,17 +45,19 @@ test('value: identity LE u32, tunnel endpoint in network order, flags byte has_t
   assert.deepEqual([...v], [0x45, 0x23, 0x01, 0, 192, 168, 0, 2, 0, 0, 0, 0x02]);
   assert.equal(encodeValue({ identity: 2 })[11], 0, 'no tunnel endpoint: no flags');
   assert.equal(encodeValue({ identity: 6, tunnelEndpoint: '192.168.0.2', skipTunnel: true })[11], 0x03);
+  assert.equal(encodeValue({ identity: 6, owner: 3 })[8], 3, 'owner: the byte after the tunnel endpoint');
+  assert.throws(() => encodeValue({ identity: 6, owner: 256 }), /ipcache owner: 256 is not an unsigned 8-bit integer/);
 });
 
 test('value round trip and flag names', () => {
   const cases = [
-    { identity: 2, skipTunnel: false, key: 0 },
-    { identity: 1234, tunnelEndpoint: '192.168.0.2', skipTunnel: false, key: 0 },
-    { identity: 6, tunnelEndpoint: '10.9.8.7', skipTunnel: true, key: 3 },
+    { identity: 2, skipTunnel: false, key: 0, owner: 0 },
+    { identity: 1234, tunnelEndpoint: '192.168.0.2', skipTunnel: false, key: 0, owner: 2 },
+    { identity: 6, tunnelEndpoint: '10.9.8.7', skipTunnel: true, key: 3, owner: 3 },
   ];
   for (const c of cases) assert.deepEqual(decodeValue(encodeValue(c)), c);
   assert.deepEqual(ipcacheFlagNames(decodeValue(encodeValue({ identity: 2 }))), ['<none>']);
-  assert.deepEqual(ipcacheFlagNames({ identity: 5, tunnelEndpoint: '1.2.3.4', skipTunnel: true }), ['skiptunnel', 'hastunnel']);
+  assert.deepEqual(ipcacheFlagNames({ tunnelEndpoint: '1.2.3.4', skipTunnel: true }), ['skiptunnel', 'hastunnel']);
 });
 
 test('value rejects identities that do not fit a u32 and bad tunnel endpoints', () => {

@@ -13,6 +13,7 @@
 // when this module loads: it keeps the last lines in a ring so error messages
 // can quote them, and prints nothing unless MEMBRANE_LIBBPF_DEBUG=1.
 import koffi from 'koffi';
+import { env } from '../../shared/env.ts';
 
 const lib = koffi.load('libbpf.so.1');
 const libc = koffi.load('libc.so.6');
@@ -132,7 +133,7 @@ export const LIBBPF_DEBUG = 2;
 const RING = 2000;
 const ring: string[] = [];
 let seq = 0; // number of lines ever captured
-const debug = process.env.MEMBRANE_LIBBPF_DEBUG === '1';
+const debug = env().libbpfDebug;
 const fmtBuf = Buffer.alloc(8192);
 
 const PrintFn = koffi.proto('int membrane_libbpf_print_fn(int level, const char *fmt, void *ap)');

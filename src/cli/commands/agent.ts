@@ -1,11 +1,13 @@
 // `membrane agent` (the daemon) and the commands that ask it: status, endpoint list.
 import { existsSync } from 'node:fs';
 import { apiCall } from '../../api/client.ts';
-import { Agent, socketPathOf } from '../../agent/daemon.ts';
+import { Agent } from '../../agent/daemon.ts';
 import type { StatusReply } from '../../agent/routes.ts';
 import type { EndpointState } from '../../agent/state-file.ts';
-import { readMarker } from '../../datapath/node-marker.ts';
-import { NetlinkHandle } from '../../netlink/index.ts';
+import { currentNode } from '../../datapath/node-marker.ts';
+import { apiSocketIn } from '../../shared/config.ts';
+import { defaults } from '../../shared/defaults.ts';
+import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
@@ -35,16 +37,10 @@ const SOCKET_FLAG = { socket: { type: 'string' as const, help: 'agent API socket
 /** The API socket of the agent of the node this netns belongs to. */
 export function agentSocket(ctx: CommandContext): string {
   if (typeof ctx.args.flags.socket === 'string') return ctx.args.flags.socket;
-  if (process.env.MEMBRANE_AGENT_SOCKET) return process.env.MEMBRANE_AGENT_SOCKET;
-  const h = NetlinkHandle.open();
-  let path: string;
-  try {
-    // The agent records its socket in the node marker; older markers (datapath init alone) name only the node.
-    const m = readMarker(h);
-    path = m.apiSocket ?? socketPathOf({ nodeName: m.nodeName, stateDir: undefined } as never);
-  } finally {
-    h.close();
-  }
+  const fromEnv = env().agentSocket;
+  if (fromEnv) return fromEnv;
+  // The agent records its socket in the node marker; a node set up by `datapath init` alone names none.
+  const path = currentNode().apiSocket ?? apiSocketIn(defaults.stateDir);
   // Say where we looked rather than letting the connect fail as "agent not running" (which may be false).
   if (!existsSync(path)) {
     throw new MembraneError('find the agent', {

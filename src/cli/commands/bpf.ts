@@ -1,31 +1,25 @@
 // `membrane bpf ...`: listings of attachments and maps, read straight from
 // the kernel (the node's pinned maps are found through cilium_host's marker).
-import { listAttachments } from '../../bpf/index.ts';
+import { listNodeAttachments } from '../../datapath/explain.ts';
+import { listIpcache } from '../../datapath/ipcache.ts';
 import { ipcacheFlagNames } from '../../datapath/maps/ipcache.ts';
 import { ENDPOINT_F_HOST } from '../../datapath/maps/endpoints.ts';
 import { identityName } from '../../datapath/maps/identities.ts';
-import { readMarker } from '../../datapath/node-marker.ts';
-import { listEndpointMap, listIpcache, listMetrics } from '../../datapath/node-maps.ts';
-import { NetlinkHandle } from '../../netlink/index.ts';
+import { currentNode, markerPinDir } from '../../datapath/node-marker.ts';
+import { listEndpointMap, listMetrics } from '../../datapath/node-maps.ts';
 import type { Command } from '../command.ts';
 import { json, table } from '../output.ts';
 
 /** The pin directory of the node whose netns this process runs in. */
 export function currentNodeDir(): string {
-  const h = NetlinkHandle.open();
-  try {
-    const m = readMarker(h);
-    return `${m.bpffsRoot}/${m.nodeName}`;
-  } finally {
-    h.close();
-  }
+  return markerPinDir(currentNode());
 }
 
 export const bpfNet: Command = {
   path: ['bpf', 'net'],
   summary: 'tc/tcx program attachments of this netns, as `bpftool net` shows them',
   run(ctx) {
-    const att = listAttachments();
+    const att = listNodeAttachments();
     if (ctx.json) return void ctx.out(json(att));
     ctx.out('tc:\n');
     for (const a of att) {
@@ -37,12 +31,12 @@ export const bpfNet: Command = {
 
 export const bpfIpcache: Command = {
   path: ['bpf', 'ipcache', 'list'],
-  summary: 'cilium_ipcache_v2: prefix -> identity and tunnel endpoint',
+  summary: 'cilium_ipcache_v2: prefix -> identity and tunnel endpoint, and which part of the agent wrote it (node, cluster, endpoint)',
   run(ctx) {
-    const rows = listIpcache(currentNodeDir()).sort((a, b) => a.prefix.localeCompare(b.prefix, undefined, { numeric: true }));
+    const rows = listIpcache(currentNodeDir());
     if (ctx.json) return void ctx.out(json(rows));
-    ctx.out(table(['IP PREFIX/ADDRESS', 'IDENTITY'], rows.map((r) => [r.prefix,
-      `identity=${r.identity} (${identityName(r.identity)}) encryptkey=${r.key ?? 0} tunnelendpoint=${r.tunnelEndpoint ?? '0.0.0.0'} flags=${ipcacheFlagNames(r).join(',') || '<none>'}`])));
+    ctx.out(table(['IP PREFIX/ADDRESS', 'IDENTITY', 'SOURCE'], rows.map((r) => [r.prefix,
+      `identity=${r.identity} (${identityName(r.identity)}) encryptkey=${r.key ?? 0} tunnelendpoint=${r.tunnelEndpoint ?? '0.0.0.0'} flags=${ipcacheFlagNames(r).join(',') || '<none>'}`, r.owner])));
   },
 };
 

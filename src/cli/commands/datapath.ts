@@ -1,5 +1,6 @@
 // `membrane datapath init` and `membrane datapath explain`.
-import { readConfigFile, validateNodeConfig } from '../../datapath/config.ts';
+import { readConfigFile, validateNodeConfig } from '../../shared/config.ts';
+import { defaults } from '../../shared/defaults.ts';
 import { explainNode } from '../../datapath/explain.ts';
 import { renderExplain } from '../render-explain.ts';
 import { initNode } from '../../datapath/init.ts';
@@ -10,17 +11,18 @@ import { json } from '../output.ts';
 
 /** Flags that mirror config keys; a flag overrides the file. */
 const CONFIG_FLAGS: Record<string, FlagSpec & { key: string; parse?: (s: string) => unknown }> = {
-  config: { type: 'string', help: 'YAML node config (keys: nodeName, routerIP, podCIDR, deviceMTU, tunnelPort, tunnelSourcePortRange, enableEndpointRoutes, routeMetric, remoteNodes)', key: '' },
+  config: { type: 'string', help: 'YAML node config (keys: nodeName, routerIP, podCIDR, deviceMTU, tunnelPort, tunnelSourcePortRange, enableEndpointRoutes, routeMetric, remoteNodes, nodeIP, cluster, bpffsRoot, stateDir, apiSocket, leaseTTL, store; see README)', key: '' },
   nodeName: { type: 'string', help: 'node name', key: 'nodeName' },
   routerIP: { type: 'string', help: 'router IP (cilium_host address, the pods\' gateway)', key: 'routerIP' },
   podCIDR: { type: 'string', help: 'this node\'s pod CIDR', key: 'podCIDR' },
-  deviceMTU: { type: 'string', help: 'device MTU (default 1500)', key: 'deviceMTU', parse: num },
-  tunnelPort: { type: 'string', help: 'VXLAN UDP port (default 8472)', key: 'tunnelPort', parse: num },
-  tunnelSourcePortRange: { type: 'string', help: 'VXLAN source port range low-high (default 0-0: kernel default)', key: 'tunnelSourcePortRange' },
+  deviceMTU: { type: 'string', help: `device MTU (default ${defaults.deviceMTU})`, key: 'deviceMTU', parse: num },
+  tunnelPort: { type: 'string', help: `VXLAN UDP port (default ${defaults.tunnelPort})`, key: 'tunnelPort', parse: num },
+  tunnelSourcePortRange: { type: 'string', help: `VXLAN source port range low-high (default ${defaults.tunnelSourcePortRange}: kernel default)`, key: 'tunnelSourcePortRange' },
   enableEndpointRoutes: { type: 'boolean', help: 'per-pod /32 routes to the lxc device instead of via cilium_host', key: 'enableEndpointRoutes' },
-  routeMetric: { type: 'string', help: 'metric of the routes on cilium_host (default 0)', key: 'routeMetric', parse: num },
+  routeMetric: { type: 'string', help: `metric of the routes on cilium_host (default ${defaults.routeMetric})`, key: 'routeMetric', parse: num },
   nodeIP: { type: 'string', help: 'this node\'s underlay IP', key: 'nodeIP' },
-  bpffsRoot: { type: 'string', help: 'bpffs directory for pins (default /run/membrane/bpffs)', key: 'bpffsRoot' },
+  bpffsRoot: { type: 'string', help: `bpffs directory for pins (default ${defaults.bpffsRoot})`, key: 'bpffsRoot' },
+  stateDir: { type: 'string', help: `the agent's runtime directory: state file and API socket (default ${defaults.stateDir})`, key: 'stateDir' },
 };
 
 function num(s: string): unknown {

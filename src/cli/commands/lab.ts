@@ -8,6 +8,7 @@ import { checkLabName, DEFAULT_LAB } from '../../lab/layout.ts';
 import { loadLab } from '../../lab/record.ts';
 import { buildSpec, parseLabels } from '../../lab/spec.ts';
 import { labStatus, statusOf, type LabStatus } from '../../lab/status.ts';
+import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
@@ -18,7 +19,7 @@ const NAME_FLAG: Record<string, FlagSpec> = {
 };
 
 export function labName(ctx: CommandContext): string {
-  return checkLabName((ctx.args.flags.name as string | undefined) ?? process.env.MEMBRANE_LAB ?? DEFAULT_LAB);
+  return checkLabName((ctx.args.flags.name as string | undefined) ?? env().lab ?? DEFAULT_LAB);
 }
 
 function progressOf(ctx: CommandContext): (s: string) => void {

@@ -8,7 +8,7 @@ export const IPCACHE_MAP_NAME = 'cilium_ipcache_v2';
 export const IPCACHE_MAX_ENTRIES = 512000;
 
 export const IPCACHE_KEY = defineLayout('ipcache_key', 24, { prefixlen: 0, cluster_id: 4, pad1: 6, family: 7, addr: 8 });
-export const IPCACHE_VALUE = defineLayout('remote_endpoint_info', 12, { sec_identity: 0, tunnel_endpoint: 4, pad: 8, key: 10, flags: 11 });
+export const IPCACHE_VALUE = defineLayout('remote_endpoint_info', 12, { sec_identity: 0, tunnel_endpoint: 4, owner: 8, pad: 9, key: 10, flags: 11 });
 
 export const IPCACHE_FAMILY_IPV4 = 1;
 /** The key's prefixlen counts cluster_id, pad1 and family (32 bits) before the address. */
@@ -25,6 +25,8 @@ export interface IpcacheValue {
   skipTunnel?: boolean;
   /** IPsec key index (unused; 0). */
   key?: number;
+  /** Who wrote the entry (a number src/datapath/ipcache.ts assigns; 0 = unknown). Programs ignore it. */
+  owner?: number;
 }
 
 /**
@@ -65,6 +67,9 @@ export function encodeValue(v: IpcacheValue): Buffer {
     flags |= IPCACHE_F_HAS_TUNNEL_EP;
   }
   if (v.skipTunnel) flags |= IPCACHE_F_SKIP_TUNNEL;
+  const owner = v.owner ?? 0;
+  if (!Number.isInteger(owner) || owner < 0 || owner > 0xff) throw new RangeError(`ipcache owner: ${owner} is not an unsigned 8-bit integer`);
+  buf[IPCACHE_VALUE.fields.owner] = owner;
   buf[IPCACHE_VALUE.fields.key] = v.key ?? 0;
   buf[IPCACHE_VALUE.fields.flags] = flags;
   return buf;
@@ -74,6 +79,7 @@ export function encodeValue(v: IpcacheValue): Buffer {
 export interface DecodedIpcacheValue extends IpcacheValue {
   skipTunnel: boolean;
   key: number;
+  owner: number;
 }
 
 export function decodeValue(buf: Uint8Array): DecodedIpcacheValue {
@@ -84,13 +90,14 @@ export function decodeValue(buf: Uint8Array): DecodedIpcacheValue {
     identity: b.readUInt32LE(IPCACHE_VALUE.fields.sec_identity),
     skipTunnel: (flags & IPCACHE_F_SKIP_TUNNEL) !== 0,
     key: b[IPCACHE_VALUE.fields.key],
+    owner: b[IPCACHE_VALUE.fields.owner],
   };
   if (flags & IPCACHE_F_HAS_TUNNEL_EP) out.tunnelEndpoint = readIPv4(b, IPCACHE_VALUE.fields.tunnel_endpoint);
   return out;
 }
 
 /** The flag names the CLI shows, as Cilium's `bpf ipcache list`: "hastunnel", "skiptunnel" or "<none>". */
-export function ipcacheFlagNames(v: IpcacheValue): string[] {
+export function ipcacheFlagNames(v: Pick<IpcacheValue, 'skipTunnel' | 'tunnelEndpoint'>): string[] {
   const names: string[] = [];
   if (v.skipTunnel) names.push('skiptunnel');
   if (v.tunnelEndpoint !== undefined) names.push('hastunnel');

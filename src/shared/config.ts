@@ -1,11 +1,15 @@
 // Node configuration: one schema for `membrane datapath init` and the agent.
-// Validated once, every problem listed with its field, then frozen. Nothing
-// touches the kernel before this has passed, so bad input changes nothing.
+// Built once at the edge (the CLI), validated with every problem listed by
+// field, completed with the defaults (src/shared/defaults.ts) and the values
+// derived from them (route MTU, the node's paths, the store), then frozen
+// and passed down. Nothing touches the kernel before this has passed, so bad
+// input changes nothing, and no module below re-derives a value.
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { ConfigError } from '../shared/errors.ts';
-import { cidrContains, cidrsOverlap, isIPv4, parseCidr, parseIPv4, broadcastOf, type Cidr } from '../shared/ip.ts';
 import { defaults, MAX_MTU, MIN_MTU } from './defaults.ts';
+import { env, type Env } from './env.ts';
+import { ConfigError } from './errors.ts';
+import { cidrContains, cidrsOverlap, isIPv4, parseCidr, parseIPv4, broadcastOf, type Cidr } from './ip.ts';
 
 export interface RemoteNode {
   podCIDR: string;
@@ -15,12 +19,40 @@ export interface RemoteNode {
   name?: string;
 }
 
-export interface StoreConfig {
-  backend: 'sqlite' | 'etcd';
-  /** sqlite: database file shared by the agents of a machine. */
-  path?: string;
-  /** etcd: client URLs. */
-  endpoints?: string[];
+export interface SqliteStoreConfig {
+  backend: 'sqlite';
+  /** The database file shared by every agent on this machine (created if missing). */
+  path: string;
+  /** How often watchers look for new events and expired leases are swept (default 50 ms). */
+  pollIntervalMs?: number;
+  /** How long events are kept for watchers that fall behind (default 10 minutes). */
+  eventRetentionMs?: number;
+}
+
+export interface EtcdStoreConfig {
+  backend: 'etcd';
+  /** `host:port` or `http://host:port`. */
+  endpoints: string[];
+  /** Deadline for each request (default 5000 ms). */
+  requestTimeoutMs?: number;
+}
+
+/** The cluster store, as the node config gives it and src/store opens it. */
+export type StoreConfig = SqliteStoreConfig | EtcdStoreConfig;
+
+/** Pod-side and remote-route MTU: the device MTU less the VXLAN overhead (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14, Cilium's TunnelOverheadIPv4). */
+export const TUNNEL_OVERHEAD_IPV4 = 50;
+
+/** Where a node keeps things, all derived from the config in one place. */
+export interface NodePaths {
+  /** The node's pins: <bpffsRoot>/<nodeName>. */
+  readonly pinDir: string;
+  /** The agent's runtime directory. */
+  readonly stateDir: string;
+  /** Endpoints and IPAM, replaced atomically. */
+  readonly stateFile: string;
+  /** The agent's API (and the CNI plugin's transport). */
+  readonly apiSocket: string;
 }
 
 export interface NodeConfig {
@@ -39,8 +71,15 @@ export interface NodeConfig {
   readonly nodeIP?: string;
   readonly cluster: string;
   readonly bpffsRoot: string;
-  readonly stateDir?: string;
-  readonly store?: StoreConfig;
+  readonly store: StoreConfig;
+  /** Seconds the node's store entries outlive its agent (MEMBRANE_LEASE_TTL overrides). */
+  readonly leaseTTL: number;
+  /** Attach as legacy tc filters even where tcx exists (MEMBRANE_FORCE_LEGACY_TC, for tests of the fallback). */
+  readonly forceLegacyTc: boolean;
+  // Derived: computed here once, used everywhere.
+  /** deviceMTU - TUNNEL_OVERHEAD_IPV4: the pods' default route and the remote pod CIDR routes. */
+  readonly routeMTU: number;
+  readonly paths: NodePaths;
 }
 
 type Raw = Record<string, unknown>;
@@ -55,6 +94,8 @@ const cidr: Check = (v, f, p) => {
 };
 const nodeName: Check = (v, f, p) =>
   typeof v === 'string' && /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v) ? v : void p.push(`${f}: must be a DNS label (lowercase letters, digits, '-', at most 63) (got ${show(v)})`);
+
+const absPath: Check = (v, f, p) => (typeof v === 'string' && v.startsWith('/') ? v : void p.push(`${f}: must be an absolute path (got ${show(v)})`));
 
 function show(v: unknown): string {
   return v === undefined ? 'nothing' : JSON.stringify(v);
@@ -72,8 +113,10 @@ const TOP_KEYS: Record<string, Check> = {
   remoteNodes: (v, f, p) => (Array.isArray(v) ? v : void p.push(`${f}: must be a list of { podCIDR, nodeIP } (got ${show(v)})`)),
   nodeIP: ipv4,
   cluster: nodeName,
-  bpffsRoot: (v, f, p) => (typeof v === 'string' && v.startsWith('/') ? v : void p.push(`${f}: must be an absolute path (got ${show(v)})`)),
-  stateDir: (v, f, p) => (typeof v === 'string' && v.startsWith('/') ? v : void p.push(`${f}: must be an absolute path (got ${show(v)})`)),
+  bpffsRoot: absPath,
+  stateDir: absPath,
+  apiSocket: absPath,
+  leaseTTL: intIn(1, 86400),
   store: (v, f, p) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : void p.push(`${f}: must be a mapping { backend, path | endpoints } (got ${show(v)})`)),
 };
 const REQUIRED = ['nodeName', 'routerIP', 'podCIDR'];
@@ -119,7 +162,7 @@ function parsePortRange(v: string, problems: string[]): [number, number] {
  * Validates a raw config object (from YAML and/or flags) and returns a frozen
  * NodeConfig with defaults applied. Throws ConfigError listing every problem.
  */
-export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
+export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<Env, 'leaseTTL' | 'forceLegacyTc'> = env()): NodeConfig {
   const problems: string[] = [];
   const out: Raw = {};
   for (const key of Object.keys(raw)) {
@@ -143,6 +186,9 @@ export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
     }
   }
   if (local && local.prefixLen > 30) problems.push(`podCIDR: ${local.text} is too small for pods (at most /30)`);
+  if (local && typeof out.nodeIP === 'string' && cidrContains(local, parseIPv4(out.nodeIP))) {
+    problems.push(`nodeIP: ${out.nodeIP} is inside podCIDR ${local.text}`);
+  }
 
   const [lo, hi] = parsePortRange((out.tunnelSourcePortRange as string | undefined) ?? defaults.tunnelSourcePortRange, problems);
 
@@ -177,6 +223,7 @@ export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
     });
   }
 
+  let store: StoreConfig = { backend: 'sqlite', path: defaults.sqlitePath };
   if (out.store !== undefined && typeof out.store === 'object') {
     const s = out.store as Raw;
     if (s.backend !== 'sqlite' && s.backend !== 'etcd') problems.push(`store.backend: must be "sqlite" or "etcd" (got ${show(s.backend)})`);
@@ -185,15 +232,22 @@ export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
       problems.push(`store.endpoints: must be a list of http(s) URLs (got ${show(s.endpoints)})`);
     }
     for (const k of Object.keys(s)) if (!['backend', 'path', 'endpoints'].includes(k)) problems.push(`store.${k}: unknown key (known: backend, path, endpoints)`);
+    store = s.backend === 'etcd'
+      ? { backend: 'etcd', endpoints: [...(s.endpoints as string[] ?? [])] }
+      : { backend: 'sqlite', path: (s.path as string | undefined) ?? defaults.sqlitePath };
   }
 
   if (problems.length > 0) throw new ConfigError(`invalid ${source}`, problems);
 
+  const nodeName = out.nodeName as string;
+  const bpffsRoot = (out.bpffsRoot as string | undefined) ?? defaults.bpffsRoot;
+  const stateDir = (out.stateDir as string | undefined) ?? defaults.stateDir;
+  const deviceMTU = (out.deviceMTU as number | undefined) ?? defaults.deviceMTU;
   const cfg: NodeConfig = {
-    nodeName: out.nodeName as string,
+    nodeName,
     routerIP: out.routerIP as string,
     podCIDR: out.podCIDR as string,
-    deviceMTU: (out.deviceMTU as number | undefined) ?? defaults.deviceMTU,
+    deviceMTU,
     tunnelPort: (out.tunnelPort as number | undefined) ?? defaults.tunnelPort,
     tunnelSourcePortRange: (out.tunnelSourcePortRange as string | undefined) ?? defaults.tunnelSourcePortRange,
     tunnelSrcPortLow: lo,
@@ -202,15 +256,23 @@ export function validateNodeConfig(raw: Raw, source = 'config'): NodeConfig {
     routeMetric: (out.routeMetric as number | undefined) ?? defaults.routeMetric,
     remoteNodes: Object.freeze(remotes.map((r) => Object.freeze({ ...r }))),
     nodeIP: out.nodeIP as string | undefined,
-    cluster: (out.cluster as string | undefined) ?? 'default',
-    bpffsRoot: (out.bpffsRoot as string | undefined) ?? defaults.bpffsRoot,
-    stateDir: out.stateDir as string | undefined,
-    store: out.store as StoreConfig | undefined,
+    cluster: (out.cluster as string | undefined) ?? defaults.cluster,
+    bpffsRoot,
+    store: Object.freeze(store),
+    leaseTTL: switches.leaseTTL ?? (out.leaseTTL as number | undefined) ?? defaults.leaseTTL,
+    forceLegacyTc: switches.forceLegacyTc,
+    routeMTU: deviceMTU - TUNNEL_OVERHEAD_IPV4,
+    paths: Object.freeze({
+      pinDir: `${bpffsRoot}/${nodeName}`,
+      stateDir,
+      stateFile: `${stateDir}/endpoints.json`,
+      apiSocket: (out.apiSocket as string | undefined) ?? apiSocketIn(stateDir),
+    }),
   };
   return Object.freeze(cfg);
 }
 
-/** Where this node's pins live: one bpffs directory per node, shared by every run. */
-export function nodePinDir(cfg: Pick<NodeConfig, 'bpffsRoot' | 'nodeName'>): string {
-  return `${cfg.bpffsRoot}/${cfg.nodeName}`;
+/** The API socket of an agent whose runtime directory is `stateDir` (unless its config names another). */
+export function apiSocketIn(stateDir: string): string {
+  return `${stateDir}/${defaults.apiSocketName}`;
 }

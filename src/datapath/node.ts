@@ -1,0 +1,89 @@
+// The node datapath as the agent sees it: one object per node, opened once
+// (node setup, then a netlink handle kept for the agent's life), with the
+// operations the agent needs and nothing of how they are done. The agent
+// decides what should exist (endpoints, remote nodes and pods); this layer
+// decides what that means in devices, routes, programs and map entries.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { linkDel, linkGet, NetlinkHandle } from '../netlink/index.ts';
+import type { NodeConfig } from '../shared/config.ts';
+import { MembraneError } from '../shared/errors.ts';
+import type { PhaseTimer } from '../shared/phase-timer.ts';
+import { HOST_DEVICE } from './constants.ts';
+import { createEndpointDatapath, deleteEndpointDatapath, hostIfname, type CreatedEndpoint, type EndpointSpec } from './endpoint.ts';
+import { checkEndpoint, endpointPresent, restoreEndpoint, sweepEndpoints, type EndpointRecord, type RestoreOutcome } from './endpoint-restore.ts';
+import { initNodeWith, type InitOptions, type InitResult } from './init.ts';
+import { objectPath } from './objects.ts';
+import { reconcileRemotes, type RemoteNodeEntry, type RemotePodEntry } from './remote-nodes.ts';
+import { Rollback } from './rollback.ts';
+
+export type { CreatedEndpoint, EndpointSpec, TcxUpgrade } from './endpoint.ts';
+export type { EndpointRecord, RestoreOutcome } from './endpoint-restore.ts';
+export type { RemoteNodeEntry, RemotePodEntry } from './remote-nodes.ts';
+
+export class NodeDatapath {
+  /** sha256 of the bpf_lxc.o endpoints are loaded from: a recorded endpoint with another hash runs a stale program. */
+  readonly lxcObjectHash: string;
+
+  private constructor(readonly cfg: NodeConfig, private readonly h: NetlinkHandle, readonly init: InitResult) {
+    this.lxcObjectHash = createHash('sha256').update(readFileSync(objectPath('bpf_lxc'))).digest('hex');
+  }
+
+  /** Sets the node up (initNode) in this process's netns and keeps a handle for later changes. The caller owns the result: close() it. */
+  static open(cfg: NodeConfig, opts: InitOptions = {}): NodeDatapath {
+    const h = NetlinkHandle.open();
+    try {
+      return new NodeDatapath(cfg, h, initNodeWith(h, cfg, opts));
+    } catch (e) {
+      h.close();
+      throw e;
+    }
+  }
+
+  /** Creates an endpoint's datapath; on failure everything it made is undone. The endpoint runs on a legacy tc filter until `upgrade` (if any) moves it to tcx. */
+  createEndpoint(spec: EndpointSpec, timer?: PhaseTimer): CreatedEndpoint {
+    return Rollback.guard((rb) => createEndpointDatapath(this.cfg, this.h, spec, rb, timer));
+  }
+
+  /** Removes an endpoint's datapath; tolerates any part being gone already. */
+  deleteEndpoint(ep: { id: number; ip?: string; hostIfname: string }): void {
+    deleteEndpointDatapath(this.cfg, this.h, ep);
+  }
+
+  /** DEL of an endpoint nobody recorded: removes a device of the name it would have had (a crash mid-ADD). */
+  deleteUnrecordedEndpoint(containerID: string, ifname: string): void {
+    const name = hostIfname(containerID, ifname);
+    if (linkGet(this.h, name)) linkDel(this.h, name);
+  }
+
+  /** Is the recorded endpoint's veth (the same one) and pod netns still there? If not, deleteEndpoint removes its remains. */
+  endpointPresent(ep: EndpointRecord): boolean {
+    return endpointPresent(this.h, ep);
+  }
+
+  /** Brings back a present endpoint after a restart, touching it only where it drifted; `reload` forces a fresh program. */
+  restoreEndpoint(ep: EndpointRecord, reload: boolean): RestoreOutcome {
+    return restoreEndpoint(this.cfg, ep, reload);
+  }
+
+  /** Throws E_ENDPOINT naming what is broken (CNI CHECK). */
+  checkEndpoint(ep: EndpointRecord, what: string): void {
+    checkEndpoint(this.cfg, this.h, ep, what);
+  }
+
+  /** Removes endpoint remains that belong to none of `keep`; returns how many. */
+  sweepEndpoints(keep: readonly EndpointRecord[]): number {
+    return sweepEndpoints(this.cfg, this.h, keep);
+  }
+
+  /** Brings routes and cluster-owned ipcache entries to these remote nodes and pods (deleting the rest); route changes roll back on failure. */
+  reconcileRemotes(remotes: readonly RemoteNodeEntry[], pods: readonly RemotePodEntry[]): ReturnType<typeof reconcileRemotes> {
+    const host = linkGet(this.h, HOST_DEVICE);
+    if (!host) throw new MembraneError('reconcile remote nodes', { code: 'E_NOT_INITIALIZED', cause: `${HOST_DEVICE} is missing`, hint: 'restart the agent to set the node up again' });
+    return Rollback.guard((rb) => reconcileRemotes(this.h, host.index, this.cfg, remotes, pods, rb));
+  }
+
+  close(): void {
+    this.h.close();
+  }
+}

@@ -1,0 +1,36 @@
+// Every user-facing default in one place, as Cilium's pkg/defaults: the node
+// config (src/shared/config.ts) fills keys from here, the CLI's help and the
+// docs quote it, the lab and the CNI plugin's build read it. Values derived
+// from these (route MTU, socket and state paths) are computed once, by the
+// config builder, never at the sites that use them.
+
+/** Smallest device MTU accepted: IPv4's minimum for IPv6-capable links, and room for the 50-byte VXLAN overhead. */
+export const MIN_MTU = 1280;
+/** Largest device MTU accepted (the kernel's u16 limit for veth and VXLAN). */
+export const MAX_MTU = 65535;
+
+export const defaults = {
+  deviceMTU: 1500,
+  tunnelPort: 8472,
+  tunnelSourcePortRange: '0-0',
+  enableEndpointRoutes: false,
+  routeMetric: 0,
+  cluster: 'default',
+  /**
+   * A bpffs in the root mount namespace shared by every run for a node
+   * (docs/kernel-notes/bpf.md); each node pins under <bpffsRoot>/<nodeName>.
+   */
+  bpffsRoot: '/run/membrane/bpffs',
+  /**
+   * The agent's runtime directory: endpoints.json, the API socket and the
+   * node lock. The CNI plugin's fallback socket is <stateDir>/<apiSocketName>
+   * of this default (cni/Makefile reads it from here), so a plugin with no
+   * agentSocket in its conf finds an agent run with the defaults.
+   */
+  stateDir: '/run/membrane',
+  apiSocketName: 'agent.sock',
+  /** The embedded cluster store shared by the agents of one machine. */
+  sqlitePath: '/run/membrane/cluster.db',
+  /** Seconds a node's store entries outlive its agent. */
+  leaseTTL: 10,
+} as const;
