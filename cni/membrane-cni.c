@@ -36,13 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/membrane/agent.sock"
-#define DEFAULT_CNI_VERSION "1.1.0"
+#include "defaults.h" /* DEFAULT_SOCKET, SUPPORTED_VERSIONS, DEFAULT_CNI_VERSION, MAX_STDIN: from the TypeScript */
+
 #define DEFAULT_TIMEOUT_MS 60000L
-#define MAX_STDIN (64u << 20)    /* stdin larger than this is refused (code 5) */
 #define MAX_RESPONSE (64u << 20) /* an agent answer larger than this is a bad response */
 
-static const char *const supported_versions[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+static const char *const supported_versions[] = {SUPPORTED_VERSIONS};
 #define N_SUPPORTED (sizeof(supported_versions) / sizeof(supported_versions[0]))
 
 /* ---- growable buffer ---------------------------------------------------- */
