@@ -21,7 +21,9 @@ export interface ScenarioResult {
   from: string;
   to: string;
   pass: boolean;
-  /** What was measured, one line for people ("3/3 replies, rtt 0.21 ms"). */
+  /** pass or fail; skip when the lab lacks what the scenario needs (e.g. no node with two pods): neither passed nor failed. */
+  status: 'pass' | 'fail' | 'skip';
+  /** What was measured, one line for people ("3/3 replies, rtt 0.21 ms"), or why it was skipped. */
   measured: string;
   /** The numbers behind it, for scripts. */
   values: Record<string, number | string | boolean>;
@@ -32,6 +34,7 @@ export interface SuiteResult {
   lab: string;
   passed: number;
   failed: number;
+  skipped: number;
   durationMs: number;
   scenarios: ScenarioResult[];
 }
@@ -57,10 +60,18 @@ async function scenario(c: Ctx, scenarioName: string, protocol: string, from: st
   } catch (e) {
     r = { pass: false, measured: `error: ${(e as Error).message.split('\n')[0]}` };
   }
-  const res: ScenarioResult = { scenario: scenarioName, protocol, from, to, pass: r.pass, measured: r.measured, values: r.values ?? {}, ms: Math.round(performance.now() - t0) };
+  return record(c, { scenario: scenarioName, protocol, from, to, pass: r.pass, status: r.pass ? 'pass' : 'fail', measured: r.measured, values: r.values ?? {}, ms: Math.round(performance.now() - t0) });
+}
+
+function record(c: Ctx, res: ScenarioResult): ScenarioResult {
   c.results.push(res);
   c.onResult?.(res);
   return res;
+}
+
+/** A scenario the lab cannot run: reported as such, never counted as passed. */
+function skipped(c: Ctx, scenarioName: string, protocol: string, why: string): ScenarioResult {
+  return record(c, { scenario: scenarioName, protocol, from: '-', to: '-', pass: false, status: 'skip', measured: why, values: {}, ms: 0 });
 }
 
 const fmtPing = (p: Awaited<ReturnType<typeof ping>>): string =>
@@ -134,14 +145,21 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   const dropsBefore = new Map(s.nodes.map((n) => [n.name, dropCounters(nodeDir(n))]));
 
   // Same node: the first two pods of each node (cil_from_container redirects straight to the peer).
-  for (const n of s.nodes) {
-    const [a, b] = podsOf(n);
-    if (!a || !b) continue;
+  const withTwo = s.nodes.filter((n) => podsOf(n).length >= 2);
+  if (!withTwo.length) skipped(c, 'pod-to-pod/same-node', 'ICMP+TCP', 'no node has two pods (lab up --pods-per-node 2)');
+  for (const n of withTwo) {
+    const [a, b] = podsOf(n) as [LabStatusPod, LabStatusPod];
     await pingScenario(c, 'pod-to-pod/same-node', a.netns, a.name, b.name, b.ip!);
     await tcpScenario(c, 'pod-to-pod/same-node', a, b);
   }
   // Across nodes: ICMP, TCP and UDP through the tunnel.
   const pairs = nodePairs(s.nodes).filter(([a, b]) => first.get(a.name) && first.get(b.name));
+  if (!pairs.length) {
+    const why = 'no two nodes with a pod each (lab up --nodes 2)';
+    for (const [name, proto] of [['pod-to-pod/cross-node', 'ICMP+TCP+UDP'], ['node-to-remote-pod', 'ICMP'], ['pod-to-remote-node', 'ICMP'], ['mtu/no-fragmentation', 'ICMP+TCP'], ['vxlan/on-the-wire', 'UDP']] as const) {
+      skipped(c, name, proto, why);
+    }
+  }
   for (const [na, nb] of pairs) {
     const a = first.get(na.name)!;
     const b = first.get(nb.name)!;
@@ -152,7 +170,10 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   // Pod to its own host (node IP, router IP) and host to its own pods.
   for (const n of s.nodes) {
     const a = first.get(n.name);
-    if (!a) continue;
+    if (!a) {
+      skipped(c, 'pod-to-host', 'ICMP', `${n.name} has no pod`);
+      continue;
+    }
     await pingScenario(c, 'pod-to-host', a.netns, a.name, `${n.name} node IP`, n.nodeIP);
     await pingScenario(c, 'pod-to-host', a.netns, a.name, `${n.name} router IP`, n.routerIP);
     await pingScenario(c, 'host-to-pod', n.netns, n.name, a.name, a.ip!);
@@ -187,8 +208,8 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
       values: { unexpected: unexpected.length, expected: expected.length },
     };
   });
-  const passed = c.results.filter((r) => r.pass).length;
-  return { lab: name, passed, failed: c.results.length - passed, durationMs: Math.round(performance.now() - t0), scenarios: c.results };
+  const count = (st: ScenarioResult['status']) => c.results.filter((r) => r.status === st).length;
+  return { lab: name, passed: count('pass'), failed: count('fail'), skipped: count('skip'), durationMs: Math.round(performance.now() - t0), scenarios: c.results };
 }
 
 function agentStatus(n: LabStatusNode): Promise<StatusReply> {

@@ -21,7 +21,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => { cleanupAll(); process.exit(130); });
 }
 
-export const isRoot = process.getuid?.() === 0;
+export { isRoot } from './skip.ts';
 
 /** A unique short prefix for this test process (names must fit IFNAMSIZ). */
 export function uniqueName(kind: string): string {

@@ -6,13 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { isRoot } from '../helpers/netns.ts';
 import { bpffsDir, bpftoolTc, counter, fixture, ifindexIn, ping, vethPair } from '../testdata/bpf/env.ts';
 import {
   attachTcLegacy, attachTcx, BpfMap, BpfObject, detachTcLegacy, detachTcx, haveTcx, listAttachments, pinnedTcxLink, queryTcLegacy,
 } from '../../src/bpf/index.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (CAP_BPF, CAP_NET_ADMIN)';
+const skip = rootOnly('requires root (CAP_BPF, CAP_NET_ADMIN)');
 const COUNTER = fixture('counter.o');
 
 test('kernel has tcx (6.18 here; the probe must say so)', { skip }, () => {

@@ -6,14 +6,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isRoot } from '../helpers/netns.ts';
 import { bpffsDir, counter, fixture, u32, u64 } from '../testdata/bpf/env.ts';
 import {
   BpfMap, BpfObject, ElfObject, ensureBpffs, isBpffs, MAP_TYPE, possibleCpus, progTestRun, removePinTree, VerifierError,
 } from '../../src/bpf/index.ts';
 import { hasErrno } from '../../src/shared/errors.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (CAP_BPF, CAP_NET_ADMIN)';
+const skip = rootOnly('requires root (CAP_BPF, CAP_NET_ADMIN)');
 const COUNTER = fixture('counter.o');
 const BAD = fixture('bad.o');
 

@@ -17,9 +17,9 @@ import {
   arpFrame, checkCase, hostConstants, ipIdForChecksum, ipv4Frame, ipv6Frame, LOOPBACK_IFINDEX, lxcConstants, runCase, site,
   TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type EventExpect, type ProgramCase,
 } from '../helpers/bpf-programs.ts';
-import { isRoot } from '../helpers/netns.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (CAP_BPF, CAP_NET_ADMIN)';
+const skip = rootOnly('requires root (CAP_BPF, CAP_NET_ADMIN)');
 
 // Cilium's drop reasons (bpf/lib/drop_reasons.h) and observation points (trace_points.h).
 const DROP_INVALID_SIP = 132;

@@ -10,14 +10,15 @@ import { startAgent } from '../helpers/agent.ts';
 import { assertCniError, assertValidResult } from '../helpers/cni-fakes.ts';
 import { cniExec, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
 import { REPO, testNode, writeConfig } from '../helpers/membrane.ts';
-import { ipJson, isRoot, makeNetns, nsExec, tempDir, uniqueName } from '../helpers/netns.ts';
+import { ipJson, makeNetns, nsExec, tempDir, uniqueName } from '../helpers/netns.ts';
 import { apiSocketIn } from '../../src/shared/config.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 const SHIM = join(REPO, 'cni/membrane-cni');
 
 const lxcLinks = (ns: string) => ipJson<{ ifname: string }[]>(ns, ['link', 'show']).map((l) => l.ifname).filter((n) => n.startsWith('lxc'));
 
-test('CNI through the plugin binary against a real agent', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('CNI through the plugin binary against a real agent', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   execFileSync('make', ['-s', '-C', join(REPO, 'cni')], { stdio: 'inherit' });
   const node = makeNetns(t, 'cn');
   // The agent wants an underlay device with the node IP; a veth pair inside the node netns is enough alone.

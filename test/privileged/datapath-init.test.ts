@@ -5,10 +5,11 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { isRoot, makeNetns, ipJson, nsExec } from '../helpers/netns.ts';
+import { makeNetns, ipJson, nsExec } from '../helpers/netns.ts';
 import { membrane, membraneOk, testNode, writeConfig } from '../helpers/membrane.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = isRoot ? false : 'requires root';
+const skip = rootOnly('requires root');
 
 function baseConfig(nodeName: string, extra: Record<string, unknown> = {}) {
   return {

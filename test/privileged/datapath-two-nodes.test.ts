@@ -5,11 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { isRoot, nsExec } from '../helpers/netns.ts';
+import { nsExec } from '../helpers/netns.ts';
 import { twoNodes } from '../helpers/two-nodes.ts';
 import { membraneOk } from '../helpers/membrane.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-test('programs stay attached and forward across nodes after membrane exits', { skip: isRoot ? false : 'requires root' }, async (t) => {
+test('programs stay attached and forward across nodes after membrane exits', { skip: rootOnly('requires root') }, async (t) => {
   const [a, b] = twoNodes(t);
   // No membrane process is left: init ran and exited in twoNodes().
   assert.match(nsExec(a.ns, ['bpftool', 'net', 'show']), /cilium_host\(\d+\) tcx\/egress cil_from_host/);

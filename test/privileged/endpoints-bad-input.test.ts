@@ -12,10 +12,11 @@ import Database from 'better-sqlite3';
 import { test } from 'node:test';
 import { assertCniError } from '../helpers/cni-fakes.ts';
 import type { CniExecOptions } from '../helpers/cni-runtime.ts';
-import { isRoot, makeNetns, uniqueName } from '../helpers/netns.ts';
+import { makeNetns, uniqueName } from '../helpers/netns.ts';
 import { addPod, cni, delPod, nodeWithAgent, podLinks, snapshot, type AgentNode, type Pod } from '../helpers/pods.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-test('bad CNI input is refused with a clear error and leaves nothing behind', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('bad CNI input is refused with a clear error and leaves nothing behind', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 85 });
   // One pod already there: a refused ADD must not disturb it either.
   await addPod(t, node, { labels: { app: 'present' } });
@@ -76,7 +77,7 @@ test('bad CNI input is refused with a clear error and leaves nothing behind', { 
   });
 });
 
-test('an exhausted IP pool refuses the ADD with code 100 and leaves nothing; a freed IP is handed out again', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('an exhausted IP pool refuses the ADD with code 100 and leaves nothing; a freed IP is handed out again', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   // A /29: 8 addresses less network, broadcast and router = 5 pods.
   const node: AgentNode = await nodeWithAgent(t, { octet: 86, podCIDR: '10.244.86.0/29' });
   const pods: Pod[] = [];
@@ -99,7 +100,7 @@ test('an exhausted IP pool refuses the ADD with code 100 and leaves nothing; a f
   assert.equal((await snapshot(node)).ipamUsed, 5);
 });
 
-test('an ADD whose endpoint cannot be published (store locked) fails with code 11, leaves nothing, and its retry works', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('an ADD whose endpoint cannot be published (store locked) fails with code 11, leaves nothing, and its retry works', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 78 });
   // The first pod of these labels makes the agent hold their identity: the
   // next ADD needs the store only to publish its endpoint.

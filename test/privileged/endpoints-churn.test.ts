@@ -5,9 +5,10 @@
 // the runtime removed before the DEL, and a repeated DEL succeeds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deleteNetns, isRoot } from '../helpers/netns.ts';
+import { deleteNetns } from '../helpers/netns.ts';
 import { addPod, delPod, lxcLinks, membraneJson, nodeWithAgent, podLinks, snapshot, type Pod } from '../helpers/pods.ts';
 import { UdpProbe } from '../helpers/udp-probe.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 const N = 50;
 const PORT = 9912;
@@ -23,7 +24,7 @@ async function unreachable(pairs: { from: Pod; to: Pod; rx: UdpProbe; tx: UdpPro
   return [...pending.keys()];
 }
 
-test(`${N} pods added and deleted on one node`, { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test(`${N} pods added and deleted on one node`, { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 82 });
   const empty = await snapshot(node);
   assert.deepEqual({ ...empty, ipcache: undefined }, { lxc: [], ipamUsed: 0, endpoints: [], lxcEntries: [], ipcache: undefined, endpointPins: [], callsPins: [] });

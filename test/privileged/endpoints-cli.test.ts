@@ -5,14 +5,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { membrane, membraneOk } from '../helpers/membrane.ts';
-import { isRoot } from '../helpers/netns.ts';
 import { addPod, delPod, lxcLinks, membraneJson, nodeWithAgent } from '../helpers/pods.ts';
 import { apiSocketIn } from '../../src/shared/config.ts';
 import { defaults } from '../../src/shared/defaults.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
-test('status and endpoint listings show the agent\'s and the kernel\'s view', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('status and endpoint listings show the agent\'s and the kernel\'s view', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 87 });
   const web1 = await addPod(t, node, { labels: { app: 'web', tier: 'fe' }, name: 'web-1' });
   const web2 = await addPod(t, node, { labels: { app: 'web', tier: 'fe' }, name: 'web-2' });

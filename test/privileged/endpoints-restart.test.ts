@@ -18,8 +18,9 @@ import { hostIfname } from '../../src/datapath/endpoint.ts';
 import * as endpointsMap from '../../src/datapath/maps/endpoints.ts';
 import { putEndpointIpcache } from '../../src/datapath/ipcache.ts';
 import { MAP_NAMES, withNodeMap } from '../../src/datapath/node-maps.ts';
-import { isRoot, makeNetns, nsExec } from '../helpers/netns.ts';
+import { makeNetns, nsExec } from '../helpers/netns.ts';
 import { addPod, cni, delPod, lxcLinks, membraneJson, nodeWithAgent, parsePingSummary, ping, podLinks, snapshot, waitForTcx, type AgentNode, type Pod } from '../helpers/pods.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 /** What must survive a restart unchanged: endpoints, their devices, attachments and map entries. */
 function endpointView(node: AgentNode, att: any[]) {
@@ -49,7 +50,7 @@ async function pingDuring(t: TestContext, from: Pod, to: Pod, count: number, dur
   return { ...parsePingSummary(out), summary: out.split('\n').slice(-4).join('\n') };
 }
 
-test('SIGKILL of the agent loses no packet; the restarted agent keeps every endpoint as it was', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('SIGKILL of the agent loses no packet; the restarted agent keeps every endpoint as it was', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 83 });
   const a = await addPod(t, node, { labels: { app: 'a' } });
   const b = await addPod(t, node, { labels: { app: 'b' } });
@@ -89,7 +90,7 @@ test('SIGKILL of the agent loses no packet; the restarted agent keeps every endp
   assert.ok(!before.endpoints.some((e) => e.id === membraneJson<any[]>(node, ['endpoint', 'list']).find((x) => x.ip === c.ip)?.id), 'the new pod gets an unused endpoint id');
 });
 
-test('endpoints restore reloads are lossless: one the agent died before moving to tcx is moved, one built from an older bpf_lxc.o is updated in place', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('endpoints restore reloads are lossless: one the agent died before moving to tcx is moved, one built from an older bpf_lxc.o is updated in place', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 84 });
   const a = await addPod(t, node, { labels: { app: 'a' } });
   const b = await addPod(t, node, { labels: { app: 'b' } });
@@ -138,7 +139,7 @@ test('endpoints restore reloads are lossless: one the agent died before moving t
   assert.equal(epsAfter.find((e) => e.id === epB.id).objectHash, epA.objectHash, 'b is recorded as loaded from the current object');
 });
 
-test('leftovers of an ADD cut short by a crash are removed on restart; working endpoints are untouched', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('leftovers of an ADD cut short by a crash are removed on restart; working endpoints are untouched', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 88 });
   const a = await addPod(t, node, { labels: { app: 'a' } });
   await waitForTcx(node, 1);
@@ -174,7 +175,7 @@ test('leftovers of an ADD cut short by a crash are removed on restart; working e
   assert.equal(r.stdout.interfaces[0].name, name);
 });
 
-test('SIGKILL in the middle of ADDs: after restart, devices, IPs, endpoints, map entries and pins agree', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('SIGKILL in the middle of ADDs: after restart, devices, IPs, endpoints, map entries and pins agree', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 89 });
   for (let round = 0; round < 3; round++) {
     // Eight ADDs in flight (the agent runs them one at a time); the kill lands inside one of them.
@@ -219,7 +220,7 @@ function programConstants(ns: string, progId: number): Record<string, unknown> {
   throw new Error(`program ${progId} has no .rodata map`);
 }
 
-test('an identity that changed while the agent was down (store lost its data) reaches the program, cilium_lxc and ipcache', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('an identity that changed while the agent was down (store lost its data) reaches the program, cilium_lxc and ipcache', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 79 });
   const x = await addPod(t, node, { labels: { app: 'x' } });
   const y = await addPod(t, node, { labels: { app: 'y' } });

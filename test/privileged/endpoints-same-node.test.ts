@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { ipJson, isRoot, nsExec } from '../helpers/netns.ts';
+import { ipJson, nsExec } from '../helpers/netns.ts';
 import { addPod, arpRequest, lxcLinks, membraneJson, nodeWithAgent, ping, sendUdpFrame, waitForTcx, type AgentNode, type Pod } from '../helpers/pods.ts';
 import { UdpProbe } from '../helpers/udp-probe.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -42,7 +43,7 @@ async function tcpTransfer(from: Pod, to: Pod, port: number, data: Buffer): Prom
 const dropCount = (node: AgentNode, reason: string) =>
   membraneJson<any[]>(node, ['bpf', 'metrics', 'list']).filter((m) => m.reasonText === reason).reduce((s, m) => s + m.packets, 0);
 
-test('two pods on one node: same-node datapath', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('two pods on one node: same-node datapath', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const node = await nodeWithAgent(t, { octet: 81 });
   const a = await addPod(t, node, { labels: { app: 'a' } });
   const b = await addPod(t, node, { labels: { app: 'b' } });

@@ -3,12 +3,12 @@
 // per remote node, and the cross-node flow is visible on cilium_vxlan.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isRoot } from '../helpers/netns.ts';
 import { inNetns, lab, labOk, labStatus, labUp } from '../helpers/lab.ts';
 import type { SuiteResult } from '../../src/connectivity/suite.ts';
 import { spawn } from 'node:child_process';
+import { rootOnly } from '../helpers/skip.ts';
 
-test('3-node lab: connectivity test, routes, VXLAN', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('3-node lab: connectivity test, routes, VXLAN', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   const { name, ms } = await labUp(t, ['--nodes', '3']);
   t.diagnostic(`lab up 3 nodes x 2 pods: ${(ms / 1000).toFixed(2)} s (CLI start included)`);
   const s = await labStatus(name);
@@ -25,7 +25,8 @@ test('3-node lab: connectivity test, routes, VXLAN', { skip: !isRoot && 'needs r
     const r = await lab(['connectivity', 'test', '--name', name, '-o', 'json']);
     const res = JSON.parse(r.stdout) as SuiteResult;
     const failed = res.scenarios.filter((x) => !x.pass).map((x) => `${x.scenario} ${x.protocol} ${x.from} -> ${x.to}: ${x.measured}`);
-    assert.deepEqual(failed, [], 'no scenario fails');
+    assert.deepEqual(failed, [], 'no scenario fails or is skipped');
+    assert.deepEqual([res.failed, res.skipped, res.passed], [0, 0, res.scenarios.length]);
     assert.equal(r.code, 0);
     t.diagnostic(`connectivity test: ${res.scenarios.length} scenarios in ${(res.durationMs / 1000).toFixed(1)} s`);
     const kinds = new Set(res.scenarios.map((x) => `${x.scenario}/${x.protocol}`));
@@ -80,4 +81,21 @@ test('3-node lab: connectivity test, routes, VXLAN', { skip: !isRoot && 'needs r
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /no pod or node of that name/);
   });
+});
+
+test('a lab too small for a scenario reports it as SKIP, not as passed', { skip: rootOnly() }, async (t) => {
+  const { name } = await labUp(t, ['--nodes', '1', '--pods-per-node', '1']);
+  const r = await lab(['connectivity', 'test', '--name', name]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^SKIP\s+pod-to-pod\/same-node .* no node has two pods/m);
+  for (const s of ['pod-to-pod/cross-node', 'node-to-remote-pod', 'pod-to-remote-node', 'mtu/no-fragmentation', 'vxlan/on-the-wire']) {
+    assert.match(r.stdout, new RegExp(`^SKIP\\s+${s.replace('/', '\\/')} .* no two nodes with a pod each`, 'm'), s);
+  }
+  assert.match(r.stdout, /^PASS\s+pod-to-host /m, 'what can run still runs');
+  const summary = /all (\d+) scenarios passed, (\d+) skipped/.exec(r.stdout);
+  assert.ok(summary, r.stdout);
+  const json = JSON.parse((await lab(['connectivity', 'test', '--name', name, '-o', 'json'])).stdout) as SuiteResult;
+  assert.equal(json.skipped, 6);
+  assert.equal(json.passed + json.failed, Number(summary[1]), 'skips are not counted as run');
+  assert.ok(json.scenarios.filter((x) => x.status === 'skip').every((x) => !x.pass), 'a skipped scenario never has pass: true');
 });

@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
-import { isRoot } from '../helpers/netns.ts';
 import { MEMBRANE } from '../helpers/membrane.ts';
 import { assertLabGone, buildOnce, downAfter, inNetns, lab, labNetns, labOk, labProcesses, labStatus, rootLinks, uniqueLab } from '../helpers/lab.ts';
 import type { LabRecord } from '../../src/lab/record.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'needs root (netns, bpf)';
+const skip = rootOnly('needs root (netns, bpf)');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('2 x 2 lab: up in time, down leaves nothing, twice', { skip }, async (t) => {

@@ -10,16 +10,16 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { isRoot } from '../helpers/netns.ts';
 import { inNetns, lab, labOk, labStatus, labUp, membraneIn } from '../helpers/lab.ts';
 import type { SuiteResult } from '../../src/connectivity/suite.ts';
+import { rootOnly, skipUnless } from '../helpers/skip.ts';
 
 const haveEtcd = existsSync('/usr/bin/etcd');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface IpcacheRow { prefix: string; identity: number; tunnelEndpoint?: string }
 
 test('lab with --store etcd: connectivity, and traffic through a store outage', {
-  skip: !isRoot ? 'needs root (netns, bpf)' : !haveEtcd && '/usr/bin/etcd is not installed (apt-get install etcd-server)',
+  skip: rootOnly() || skipUnless(haveEtcd, '/usr/bin/etcd is not installed (apt-get install etcd-server)'),
 }, async (t) => {
   const ttl = 3;
   const { name, ms } = await labUp(t, ['--store', 'etcd'], { MEMBRANE_LEASE_TTL: String(ttl) });

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { isRoot } from '../helpers/netns.ts';
 import { inNetns, lab, labOk, labStatus, labUp, membraneIn } from '../helpers/lab.ts';
 import type { LabRecord } from '../../src/lab/record.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
 interface IpcacheRow { prefix: string; identity: number; tunnelEndpoint?: string }
 
@@ -15,7 +15,7 @@ const ipcache = async (ns: string): Promise<IpcacheRow[]> => JSON.parse(await me
 const routeDsts = (ns: string): string[] => (JSON.parse(inNetns(ns, ['ip', '-j', 'route', 'show'])) as { dst: string }[]).map((r) => r.dst);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('node join and leave', { skip: !isRoot && 'needs root (netns, bpf)' }, async (t) => {
+test('node join and leave', { skip: rootOnly('needs root (netns, bpf)') }, async (t) => {
   // Short leases so a failed node's entries expire within the test.
   const env = { MEMBRANE_LEASE_TTL: '2' };
   const { name } = await labUp(t, ['--nodes', '3', '--pods-per-node', '1'], env);

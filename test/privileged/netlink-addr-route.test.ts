@@ -6,9 +6,10 @@ import {
   addrAdd, addrDel, addrList, addrReplace, linkAddVeth, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, routeList, routeReplace, type Route,
 } from '../../src/netlink/index.ts';
 import { KernelError } from '../../src/shared/errors.ts';
-import { ipJson, isRoot, makeNetns } from '../helpers/netns.ts';
+import { ipJson, makeNetns } from '../helpers/netns.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (creates network namespaces)';
+const skip = rootOnly('requires root (creates network namespaces)');
 
 /** A netns with the cilium_host/cilium_net pair up and the router IP on cilium_host. */
 function node(t: TestContext): { ns: string; h: NetlinkHandle; host: number } {

@@ -7,9 +7,10 @@ import {
   linkSetNetns, linkSetNoArp, linkSetTxqlen, linkSetUp, NetlinkHandle,
 } from '../../src/netlink/index.ts';
 import { KernelError } from '../../src/shared/errors.ts';
-import { ipJson, isRoot, makeNetns } from '../helpers/netns.ts';
+import { ipJson, makeNetns } from '../helpers/netns.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (creates network namespaces)';
+const skip = rootOnly('requires root (creates network namespaces)');
 
 function open(t: TestContext, ns: string): NetlinkHandle {
   const h = NetlinkHandle.open(ns);

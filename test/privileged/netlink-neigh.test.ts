@@ -8,9 +8,10 @@ import {
   linkAddVeth, linkAddVxlan, linkGet, linkSetUp, NetlinkHandle, neighAdd, neighAppend, neighDel, neighList, neighReplace,
 } from '../../src/netlink/index.ts';
 import { KernelError } from '../../src/shared/errors.ts';
-import { ipJson, isRoot, makeNetns, nsExec } from '../helpers/netns.ts';
+import { ipJson, makeNetns, nsExec } from '../helpers/netns.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (creates network namespaces)';
+const skip = rootOnly('requires root (creates network namespaces)');
 const VTEP_MAC = '02:00:00:00:0f:01';
 
 function flannelNode(t: TestContext): { ns: string; h: NetlinkHandle; vx: number } {

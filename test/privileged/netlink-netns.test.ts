@@ -7,9 +7,10 @@ import { readlinkSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { linkAddBridge, linkAddVeth, linkGet, linkList, NetlinkHandle } from '../../src/netlink/index.ts';
-import { ipJson, isRoot, makeNetns } from '../helpers/netns.ts';
+import { ipJson, makeNetns } from '../helpers/netns.ts';
+import { rootOnly } from '../helpers/skip.ts';
 
-const skip = !isRoot && 'requires root (creates network namespaces)';
+const skip = rootOnly('requires root (creates network namespaces)');
 
 test("a handle opened for netns A never sees netns B's links", { skip }, (t) => {
   const a = makeNetns(t);

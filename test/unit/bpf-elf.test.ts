@@ -15,6 +15,7 @@ import { ElfObject } from '../../src/bpf/elf.ts';
 import { Btf, BTF_KIND, btfKindName, parseBtf, type BtfType } from '../../src/bpf/btf.ts';
 import { constantPatches } from '../../src/bpf/constants.ts';
 import { MAP_TYPE } from '../../src/bpf/native/structs.ts';
+import { skipUnless } from '../helpers/skip.ts';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), '../testdata/bpf');
 const COUNTER = join(FIX, 'counter.o');
@@ -77,7 +78,7 @@ test('.rodata variables: offsets, sizes and initial values', () => {
   assert.equal(data.readUInt16LE(22), 77);
 });
 
-test('symbols agree with llvm-readelf', { skip: !have('llvm-readelf') && 'llvm-readelf not installed' }, () => {
+test('symbols agree with llvm-readelf', { skip: skipUnless(have('llvm-readelf'), 'llvm-readelf not installed') }, () => {
   const elf = ElfObject.fromFile(COUNTER);
   const json = JSON.parse(execFileSync('llvm-readelf', ['-s', '--elf-output-style=JSON', COUNTER], { encoding: 'utf8' }));
   const syms = ((Object.values(json[0])[0] as any).Symbols as { Symbol: { Name: { Value: string }; Value: number; Size: number; Type: { RawValue: number } } }[])
@@ -91,7 +92,7 @@ test('symbols agree with llvm-readelf', { skip: !have('llvm-readelf') && 'llvm-r
   }
 });
 
-test('every BTF type agrees with bpftool btf dump, in the fixture and the datapath objects', { skip: !have('bpftool') && 'bpftool not installed' }, () => {
+test('every BTF type agrees with bpftool btf dump, in the fixture and the datapath objects', { skip: skipUnless(have('bpftool'), 'bpftool not installed') }, () => {
   const objects = [COUNTER, ...DATAPATH_OBJECTS];
   assert.ok(DATAPATH_OBJECTS.length >= 4, `datapath objects built in ${BPF} (run make -C bpf)`);
   for (const path of objects) compareWithBpftool(path, ElfObject.fromFile(path).btf()!);
@@ -239,7 +240,7 @@ test('BTF of the datapath objects: every program is a FUNC, config constants car
   }
 });
 
-test('BTF of bitfields, enums, floats and decl tags, as clang writes them', { skip: !have(process.env.CLANG ?? 'clang') && 'clang not installed' }, () => {
+test('BTF of bitfields, enums, floats and decl tags, as clang writes them', { skip: skipUnless(have(process.env.CLANG ?? 'clang'), 'clang not installed') }, () => {
   const { dir, path } = compileBpf(KINDS_C);
   try {
     const btf = ElfObject.fromFile(path).btf()!;

@@ -8,7 +8,7 @@ import { json } from '../output.ts';
 import { labName } from './lab.ts';
 
 function line(r: ScenarioResult): string {
-  return `${r.pass ? 'PASS' : 'FAIL'}  ${r.scenario.padEnd(22)} ${r.protocol.padEnd(8)} ${`${r.from} -> ${r.to}`.padEnd(44)} ${r.measured}\n`;
+  return `${r.status.toUpperCase()}  ${r.scenario.padEnd(22)} ${r.protocol.padEnd(8)} ${`${r.from} -> ${r.to}`.padEnd(44)} ${r.measured}\n`;
 }
 
 export const connectivityTestCmd: Command = {
@@ -26,7 +26,11 @@ export const connectivityTestCmd: Command = {
       onResult: ctx.json ? undefined : (x) => ctx.out(line(x)),
     });
     if (ctx.json) ctx.out(json(r));
-    else ctx.out(`\n${r.failed === 0 ? 'all' : `${r.failed} of`} ${r.scenarios.length} scenarios ${r.failed === 0 ? 'passed' : 'FAILED'} (lab ${name}, ${(r.durationMs / 1000).toFixed(1)} s)\n`);
+    else {
+      const ran = r.passed + r.failed;
+      const skipped = r.skipped ? `, ${r.skipped} skipped (see SKIP lines)` : '';
+      ctx.out(`\n${r.failed === 0 ? 'all' : `${r.failed} of`} ${ran} scenarios ${r.failed === 0 ? 'passed' : 'FAILED'}${skipped} (lab ${name}, ${(r.durationMs / 1000).toFixed(1)} s)\n`);
+    }
     return r.failed === 0 ? Exit.OK : Exit.FAILURE;
   },
 };
