@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { defaults } from '../shared/defaults.ts';
 import { MembraneError } from '../shared/errors.ts';
 
-export const LABS_ROOT = '/run/membrane/labs';
+export const LABS_ROOT = `${defaults.runDir}/labs`;
 /** Labs pin below the default bpffs (mountBpffs mounts it), one directory each. */
 export const LAB_PINS_ROOT = `${defaults.bpffsRoot}/labs`;
 

@@ -6,7 +6,7 @@
 // input changes nothing, and no module below re-derives a value.
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { defaults, MAX_MTU, MIN_MTU } from './defaults.ts';
+import { apiSocketIn, defaults, MAX_MTU, MIN_MTU } from './defaults.ts';
 import { env, type Env } from './env.ts';
 import { ConfigError } from './errors.ts';
 import { cidrContains, cidrsOverlap, isIPv4, parseCidr, parseIPv4, broadcastOf, type Cidr } from './ip.ts';
@@ -272,7 +272,4 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
   return Object.freeze(cfg);
 }
 
-/** The API socket of an agent whose runtime directory is `stateDir` (unless its config names another). */
-export function apiSocketIn(stateDir: string): string {
-  return `${stateDir}/${defaults.apiSocketName}`;
-}
+export { apiSocketIn };

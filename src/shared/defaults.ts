@@ -9,7 +9,11 @@ export const MIN_MTU = 1280;
 /** Largest device MTU accepted (the kernel's u16 limit for veth and VXLAN). */
 export const MAX_MTU = 65535;
 
+/** Everything Membrane keeps at run time on a machine lives below here. */
+const RUN_DIR = '/run/membrane';
+
 export const defaults = {
+  runDir: RUN_DIR,
   deviceMTU: 1500,
   tunnelPort: 8472,
   tunnelSourcePortRange: '0-0',
@@ -20,17 +24,22 @@ export const defaults = {
    * A bpffs in the root mount namespace shared by every run for a node
    * (docs/kernel-notes/bpf.md); each node pins under <bpffsRoot>/<nodeName>.
    */
-  bpffsRoot: '/run/membrane/bpffs',
+  bpffsRoot: `${RUN_DIR}/bpffs`,
   /**
    * The agent's runtime directory: endpoints.json, the API socket and the
    * node lock. The CNI plugin's fallback socket is <stateDir>/<apiSocketName>
    * of this default (cni/Makefile reads it from here), so a plugin with no
    * agentSocket in its conf finds an agent run with the defaults.
    */
-  stateDir: '/run/membrane',
+  stateDir: RUN_DIR,
   apiSocketName: 'agent.sock',
   /** The embedded cluster store shared by the agents of one machine. */
-  sqlitePath: '/run/membrane/cluster.db',
+  sqlitePath: `${RUN_DIR}/cluster.db`,
   /** Seconds a node's store entries outlive its agent. */
   leaseTTL: 10,
 } as const;
+
+/** The API socket of an agent whose runtime directory is `stateDir` (unless its config names another): the one rule, used by the agent, the CLI, the lab, the tests and the CNI plugin's build. */
+export function apiSocketIn(stateDir: string): string {
+  return `${stateDir}/${defaults.apiSocketName}`;
+}

@@ -8,6 +8,8 @@
 // Adding a code: add an entry below (keep its group), regenerate the doc.
 // Typing MembraneError.code as ErrorCode makes any other code a type error.
 
+import { apiSocketIn, defaults } from './defaults.ts';
+
 /**
  * CNI error codes: 1-99 are the spec's well-known codes (CNI 1.1.0, section
  * "Error"), 100+ are membrane's own, 999 is libcni's ErrInternal. The numbers
@@ -491,7 +493,7 @@ export const CNI_SHIM_ERRORS: readonly { cni: CniCodeNumber; msg: string; when: 
   {
     cni: CniCode.TRY_AGAIN_LATER, msg: 'membrane agent not reachable at <socket>: <why>',
     when: 'any command but VERSION and STATUS, when connecting fails (e.g. ENOENT, ECONNREFUSED), no answer comes within the deadline, or the answer is not a valid response (`bad response: ...`, e.g. an HTTP status other than 200 or no X-Cni-Exit-Code header); details: "start the agent on this node (membrane agent --config FILE)"',
-    fix: 'Start the agent on the node; the socket is the conflist\'s agentSocket (default /run/membrane/agent.sock). The runtime retries; a DEL is not queued.',
+    fix: `Start the agent on the node; the socket is the conflist's agentSocket (default ${apiSocketIn(defaults.stateDir)}). The runtime retries; a DEL is not queued.`,
   },
   {
     cni: CniCode.PLUGIN_NOT_AVAILABLE, msg: 'membrane agent not reachable at <socket>: <why>',
