@@ -5,6 +5,7 @@ import { GLOBAL_FLAGS, kebab, parseArgs } from './args.ts';
 import { Exit, type Command } from './command.ts';
 import { errorCodeOf, exitCodeOf } from '../shared/error-codes.ts';
 import { causeChain, MembraneError } from '../shared/errors.ts';
+import { env } from '../shared/env.ts';
 import { commands } from './commands/index.ts';
 
 function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let verbose = argv.includes('--verbose') || argv.includes('-v');
   try {
+    env(); // a bad MEMBRANE_* value fails here, naming the variable, before the command does anything
     const args = parseArgs(rest, cmd.flags ?? {});
     verbose = args.flags.verbose === true;
     if (args.flags.help) {

@@ -8,9 +8,3 @@ export function randomMac(): string {
   b[0] = (b[0] & 0xfe) | 0x02;
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
-
-export function macToBytes(mac: string): Buffer {
-  const parts = mac.split(':');
-  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`"${mac}" is not a MAC address`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
-}

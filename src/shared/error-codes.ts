@@ -366,6 +366,11 @@ export const CATALOGUE = {
     meaning: 'A BPF map was used against its definition: no such map in the object, or a key or value of the wrong size.',
     fix: 'The pinned maps and the code are from different versions: rebuild and re-run datapath init.',
   },
+  E_MAP_CODEC: {
+    area: 'bpf', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
+    meaning: 'A BPF map entry could not be encoded (a number out of range, a bad address) or decoded (a size or family this build does not know).',
+    fix: 'Decoding: the pinned maps are from another version; run datapath init (or restart the agent) with this build. Encoding: the message names the field.',
+  },
   E_BPF_PROG: {
     area: 'bpf', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
     meaning: 'A BPF program is not in its object, or does not fit its tail-call map.',

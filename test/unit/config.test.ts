@@ -2,6 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfigText, validateNodeConfig } from '../../src/shared/config.ts';
+import { defaults } from '../../src/shared/defaults.ts';
+import { forwardedVariables, readEnv } from '../../src/shared/env.ts';
 import { ConfigError } from '../../src/shared/errors.ts';
 
 const base = { nodeName: 'node-1', routerIP: '10.244.2.161', podCIDR: '10.244.2.0/24' };
@@ -36,4 +38,49 @@ test('source port range and router IP placement', () => {
 test('YAML syntax errors name the line', () => {
   assert.throws(() => parseConfigText('nodeName: a\nrouterIP: [1\n', 'f.yaml'), /load config f\.yaml: malformed YAML at line \d+/);
   assert.throws(() => parseConfigText('- a\n- b\n', 'f.yaml'), /must be a YAML mapping/);
+});
+
+test('derived values are computed once, in the config: route MTU, paths, socket, store, lease TTL', () => {
+  const c = validateNodeConfig({ ...base, deviceMTU: 9001 }, 'config', { forceLegacyTc: false });
+  assert.equal(c.routeMTU, 8951, 'device MTU less the 50-byte VXLAN overhead');
+  assert.deepEqual(c.paths, {
+    pinDir: `${defaults.bpffsRoot}/node-1`, stateDir: defaults.stateDir,
+    stateFile: `${defaults.stateDir}/endpoints.json`, apiSocket: '/run/membrane/agent.sock',
+  });
+  assert.deepEqual(c.store, { backend: 'sqlite', path: defaults.sqlitePath });
+  assert.equal(c.leaseTTL, defaults.leaseTTL);
+  assert.ok(Object.isFrozen(c.paths) && Object.isFrozen(c.store));
+
+  const d = validateNodeConfig({ ...base, stateDir: '/tmp/x', leaseTTL: 30, store: { backend: 'etcd', endpoints: ['http://10.0.0.1:2379'] } }, 'config', { forceLegacyTc: false });
+  assert.equal(d.paths.apiSocket, '/tmp/x/agent.sock', 'the socket follows stateDir');
+  assert.equal(d.leaseTTL, 30);
+  assert.deepEqual(d.store, { backend: 'etcd', endpoints: ['http://10.0.0.1:2379'] });
+  assert.equal(validateNodeConfig({ ...base, apiSocket: '/tmp/a.sock' }).paths.apiSocket, '/tmp/a.sock');
+  // The environment switch wins over the file (tests of lease expiry).
+  assert.equal(validateNodeConfig({ ...base, leaseTTL: 30 }, 'config', { leaseTTL: 2, forceLegacyTc: true }).leaseTTL, 2);
+  assert.equal(validateNodeConfig({ ...base }, 'config', { forceLegacyTc: true }).forceLegacyTc, true);
+});
+
+test('nodeIP inside podCIDR and a relative stateDir are config errors', () => {
+  assert.throws(() => validateNodeConfig({ ...base, nodeIP: '10.244.2.7' }), /nodeIP: 10\.244\.2\.7 is inside podCIDR 10\.244\.2\.0\/24/);
+  assert.throws(() => validateNodeConfig({ ...base, stateDir: 'state' }), /stateDir: must be an absolute path/);
+  assert.throws(() => validateNodeConfig({ ...base, leaseTTL: 0 }), /leaseTTL: must be an integer in 1\.\.86400/);
+});
+
+test('environment switches: read once, a bad value names the variable', () => {
+  assert.deepEqual(readEnv({ MEMBRANE_TIMING: '1', MEMBRANE_LEASE_TTL: '3', MEMBRANE_LAB: 'x' }),
+    { timing: true, leaseTTL: 3, forceLegacyTc: false, libbpfDebug: false, agentSocket: undefined, lab: 'x' });
+  assert.deepEqual(readEnv({}), { timing: false, leaseTTL: undefined, forceLegacyTc: false, libbpfDebug: false, agentSocket: undefined, lab: undefined });
+  try {
+    readEnv({ MEMBRANE_LEASE_TTL: '2s', MEMBRANE_FORCE_LEGACY_TC: 'yes' });
+    assert.fail('should throw');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(e.problems, [
+      'MEMBRANE_LEASE_TTL: must be a whole number of seconds >= 1 (got "2s")',
+      'MEMBRANE_FORCE_LEGACY_TC: must be 1 or 0 (got "yes")',
+    ]);
+  }
+  // lab up hands its switches to its agents, but not the lab's own name.
+  assert.deepEqual(forwardedVariables({ MEMBRANE_LEASE_TTL: '2', MEMBRANE_LAB: 'x', PATH: '/bin' }), { MEMBRANE_LEASE_TTL: '2' });
 });

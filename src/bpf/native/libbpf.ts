@@ -133,18 +133,17 @@ export const LIBBPF_DEBUG = 2;
 const RING = 2000;
 const ring: string[] = [];
 let seq = 0; // number of lines ever captured
-const debug = env().libbpfDebug;
 const fmtBuf = Buffer.alloc(8192);
 
 const PrintFn = koffi.proto('int membrane_libbpf_print_fn(int level, const char *fmt, void *ap)');
 const setPrint = lib.func('void *libbpf_set_print(void *fn)') as (fn: bigint | null) => Ptr | null;
 // Registered for the life of the process: libbpf may print from any later call.
 const printCb = koffi.register((level: number, fmt: string, ap: Ptr): number => {
-  if (level === LIBBPF_DEBUG && !debug) return 0;
+  if (level === LIBBPF_DEBUG && !env().libbpfDebug) return 0;
   try {
     const n = vsnprintf(fmtBuf, fmtBuf.length, fmt, ap);
     const text = fmtBuf.toString('utf8', 0, Math.max(0, Math.min(n, fmtBuf.length - 1)));
-    if (debug) process.stderr.write(text);
+    if (env().libbpfDebug) process.stderr.write(text);
     for (const line of text.split('\n')) {
       if (line === '') continue;
       ring.push(line.replace(/^libbpf: /, ''));

@@ -1,7 +1,7 @@
 // cilium_lxc: every local pod IP (-> its lxc device, MACs, endpoint id and
 // identity) and every local host IP (flag ENDPOINT_F_HOST). Pure codecs; see
 // struct endpoint_key / endpoint_info in bpf/lib/maps.h.
-import { checkU16, checkU32, defineLayout, expectSize, readIPv4, readMac, writeIPv4, writeMac, ZERO_MAC } from './layout.ts';
+import { checkU16, checkU32, defineLayout, expectSize, readIPv4, readMac, writeIPv4, writeMac, ZERO_MAC, MapCodecError } from './layout.ts';
 
 export const ENDPOINTS_MAP_NAME = 'cilium_lxc';
 export const ENDPOINTS_MAX_ENTRIES = 65535;
@@ -45,7 +45,7 @@ export function encodeKey(ip: string): Buffer {
   try {
     writeIPv4(buf, ENDPOINT_KEY.fields.addr, ip);
   } catch (err) {
-    throw new RangeError(`encode endpoint key: ${(err as Error).message}`);
+    throw new MapCodecError(`encode endpoint key: ${(err as Error).message}`);
   }
   buf[ENDPOINT_KEY.fields.family] = ENDPOINT_KEY_IPV4;
   return buf;
@@ -55,7 +55,7 @@ export function encodeKey(ip: string): Buffer {
 export function decodeKey(buf: Uint8Array): string {
   expectSize('endpoint key', ENDPOINT_KEY, buf);
   const family = buf[ENDPOINT_KEY.fields.family];
-  if (family !== ENDPOINT_KEY_IPV4) throw new RangeError(`decode endpoint key: family ${family} is not IPv4 (1)`);
+  if (family !== ENDPOINT_KEY_IPV4) throw new MapCodecError(`decode endpoint key: family ${family} is not IPv4 (1)`);
   return readIPv4(buf, ENDPOINT_KEY.fields.addr);
 }
 

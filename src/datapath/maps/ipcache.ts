@@ -2,7 +2,7 @@
 // the addresses in it and, for prefixes behind another node, that node's IP
 // (the VXLAN tunnel endpoint). Pure codecs; see bpf/lib/maps.h.
 import { parseCidr } from '../../shared/ip.ts';
-import { checkU32, defineLayout, expectSize, readIPv4, writeIPv4 } from './layout.ts';
+import { checkU32, defineLayout, expectSize, readIPv4, writeIPv4, MapCodecError } from './layout.ts';
 
 export const IPCACHE_MAP_NAME = 'cilium_ipcache_v2';
 export const IPCACHE_MAX_ENTRIES = 512000;
@@ -38,7 +38,7 @@ export function encodeKey(cidr: string): Buffer {
   try {
     c = parseCidr(cidr.includes('/') ? cidr : `${cidr}/32`);
   } catch (err) {
-    throw new RangeError(`encode ipcache key: ${(err as Error).message}`);
+    throw new MapCodecError(`encode ipcache key: ${(err as Error).message}`);
   }
   const buf = Buffer.alloc(IPCACHE_KEY.size);
   buf.writeUInt32LE(IPCACHE_STATIC_PREFIX_BITS + c.prefixLen, IPCACHE_KEY.fields.prefixlen);
@@ -52,9 +52,9 @@ export function decodeKey(buf: Uint8Array): string {
   expectSize('ipcache key', IPCACHE_KEY, buf);
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const family = b[IPCACHE_KEY.fields.family];
-  if (family !== IPCACHE_FAMILY_IPV4) throw new RangeError(`decode ipcache key: family ${family} is not IPv4 (1)`);
+  if (family !== IPCACHE_FAMILY_IPV4) throw new MapCodecError(`decode ipcache key: family ${family} is not IPv4 (1)`);
   const plen = b.readUInt32LE(IPCACHE_KEY.fields.prefixlen) - IPCACHE_STATIC_PREFIX_BITS;
-  if (plen < 0 || plen > 32) throw new RangeError(`decode ipcache key: prefixlen ${plen + IPCACHE_STATIC_PREFIX_BITS} is not 32..64`);
+  if (plen < 0 || plen > 32) throw new MapCodecError(`decode ipcache key: prefixlen ${plen + IPCACHE_STATIC_PREFIX_BITS} is not 32..64`);
   return `${readIPv4(b, IPCACHE_KEY.fields.addr)}/${plen}`;
 }
 
@@ -68,7 +68,7 @@ export function encodeValue(v: IpcacheValue): Buffer {
   }
   if (v.skipTunnel) flags |= IPCACHE_F_SKIP_TUNNEL;
   const owner = v.owner ?? 0;
-  if (!Number.isInteger(owner) || owner < 0 || owner > 0xff) throw new RangeError(`ipcache owner: ${owner} is not an unsigned 8-bit integer`);
+  if (!Number.isInteger(owner) || owner < 0 || owner > 0xff) throw new MapCodecError(`ipcache owner: ${owner} is not an unsigned 8-bit integer`);
   buf[IPCACHE_VALUE.fields.owner] = owner;
   buf[IPCACHE_VALUE.fields.key] = v.key ?? 0;
   buf[IPCACHE_VALUE.fields.flags] = flags;

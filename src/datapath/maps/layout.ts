@@ -2,7 +2,22 @@
 // bpf/lib/events.h). The codecs read and write fields at these offsets, and
 // test/unit/maps-btf-layout.test.ts checks every layout against the BTF of the
 // compiled objects, so the C and TypeScript sides cannot drift apart.
+import type { ErrorCode } from '../../shared/error-codes.ts';
 import { formatIPv4, parseIPv4 } from '../../shared/ip.ts';
+
+/**
+ * A map key or value that cannot be encoded (a number out of range, a bad
+ * address) or decoded (a size or family this build does not know: a pin
+ * left by another version). Still a RangeError for callers that test for
+ * one, with a catalogue code so the CLI and API answer it properly.
+ */
+export class MapCodecError extends RangeError {
+  readonly code: ErrorCode = 'E_MAP_CODEC';
+  constructor(message: string) {
+    super(message);
+    this.name = 'MapCodecError';
+  }
+}
 
 /** A C struct: its name in BTF, sizeof, and the byte offset of every member. */
 export interface StructLayout {
@@ -18,17 +33,17 @@ export function defineLayout<F extends Record<string, number>>(name: string, siz
 /** Throws unless `buf` holds exactly one `layout` (map keys/values have fixed sizes). */
 export function expectSize(what: string, layout: StructLayout, buf: Uint8Array): void {
   if (buf.length !== layout.size) {
-    throw new RangeError(`decode ${what}: want ${layout.size} bytes (struct ${layout.name}), got ${buf.length}`);
+    throw new MapCodecError(`decode ${what}: want ${layout.size} bytes (struct ${layout.name}), got ${buf.length}`);
   }
 }
 
 export function checkU32(what: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${what}: ${v} is not an unsigned 32-bit integer`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new MapCodecError(`${what}: ${v} is not an unsigned 32-bit integer`);
   return v;
 }
 
 export function checkU16(what: string, v: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`${what}: ${v} is not an unsigned 16-bit integer`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new MapCodecError(`${what}: ${v} is not an unsigned 16-bit integer`);
   return v;
 }
 
@@ -47,7 +62,7 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 export const ZERO_MAC = '00:00:00:00:00:00';
 
 export function writeMac(buf: Buffer, off: number, mac: string): void {
-  if (!MAC_RE.test(mac)) throw new RangeError(`"${mac}" is not a MAC address (want xx:xx:xx:xx:xx:xx)`);
+  if (!MAC_RE.test(mac)) throw new MapCodecError(`"${mac}" is not a MAC address (want xx:xx:xx:xx:xx:xx)`);
   mac.split(':').forEach((p, i) => { buf[off + i] = parseInt(p, 16); });
 }
 

@@ -3,7 +3,7 @@
 // drop code, and line/file name the drop site. Pure codecs; the caller reads
 // the per-CPU values and sums them (sumValues). See bpf/lib/maps.h.
 import { dropReasonText } from './drop-reasons.ts';
-import { defineLayout, expectSize } from './layout.ts';
+import { defineLayout, expectSize, MapCodecError } from './layout.ts';
 import { formatSourceLocation } from './source-files.ts';
 
 export const METRICS_MAP_NAME = 'cilium_metrics';
@@ -72,7 +72,7 @@ export function decodeValue(buf: Uint8Array): MetricsValue {
 export function decodePerCpuValues(buf: Uint8Array, possibleCpus: number): MetricsValue[] {
   const stride = Math.ceil(METRICS_VALUE.size / 8) * 8;
   if (buf.length !== stride * possibleCpus) {
-    throw new RangeError(`decode metrics value: want ${stride * possibleCpus} bytes for ${possibleCpus} CPUs, got ${buf.length}`);
+    throw new MapCodecError(`decode metrics value: want ${stride * possibleCpus} bytes for ${possibleCpus} CPUs, got ${buf.length}`);
   }
   const out: MetricsValue[] = [];
   for (let cpu = 0; cpu < possibleCpus; cpu++) out.push(decodeValue(buf.subarray(cpu * stride, cpu * stride + METRICS_VALUE.size)));
