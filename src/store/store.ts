@@ -4,6 +4,7 @@
 // Cilium uses its kvstore: list a prefix, then watch from the list's revision,
 // and keep their own keys under a lease so they vanish when the agent dies.
 import { MembraneError } from '../shared/errors.ts';
+import type { StoreConfig } from '../shared/config.ts';
 
 /** One key as stored. `modRevision` is the revision of the write that set the current value. */
 export interface KVEntry {
@@ -68,25 +69,8 @@ export interface KVStore {
   close(): Promise<void>;
 }
 
-export interface SqliteStoreConfig {
-  backend: 'sqlite';
-  /** The database file shared by every agent on this machine (created if missing). */
-  path: string;
-  /** How often watchers look for new events and expired leases are swept (default 50 ms). */
-  pollIntervalMs?: number;
-  /** How long events are kept for watchers that fall behind (default 10 minutes). */
-  eventRetentionMs?: number;
-}
-
-export interface EtcdStoreConfig {
-  backend: 'etcd';
-  /** `host:port` or `http://host:port`. */
-  endpoints: string[];
-  /** Deadline for each request (default 5000 ms). */
-  requestTimeoutMs?: number;
-}
-
-export type StoreConfig = SqliteStoreConfig | EtcdStoreConfig;
+// One StoreConfig type for the node config and the store: defined with the node config.
+export type { EtcdStoreConfig, SqliteStoreConfig, StoreConfig } from '../shared/config.ts';
 
 /**
  * Opens a store. The caller owns the result and must `close()` it.
