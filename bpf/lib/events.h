@@ -93,12 +93,6 @@ _Static_assert(sizeof(struct event_hdr) == 16, "event_hdr is ABI");
 _Static_assert(sizeof(struct drop_notify) == 36 + EVENT_CAP_LEN, "drop_notify is ABI");
 _Static_assert(sizeof(struct trace_notify) == 36 + EVENT_CAP_LEN, "trace_notify is ABI");
 _Static_assert(sizeof(struct debug_notify) == 36 + EVENT_CAP_LEN, "debug_notify is ABI");
-/* Not yet listed in bpf_alignchecker.c, so the BTF layout test does not see
- * debug_notify: pin the offsets the decoder reads here instead.
- */
-_Static_assert(__builtin_offsetof(struct debug_notify, arg1) == 16, "debug_notify.arg1 is ABI");
-_Static_assert(__builtin_offsetof(struct debug_notify, ifindex) == 28, "debug_notify.ifindex is ABI");
-_Static_assert(__builtin_offsetof(struct debug_notify, data) == 36, "debug_notify.data is ABI");
 
 /* Fills the header and copies the start of the packet into data[]. */
 static __always_inline void event_fill(struct __sk_buff *ctx, struct event_hdr *hdr,

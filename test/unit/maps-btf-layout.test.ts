@@ -14,7 +14,7 @@ import { IPCACHE_KEY, IPCACHE_VALUE, IPCACHE_MAP_NAME, IPCACHE_MAX_ENTRIES } fro
 import { ENDPOINT_INFO, ENDPOINT_KEY, ENDPOINTS_MAP_NAME, ENDPOINTS_MAX_ENTRIES } from '../../src/datapath/maps/endpoints.ts';
 import { NODE_CONFIG, NODE_CONFIG_MAP_NAME } from '../../src/datapath/maps/node-config.ts';
 import { METRICS_KEY, METRICS_VALUE, METRICS_MAP_NAME, METRICS_MAX_ENTRIES } from '../../src/datapath/maps/metrics.ts';
-import { DROP_NOTIFY, EVENT_HDR, EVENTS_MAP_NAME, TRACE_NOTIFY } from '../../src/datapath/maps/events.ts';
+import { DEBUG_NOTIFY, DROP_NOTIFY, EVENT_HDR, EVENTS_MAP_NAME, TRACE_NOTIFY } from '../../src/datapath/maps/events.ts';
 import { encodeHostConfig, encodeLxcConfig } from '../../src/datapath/maps/load-config.ts';
 
 const BPF = fileURLToPath(new URL('../../bpf/', import.meta.url));
@@ -43,7 +43,7 @@ function assertLayout(info: Btf, layout: StructLayout, where: string): void {
 }
 
 const MAP_STRUCTS = [IPCACHE_KEY, IPCACHE_VALUE, ENDPOINT_KEY, ENDPOINT_INFO, NODE_CONFIG, METRICS_KEY, METRICS_VALUE];
-const EVENT_STRUCTS = [EVENT_HDR, DROP_NOTIFY, TRACE_NOTIFY];
+const EVENT_STRUCTS = [EVENT_HDR, DROP_NOTIFY, TRACE_NOTIFY, DEBUG_NOTIFY];
 
 test('every codec layout matches bpf_alignchecker.o', () => {
   const info = btf('bpf_alignchecker');
