@@ -1,15 +1,15 @@
 // One `membrane agent` per lab node: its config file, the detached process
-// (`ip netns exec <node netns> membrane agent --config F`, log in the node's
-// directory), and waiting until it serves its API and has learned the rest
-// of the lab from the store.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// (started by agent-process.ts, log in the node's directory), and waiting
+// until it serves its API and has learned the rest of the lab from the store.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { apiCall } from '../api/client.ts';
 import type { StatusReply } from '../agent/routes.ts';
 import type { EndpointState } from '../agent/state-file.ts';
 import { MembraneError } from '../shared/errors.ts';
-import { labPinRoot, MEMBRANE_BIN, nodeDirOf } from './layout.ts';
-import { alive, sleep, spawnDetached, throwIfAborted } from './processes.ts';
+import { agentReady, spawnAgentProcess } from './agent-process.ts';
+import { labPinRoot, nodeDirOf } from './layout.ts';
+import { detachedProcess, sleep, throwIfAborted } from './processes.ts';
 import type { LabRecord, NodeRecord } from './record.ts';
 
 /** The node's agent config (YAML), written into its directory. */
@@ -32,32 +32,17 @@ export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
 export function spawnAgent(rec: LabRecord, n: NodeRecord): number {
   const env = { ...process.env };
   for (const [k, v] of Object.entries(rec.agentEnv ?? {})) env[k] ??= v;
-  return spawnDetached(['ip', 'netns', 'exec', n.netns, MEMBRANE_BIN, 'agent', '--config', n.configFile], n.logFile, env);
+  const a = spawnAgentProcess({ name: n.name, netns: n.netns, configFile: n.configFile, apiSocket: n.apiSocket, env, logFile: n.logFile });
+  return a.pid;
 }
 
-function logTail(n: NodeRecord, lines = 6): string {
-  try {
-    return readFileSync(n.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Resolves once the agent answers /v1/healthz with ok; throws (with its log's tail) if it exits or times out. */
-export async function waitAgentReady(n: NodeRecord, timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    throwIfAborted(signal, `start agent of ${n.name}`);
-    if (n.agentPid && !alive(n.agentPid)) {
-      throw new MembraneError(`start agent of ${n.name}`, { code: 'E_LAB', cause: `it exited; ${n.logFile}:\n${logTail(n)}` });
-    }
-    try {
-      const h = await apiCall<{ status: string }>(n.apiSocket, 'GET', '/v1/healthz');
-      if (h.status === 'ok') return;
-    } catch { /* not listening yet */ }
-    await sleep(15);
-  }
-  throw new MembraneError(`start agent of ${n.name}`, { code: 'E_LAB', cause: `no answer on ${n.apiSocket} within ${timeoutMs} ms; ${n.logFile}:\n${logTail(n)}` });
+/**
+ * Resolves once the node's agent answers /v1/healthz with ok; throws (with
+ * its log's tail) if it exits or times out. Works from the record alone, so
+ * any later command can wait for an agent an earlier one started.
+ */
+export function waitAgentReady(n: NodeRecord, timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+  return agentReady({ ...detachedProcess(n.agentPid, n.logFile), name: n.name, apiSocket: n.apiSocket }, timeoutMs, signal);
 }
 
 export function agentStatus(n: NodeRecord): Promise<StatusReply> {

@@ -1,9 +1,14 @@
-// The lab's long-lived processes (agents, etcd): started detached in their
-// own process group with output to a log file, so they outlive `lab up`;
-// found again by pid, and also by their command line (every one of them
-// names a path inside the lab's directory), so `lab down` finds the ones a
-// crashed `lab up` started but never recorded.
-import { spawn } from 'node:child_process';
+// The long-lived processes the lab, the tests and the benchmarks start
+// (agents, etcd), in one of two ways:
+//  - detached, for the lab: own session and process group, output appended
+//    to a log file, so they outlive `lab up`; found again by pid, and also by
+//    their command line (every one of them names a path inside the lab's
+//    directory), so `lab down` finds the ones a crashed `lab up` started but
+//    never recorded;
+//  - piped, for tests and benchmarks: output kept in memory, and killed when
+//    this process exits, because nothing else would ever stop them.
+// Either way the caller gets the same handle (ProcessHandle).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { MembraneError } from '../shared/errors.ts';
 
@@ -23,6 +28,99 @@ export function spawnDetached(argv: string[], logFile: string, env: NodeJS.Proce
   } finally {
     closeSync(fd);
   }
+}
+
+/** A started process, however it was started: what readiness waits and cleanup need. */
+export interface ProcessHandle {
+  /** Its pid; for a detached process also its process group. */
+  readonly pid: number;
+  /** The child, only for a piped process (a detached one is not waited for by this process). */
+  readonly child?: ChildProcess;
+  /** Where its output goes, for error messages: the log file, or "its output". */
+  readonly outputName: string;
+  /** True until it has exited. */
+  running(): boolean;
+  /** Its output so far: everything, or the last `lines` lines. */
+  output(lines?: number): string;
+  /**
+   * Sends `signal` (default SIGTERM) and resolves once it is gone, sending
+   * SIGKILL after `graceMs`. A detached process gets the signal on its
+   * whole process group.
+   */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+/** Where a process's output goes: a log file (and it runs detached), or a pipe into this process. */
+export type ProcessOutput = { logFile: string } | 'pipe';
+
+const lastLines = (text: string, lines?: number): string =>
+  lines === undefined ? text : text.trimEnd().split('\n').slice(-lines).join('\n');
+
+/** The handle of a detached process known by pid (also one a previous command started and recorded). */
+export function detachedProcess(pid: number | undefined, logFile: string): ProcessHandle {
+  return {
+    pid: pid ?? 0,
+    outputName: logFile,
+    // An unknown pid (not spawned yet) is not reported as gone: the readiness wait times out instead.
+    running: () => pid === undefined || alive(pid),
+    output: (lines) => {
+      try {
+        return lastLines(readFileSync(logFile, 'utf8'), lines);
+      } catch {
+        return '(no log)';
+      }
+    },
+    stop: async (signal = 'SIGTERM', graceMs = 10_000) => {
+      if (pid !== undefined) await killProcessGroup(pid, signal, graceMs);
+    },
+  };
+}
+
+const piped = new Set<ChildProcess>();
+let pipedExitHook = false;
+
+/**
+ * Starts `argv` with its output piped into memory. It belongs to this
+ * process: it is SIGKILLed when this process exits, if still running.
+ */
+function spawnPiped(argv: string[], env: NodeJS.ProcessEnv): ProcessHandle {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
+  if (child.pid === undefined) {
+    child.on('error', () => { /* reported here */ });
+    throw new MembraneError(`start ${argv[0]}`, { code: 'E_LAB', cause: 'spawn failed' });
+  }
+  let out = '';
+  child.stdout!.on('data', (c) => { out += c; });
+  child.stderr!.on('data', (c) => { out += c; });
+  child.on('error', () => { /* reported through the output / readiness wait */ });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  piped.add(child);
+  void exited.then(() => piped.delete(child));
+  if (!pipedExitHook) {
+    pipedExitHook = true;
+    process.once('exit', () => { for (const c of piped) c.kill('SIGKILL'); });
+  }
+  return {
+    pid: child.pid,
+    child,
+    outputName: 'its output',
+    running: () => !gone(),
+    output: (lines) => lastLines(out, lines),
+    stop: async (signal = 'SIGTERM', graceMs = 10_000) => {
+      if (gone()) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Starts `argv` detached with output to a log file, or piped into this process. */
+export function startProcess(argv: string[], output: ProcessOutput, env: NodeJS.ProcessEnv = process.env): ProcessHandle {
+  if (output === 'pipe') return spawnPiped(argv, env);
+  return detachedProcess(spawnDetached(argv, output.logFile, env), output.logFile);
 }
 
 /** The process's command line, or undefined when it is gone (or a zombie). */
