@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type KVStore, type StoreConfig } from '../src/store/store.ts';
-import { haveEtcd, startEtcd } from '../test/helpers/etcd.ts';
+import { haveEtcd, startThrowawayEtcd } from '../src/lab/etcd.ts';
 
 const N = 500;
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -44,8 +44,8 @@ async function bench(name: string, cfg: StoreConfig): Promise<void> {
 const dir = mkdtempSync(join(tmpdir(), 'membrane-bench-'));
 try {
   await bench('sqlite', { backend: 'sqlite', path: join(dir, 'state.db') });
-  if (haveEtcd) {
-    const etcd = await startEtcd();
+  if (haveEtcd()) {
+    const etcd = await startThrowawayEtcd();
     try {
       await bench('etcd', { backend: 'etcd', endpoints: [etcd.endpoint] });
     } finally {

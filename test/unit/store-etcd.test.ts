@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { openStore, type WatchEvent } from '../../src/store/store.ts';
-import { haveEtcd, startEtcd, type EtcdInstance } from '../helpers/etcd.ts';
+import { haveEtcd, startThrowawayEtcd, type EtcdInstance } from '../../src/lab/etcd.ts';
 import { collector, runStoreContract, sleep, waitFor } from './store-contract.ts';
 
-if (!haveEtcd) {
+if (!haveEtcd()) {
   test('etcd store', { skip: '/usr/bin/etcd is not installed (apt-get install etcd-server)' }, () => {});
 } else {
   let etcd: EtcdInstance;
   runStoreContract('etcd', async () => {
-    etcd = await startEtcd();
+    etcd = await startThrowawayEtcd();
     const endpoints = [etcd.endpoint];
     return {
       open: () => openStore({ backend: 'etcd', endpoints }),
@@ -33,7 +33,7 @@ if (!haveEtcd) {
 
   describe('etcd outage', () => {
     it('fails operations with E_STORE_UNAVAILABLE naming the endpoint, then the watch resumes with the events written meanwhile', async () => {
-      const etcd = await startEtcd();
+      const etcd = await startThrowawayEtcd();
       const endpoints = [etcd.endpoint];
       const s = await openStore({ backend: 'etcd', endpoints, requestTimeoutMs: 2000 });
       let other: Awaited<ReturnType<typeof openStore>> | undefined;
