@@ -1,9 +1,10 @@
 // Attaching lab pods the way a container runtime does: execute the CNI
-// plugin binary with the CNI_* variables and the network config on stdin,
-// from the node's network namespace. The plugin only needs the agent's
-// socket path (conf key agentSocket); labels go in conf `args.labels`.
-import { spawn } from 'node:child_process';
+// plugin binary (through the one runtime side, src/cni/runtime.ts) with the
+// CNI_* variables and the network config on stdin, from the node's network
+// namespace. The plugin only needs the agent's socket path (conf key
+// agentSocket); labels go in conf `args.labels`.
 import { existsSync } from 'node:fs';
+import { cniExec } from '../cni/runtime.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { CNI_PLUGIN, REPO } from './layout.ts';
 import type { NodeRecord, PodRecord } from './record.ts';
@@ -22,34 +23,20 @@ export interface CniResult {
   text: string;
 }
 
-/** Runs the plugin once (command ADD or DEL) for `pod` on `node`. Never throws for a CNI error: see `code`/`out`. */
-export function runCni(command: 'ADD' | 'DEL' | 'CHECK', node: NodeRecord, pod: PodRecord, extra: Record<string, unknown> = {}): Promise<CniResult> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: pod.containerID,
-    CNI_NETNS: `/run/netns/${pod.netns}`,
-    CNI_IFNAME: pod.ifname,
-    CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name}`,
-    CNI_PATH: `${REPO}bin`,
-  };
-  const conf = { cniVersion: CNI_VERSION, name: 'membrane', type: 'membrane-cni', agentSocket: node.apiSocket, args: { labels: pod.labels }, ...extra };
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', node.netns, CNI_PLUGIN], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.stdin.on('error', () => { /* the plugin may exit early */ });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const text = Buffer.concat(out).toString('utf8');
-      let parsed: unknown;
-      try { parsed = text.trim() ? JSON.parse(text) : undefined; } catch { parsed = undefined; }
-      resolve({ code: code ?? 1, out: parsed, text: text || Buffer.concat(err).toString('utf8') });
-    });
-    child.stdin.end(JSON.stringify(conf));
+/** Runs the plugin once (command ADD, DEL or CHECK) for `pod` on `node`. Never throws for a CNI error: see `code`/`out`. */
+export async function runCni(command: 'ADD' | 'DEL' | 'CHECK', node: NodeRecord, pod: PodRecord, extra: Record<string, unknown> = {}): Promise<CniResult> {
+  const r = await cniExec(CNI_PLUGIN, command, {
+    fromNetns: node.netns,
+    containerID: pod.containerID,
+    netns: `/run/netns/${pod.netns}`,
+    ifname: pod.ifname,
+    args: { K8S_POD_NAMESPACE: 'default', K8S_POD_NAME: pod.name },
+    cniPath: `${REPO}bin`,
+    conf: { cniVersion: CNI_VERSION, name: 'membrane', type: 'membrane-cni', agentSocket: node.apiSocket, args: { labels: pod.labels }, ...extra },
   });
+  // `out` is the plugin's JSON answer (a result or a CNI error object), if it printed one.
+  const out = typeof r.stdout === 'object' && r.stdout !== null ? r.stdout : undefined;
+  return { code: r.exitCode, out, text: r.stdoutText || r.stderr };
 }
 
 /** CNI ADD; returns the pod's IP. Throws a MembraneError carrying the CNI error code and message. */

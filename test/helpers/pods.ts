@@ -10,10 +10,11 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { startAgent, type RunningAgent } from './agent.ts';
-import { cniExec, type CniExecOptions, type CniExecResult } from './cni-runtime.ts';
 import { membraneOk, REPO, testNode, writeConfig } from './membrane.ts';
 import { ipJson, makeNetns, nsExec, tempDir, uniqueName } from './netns.ts';
 import { apiCall } from '../../src/api/client.ts';
+import { cniExec, type CniExecOptions, type CniExecResult } from '../../src/cni/runtime.ts';
+import { CNI_PLUGIN } from '../../src/lab/layout.ts';
 import type { StatusReply } from '../../src/agent/routes.ts';
 import type { EndpointState } from '../../src/agent/state-file.ts';
 import { ENDPOINT_F_HOST } from '../../src/datapath/maps/endpoints.ts';
@@ -24,7 +25,7 @@ import { withNetns } from '../../src/shared/netns.ts';
 import { formatIPv4, parseIPv4 } from '../../src/shared/ip.ts';
 import { apiSocketIn } from '../../src/shared/config.ts';
 
-export const SHIM = join(REPO, 'cni/membrane-cni');
+export const SHIM = CNI_PLUGIN;
 
 let built = false;
 /** Builds bpf/*.o and cni/membrane-cni once per process (no-ops when up to date). */

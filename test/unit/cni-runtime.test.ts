@@ -1,11 +1,11 @@
-// The test runtime side (test/helpers/cni-runtime.ts) follows the spec's
+// The runtime side of CNI (src/cni/runtime.ts) follows the spec's
 // conflist rules: checked with two recording shell plugins.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { negotiatedVersion, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
+import { cniExec, negotiatedVersion, runConflist, type Conflist } from '../../src/cni/runtime.ts';
 
 let dir = '';
 // Logs "COMMAND plugin CNI_CONTAINERID|CNI_NETNS|CNI_IFNAME|CNI_ARGS|CNI_PATH" and stdin; on ADD prints
@@ -90,5 +90,15 @@ describe('runConflist', () => {
 
   it('refuses a missing plugin binary', async () => {
     await assert.rejects(runConflist({ ...list, plugins: [{ type: 'nope' }] }, 'ADD', att), /CNI plugin nope not found/);
+    await assert.rejects(runConflist({ ...list, plugins: [{ type: 'nope' }] }, 'ADD', att), (e: any) => e.code === 'E_CNI_CONFIG');
+  });
+});
+
+describe('cniExec', () => {
+  it('runs the plugin from the named netns through `ip netns exec` (here one that does not exist: it never runs)', async () => {
+    const r = await cniExec(join(dir, 'first'), 'VERSION', { fromNetns: 'mbt-no-such-netns', conf: { cniVersion: '1.1.0' } });
+    assert.notEqual(r.exitCode, 0);
+    assert.match(r.stderr, /mbt-no-such-netns/);
+    assert.equal(existsSync(join(dir, 'log')), false, 'the plugin did not run');
   });
 });

@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cniHttpHandler, decodeHeaderValue, encodeHeaderValue, readCniRequest, writeCniResponse } from '../../src/cni/http.ts';
 import { assertCniError, assertValidResult, FakeBackend } from '../helpers/cni-fakes.ts';
-import { cniExec, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
+import { cniExec, runConflist, type Conflist } from '../../src/cni/runtime.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SHIM = join(REPO, 'cni/membrane-cni');
