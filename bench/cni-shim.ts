@@ -1,20 +1,43 @@
 // What the plugin binary adds to a pod ADD: spawn-to-exit time of
 // cni/membrane-cni doing a full ADD round trip to an in-process agent socket
-// (cniHttpHandler over a fake backend, so only the transport and the CNI
-// logic are measured), next to the start-up time of `node -e 0` and of the
-// shim's VERSION (no agent). Run: make -C cni && node --import tsx bench/cni-shim.ts
+// (cniHttpHandler over an instant backend, so only the transport and the
+// CNI logic are measured), next to the start-up time of `node -e 0` and of
+// the shim's VERSION (no agent). Run: make -C cni && node --import tsx bench/cni-shim.ts
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { cniHttpHandler } from '../src/cni/http.ts';
-import { FakeBackend } from '../test/helpers/cni-fakes.ts';
-import { cniExec } from '../test/helpers/cni-runtime.ts';
+import { cniExec } from '../src/cni/runtime.ts';
+import type { AddedEndpoint, EndpointBackend } from '../src/cni/types.ts';
+import { CNI_PLUGIN as SHIM } from '../src/lab/layout.ts';
 
-const SHIM = fileURLToPath(new URL('../cni/membrane-cni', import.meta.url));
 const N = Number(process.env.N ?? 200);
+
+/**
+ * A backend that answers at once, so the numbers are the shim and the CNI
+ * handler alone. Its own, not the tests' FakeBackend: that one records
+ * calls and scripts failures for assertions, none of which a timing needs.
+ */
+function instantBackend(): EndpointBackend {
+  let added = 0;
+  return {
+    add: async (r): Promise<AddedEndpoint> => {
+      // Addresses 10.1.0.2-251, over again: nothing is ever deleted here.
+      const n = (added++ % 250) + 2;
+      const hex = n.toString(16).padStart(2, '0');
+      return {
+        ip: `10.1.0.${n}`, podMac: `0a:58:0a:01:00:${hex}`, hostIfname: `lxc${r.containerID.slice(0, 8)}`, hostMac: `ee:ee:0a:01:00:${hex}`,
+        routerIP: '10.1.0.1', routeMTU: 1450, deviceMTU: 1500,
+      };
+    },
+    del: async () => {},
+    check: async () => {},
+    status: async () => {},
+    gc: async () => ({ removed: [] }),
+  };
+}
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const fmt = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms  p99 ${pct(xs, 99).toFixed(2)} ms  (n=${xs.length})`;
@@ -30,7 +53,7 @@ function timeSpawn(cmd: string, args: string[]): Promise<number> {
 
 const dir = mkdtempSync(join(tmpdir(), 'mb-cnibench-'));
 const sock = join(dir, 'agent.sock');
-const server = createServer(cniHttpHandler(new FakeBackend(), { networkName: 'membrane' }));
+const server = createServer(cniHttpHandler(instantBackend(), { networkName: 'membrane' }));
 await new Promise<void>((r) => server.listen(sock, r));
 try {
   const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: sock };

@@ -10,10 +10,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { startAgent } from '../test/helpers/agent.ts';
-import { cniExec } from '../test/helpers/cni-runtime.ts';
-import { projectBpffs, REPO } from '../test/helpers/membrane.ts';
-import { UdpProbe } from '../test/helpers/udp-probe.ts';
+import { cniExec } from '../src/cni/runtime.ts';
+import { UdpProbe } from '../src/connectivity/udp-probe.ts';
+import { mountBpffs } from '../src/datapath/bpffs.ts';
+import { startAgentProcess } from '../src/lab/agent-process.ts';
+import { CNI_PLUGIN as SHIM, REPO } from '../src/lab/layout.ts';
 import { apiSocketIn } from '../src/shared/config.ts';
 
 const N = Number(process.argv[process.argv.indexOf('--pods') + 1] || 100) || 100;
@@ -22,14 +23,13 @@ const nodeNs = `${tag}-node`;
 const dir = `/tmp/${tag}`;
 const nodeName = `${tag}-node`;
 const pods: string[] = [];
-const SHIM = `${REPO}cni/membrane-cni`;
 
 function cleanup(): void {
   for (const p of [...pods, nodeNs]) { try { execFileSync('ip', ['netns', 'del', p], { stdio: 'ignore' }); } catch { /* gone */ } }
   rmSync(dir, { recursive: true, force: true });
-  rmSync(`${projectBpffs()}/${nodeName}`, { recursive: true, force: true });
+  rmSync(`${mountBpffs()}/${nodeName}`, { recursive: true, force: true });
 }
-process.once('SIGINT', () => { cleanup(); process.exit(130); });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => { cleanup(); process.exit(130); });
 
 const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]; };
 const fmt = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(1)} ms  p90 ${pct(xs, 90).toFixed(1)} ms  p99 ${pct(xs, 99).toFixed(1)} ms  (n=${xs.length})`;
@@ -48,7 +48,10 @@ async function main(): Promise<void> {
     stateDir: `${dir}/state`, store: { backend: 'sqlite', path: `${dir}/cluster.db` },
   }));
   const socket = apiSocketIn(`${dir}/state`);
-  const agent = await startAgent(undefined, nodeNs, cfgPath, socket, { MEMBRANE_TIMING: process.env.MEMBRANE_TIMING ?? '0' });
+  // Piped: killed at this process's exit if still running (also after a signal: the handlers above exit).
+  const agent = await startAgentProcess({
+    name: nodeName, netns: nodeNs, configFile: cfgPath, apiSocket: socket, env: { ...process.env, MEMBRANE_TIMING: process.env.MEMBRANE_TIMING ?? '0' },
+  }, 15_000);
   const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: socket };
   const add = async (i: number) => {
     const ns = `${tag}-p${i}`;
@@ -94,7 +97,7 @@ async function main(): Promise<void> {
     console.log(`  CNI DEL:                           ${fmt(delMs)}`);
     console.log(`  target: p50 <= 20 ms, p99 <= 50 ms (ADD to first packet): ${pct(firstPacketMs, 50) <= 20 && pct(firstPacketMs, 99) <= 50 ? 'met' : 'NOT met'}`);
     console.log('reproduce: sudo node --import tsx bench/pod-add.ts --pods ' + N);
-    if (process.env.MEMBRANE_TIMING === '1') console.log(agent.log().split('\n').filter((l) => l.startsWith('timing')).slice(-5).join('\n'));
+    if (process.env.MEMBRANE_TIMING === '1') console.log(agent.output().split('\n').filter((l) => l.startsWith('timing')).slice(-5).join('\n'));
   } finally {
     rx.close();
     await agent.stop();

@@ -20,7 +20,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { Lab } from './lib/lab.ts';
 import { iperf, ping, summarize, tcpRR, type IperfResult, type LatencySummary } from './lib/measure.ts';
 import { buildFlannel, buildMembrane, buildUnderlay, waitReachable, type Setup } from './lib/setups.ts';
-import { REPO } from '../test/helpers/membrane.ts';
+import { REPO } from '../src/lab/layout.ts';
 
 interface Options {
   seconds: number;

@@ -4,7 +4,7 @@
 // request/response loop (bench/lib/tcp-rr.ts). Every process runs inside the
 // namespaces through lab.run/spawnIn, so cleanup() can kill it.
 import { fileURLToPath } from 'node:url';
-import { REPO } from '../../test/helpers/membrane.ts';
+import { REPO } from '../../src/lab/layout.ts';
 import type { Lab } from './lab.ts';
 import type { Setup } from './setups.ts';
 

@@ -18,16 +18,16 @@ import {
   addrAdd, linkAddBridge, linkAddVeth, linkAddVxlan, linkGet, linkSet, linkSetUp, neighAdd, NetlinkHandle, routeAdd, type Link,
 } from '../../src/netlink/index.ts';
 import { withNetns } from '../../src/shared/netns.ts';
-import { startAgent, type RunningAgent } from '../../test/helpers/agent.ts';
-import { cniExec } from '../../test/helpers/cni-runtime.ts';
-import { projectBpffs, REPO } from '../../test/helpers/membrane.ts';
+import { cniExec } from '../../src/cni/runtime.ts';
+import { mountBpffs } from '../../src/datapath/bpffs.ts';
+import { startAgentProcess, type AgentProcess } from '../../src/lab/agent-process.ts';
+import { CNI_PLUGIN as SHIM } from '../../src/lab/layout.ts';
 import type { Lab } from './lab.ts';
 import { apiSocketIn } from '../../src/shared/config.ts';
 
 export const UNDERLAY_MTU = 1500;
 /** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
-const SHIM = `${REPO}cni/membrane-cni`;
 
 /** One end of a measurement: the netns a program runs in and the address it is reached at. */
 export interface Endpoint {
@@ -171,9 +171,9 @@ export function buildFlannel(lab: Lab): Setup {
  */
 export async function buildMembrane(lab: Lab): Promise<Setup> {
   const nodes = nodePair(lab, 'm');
-  const bpffs = projectBpffs();
+  const bpffs = mountBpffs();
   const store = `${lab.dir}/cluster.db`;
-  const agents: RunningAgent[] = [];
+  const agents: AgentProcess[] = [];
   const conf: Record<string, unknown>[] = [];
   for (const [i, ns] of nodes.entries()) {
     const spec = NODES[i]!;
@@ -185,8 +185,8 @@ export async function buildMembrane(lab: Lab): Promise<Setup> {
       nodeName, nodeIP: spec.nodeIP, routerIP: spec.gateway, podCIDR: spec.podCIDR, stateDir, store: { backend: 'sqlite', path: store },
     }));
     const socket = apiSocketIn(stateDir);
-    const agent = await startAgent(undefined, ns, cfgPath, socket, { MEMBRANE_TIMING: '0' });
-    lab.track(agent.child);
+    const agent = await startAgentProcess({ name: nodeName, netns: ns, configFile: cfgPath, apiSocket: socket, env: { ...process.env, MEMBRANE_TIMING: '0' } }, 15_000);
+    lab.track(agent.child!);
     agents.push(agent);
     conf.push({ cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: socket });
   }

@@ -2,14 +2,14 @@
 // `ip netns exec`), and per-test bpffs roots that are removed afterwards.
 import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { mountBpffs } from '../../src/datapath/bpffs.ts';
+import { MEMBRANE_BIN } from '../../src/lab/layout.ts';
 import { tempDir, uniqueName } from './netns.ts';
 
-export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-export const MEMBRANE = `${REPO}bin/membrane`;
+export { REPO } from '../../src/lab/layout.ts';
+export const MEMBRANE = MEMBRANE_BIN;
 
 export interface RunResult {
   code: number;
