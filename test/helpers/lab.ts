@@ -6,16 +6,9 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import type { LabStatus } from '../../src/lab/status.ts';
-import { MEMBRANE, REPO } from './membrane.ts';
+import { buildOnce, MEMBRANE } from './membrane.ts';
 
-let built = false;
 /** Builds bpf/*.o and cni/membrane-cni once per process (no-ops when up to date). */
-export function buildOnce(): void {
-  if (built) return;
-  execFileSync('make', ['-s', '-C', `${REPO}bpf`], { stdio: 'inherit' });
-  execFileSync('make', ['-s', '-C', `${REPO}cni`], { stdio: 'inherit' });
-  built = true;
-}
 
 export interface CliResult {
   code: number;

@@ -1,15 +1,25 @@
 // Running the membrane CLI the way a user does (inside a node's netns via
 // `ip netns exec`), and per-test bpffs roots that are removed afterwards.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { mountBpffs } from '../../src/datapath/bpffs.ts';
-import { MEMBRANE_BIN } from '../../src/lab/layout.ts';
+import { MEMBRANE_BIN, REPO } from '../../src/lab/layout.ts';
 import { tempDir, uniqueName } from './netns.ts';
 
-export { REPO } from '../../src/lab/layout.ts';
+export { REPO };
 export const MEMBRANE = MEMBRANE_BIN;
+
+let built = false;
+
+/** Builds the BPF objects and the CNI plugin once per test process (make is a no-op when they are current). */
+export function buildOnce(): void {
+  if (built) return;
+  execFileSync('make', ['-s', '-C', `${REPO}bpf`], { stdio: 'inherit' });
+  execFileSync('make', ['-s', '-C', `${REPO}cni`], { stdio: 'inherit' });
+  built = true;
+}
 
 export interface RunResult {
   code: number;

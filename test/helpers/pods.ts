@@ -7,10 +7,9 @@
 // socket, so a test controls exactly what goes on the wire.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { startAgent, type RunningAgent } from './agent.ts';
-import { membraneOk, REPO, testNode, writeConfig } from './membrane.ts';
+import { buildOnce, membraneOk, testNode, writeConfig } from './membrane.ts';
 import { ipJson, makeNetns, nsExec, tempDir, uniqueName } from './netns.ts';
 import { apiCall } from '../../src/api/client.ts';
 import { cniExec, type CniExecOptions, type CniExecResult } from '../../src/cni/runtime.ts';
@@ -27,14 +26,7 @@ import { apiSocketIn } from '../../src/shared/config.ts';
 
 export const SHIM = CNI_PLUGIN;
 
-let built = false;
 /** Builds bpf/*.o and cni/membrane-cni once per process (no-ops when up to date). */
-export function buildOnce(): void {
-  if (built) return;
-  execFileSync('make', ['-s', '-C', join(REPO, 'bpf')], { stdio: 'inherit' });
-  execFileSync('make', ['-s', '-C', join(REPO, 'cni')], { stdio: 'inherit' });
-  built = true;
-}
 
 export interface NodeOptions {
   /** Third octet of the node's addresses (10.13.X.5, 10.244.X.0/24); unique per test file keeps logs readable. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startAgent } from '../helpers/agent.ts';
 import { assertCniError, assertValidResult } from '../helpers/cni-fakes.ts';
-import { cniExec, runConflist, type Conflist } from '../helpers/cni-runtime.ts';
+import { cniExec, runConflist, type Conflist } from '../../src/cni/runtime.ts';
 import { REPO, testNode, writeConfig } from '../helpers/membrane.ts';
 import { ipJson, makeNetns, nsExec, tempDir, uniqueName } from '../helpers/netns.ts';
 import { apiSocketIn } from '../../src/shared/config.ts';

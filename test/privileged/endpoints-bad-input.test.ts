@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { test } from 'node:test';
 import { assertCniError } from '../helpers/cni-fakes.ts';
-import type { CniExecOptions } from '../helpers/cni-runtime.ts';
+import type { CniExecOptions } from '../../src/cni/runtime.ts';
 import { makeNetns, uniqueName } from '../helpers/netns.ts';
 import { addPod, cni, delPod, nodeWithAgent, podLinks, snapshot, type AgentNode, type Pod } from '../helpers/pods.ts';
 import { rootOnly } from '../helpers/skip.ts';

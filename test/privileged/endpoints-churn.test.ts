@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { deleteNetns } from '../helpers/netns.ts';
 import { addPod, delPod, lxcLinks, membraneJson, nodeWithAgent, podLinks, snapshot, type Pod } from '../helpers/pods.ts';
-import { UdpProbe } from '../helpers/udp-probe.ts';
+import { UdpProbe } from '../../src/connectivity/udp-probe.ts';
 import { rootOnly } from '../helpers/skip.ts';
 
 const N = 50;

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { ipJson, nsExec } from '../helpers/netns.ts';
 import { addPod, arpRequest, lxcLinks, membraneJson, nodeWithAgent, ping, sendUdpFrame, waitForTcx, type AgentNode, type Pod } from '../helpers/pods.ts';
-import { UdpProbe } from '../helpers/udp-probe.ts';
+import { UdpProbe } from '../../src/connectivity/udp-probe.ts';
 import { rootOnly } from '../helpers/skip.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
-import { MEMBRANE } from '../helpers/membrane.ts';
-import { assertLabGone, buildOnce, downAfter, inNetns, lab, labNetns, labOk, labProcesses, labStatus, rootLinks, uniqueLab } from '../helpers/lab.ts';
+import { buildOnce, MEMBRANE } from '../helpers/membrane.ts';
+import { assertLabGone, downAfter, inNetns, lab, labNetns, labOk, labProcesses, labStatus, rootLinks, uniqueLab } from '../helpers/lab.ts';
 import type { LabRecord } from '../../src/lab/record.ts';
 import { rootOnly } from '../helpers/skip.ts';
 

@@ -70,6 +70,16 @@ test('src/agent never touches the kernel layers; only src/datapath uses src/bpf 
   assert.deepEqual(kernel.map((i) => `${i.file} imports ${i.target}`), []);
 });
 
+test('benchmarks use the product\'s own runners, never test helpers', () => {
+  const bench = sources(join(REPO, 'bench'));
+  assert.ok(bench.length > 3, 'the check sees the benchmarks');
+  const bad = bench.flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/(?:from\s+|import\s*\(\s*)'(\.[^']+)'/g)]
+    .map((m) => relative(REPO, resolve(dirname(file), m[1]!)))
+    .filter((target) => target.startsWith('test/'))
+    .map((target) => `${relative(REPO, file)} imports ${target}`));
+  assert.deepEqual(bad, []);
+});
+
 test('MEMBRANE_* switches are read only in src/shared/env.ts, and each is documented', () => {
   // A read is a property access: env.MEMBRANE_X or env['MEMBRANE_X'] (help texts may name them).
   const readers = sources(SRC).filter((f) => /\.MEMBRANE_[A-Z_]+|\[['"]MEMBRANE_/.test(readFileSync(f, 'utf8')));

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { cniHttpHandler, decodeHeaderValue, encodeHeaderValue, readCniRequest, writeCniResponse } from '../../src/cni/http.ts';
 import { assertCniError, assertValidResult, FakeBackend } from '../helpers/cni-fakes.ts';
 import { cniExec, runConflist, type Conflist } from '../../src/cni/runtime.ts';
+import { skipUnless } from '../helpers/skip.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SHIM = join(REPO, 'cni/membrane-cni');
@@ -158,7 +159,8 @@ describe('the shim on its own', () => {
     const nested = { args: { agentSocket: decoy }, prevResult: { agentSocket: decoy, x: ['agentSocket', decoy] } };
     const r = await cniExec(SHIM, 'ADD', { containerID: 'c', netns: '/x', ifname: 'eth0', conf: { ...nested, ...conf(sock) } });
     assert.equal(r.exitCode, 0, r.stdoutText);
-    if (existsSync('/run/membrane/agent.sock')) return t.skip('an agent serves /run/membrane/agent.sock on this machine');
+    const busy = skipUnless(!existsSync('/run/membrane/agent.sock'), 'an agent serves /run/membrane/agent.sock on this machine');
+    if (busy) return t.skip(busy);
     const d = await cniExec(SHIM, 'ADD', { containerID: 'c', netns: '/x', ifname: 'eth0', conf: { cniVersion: '1.1.0', ...nested } });
     assertCniError(d, 11, /not reachable at \/run\/membrane\/agent\.sock: no such file/);
   });

@@ -8,9 +8,11 @@ import { Etcd3 } from 'etcd3';
 import { openStore, type WatchEvent } from '../../src/store/store.ts';
 import { haveEtcd, startThrowawayEtcd, type EtcdInstance } from '../../src/lab/etcd.ts';
 import { collector, runStoreContract, sleep, waitFor } from './store-contract.ts';
+import { skipUnless } from '../helpers/skip.ts';
 
-if (!haveEtcd()) {
-  test('etcd store', { skip: '/usr/bin/etcd is not installed (apt-get install etcd-server)' }, () => {});
+const noEtcd = skipUnless(haveEtcd(), '/usr/bin/etcd is not installed (apt-get install etcd-server)');
+if (noEtcd) {
+  test('etcd store', { skip: noEtcd }, () => {});
 } else {
   let etcd: EtcdInstance;
   runStoreContract('etcd', async () => {
