@@ -32,6 +32,11 @@ const DEFAULT_POLL_MS = 50;
 const DEFAULT_RETENTION_MS = 10 * 60_000;
 const COMPACT_EVERY_MS = 5_000;
 const BUSY_TIMEOUT_MS = 5_000;
+
+/** Blocks the thread for `ms` (only at open, before the store serves anything). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 // Upper bound on events read per poll, so a watcher far behind catches up in slices.
 const EVENT_BATCH = 5_000;
 
@@ -185,6 +190,22 @@ export class SqliteStore implements KVStore {
    * naming the path if it cannot be opened or is not a Membrane store.
    */
   static open(cfg: SqliteStoreConfig): SqliteStore {
+    const deadline = Date.now() + BUSY_TIMEOUT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return SqliteStore.tryOpen(cfg);
+      } catch (err) {
+        // Agents of a lab start together and open the file at the same moment. Switching a new
+        // file to WAL can answer SQLITE_BUSY without consulting busy_timeout (the busy handler is
+        // not called where waiting could deadlock), so a lost race is retried, not reported.
+        const busy = (err as { cause?: { code?: string } }).cause?.code?.startsWith('SQLITE_BUSY');
+        if (!busy || Date.now() > deadline) throw err;
+        sleepSync(Math.min(5 * 2 ** attempt, 100));
+      }
+    }
+  }
+
+  private static tryOpen(cfg: SqliteStoreConfig): SqliteStore {
     let db: Database.Database | undefined;
     try {
       mkdirSync(dirname(cfg.path), { recursive: true });

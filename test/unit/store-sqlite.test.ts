@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { openStore, type KVStore } from '../../src/store/store.ts';
@@ -74,6 +75,31 @@ describe('sqlite store file', () => {
     assert.equal((lost[0] as any).code, 'E_STORE_LEASE_LOST');
     assert.match(lost[0]!.message, new RegExp(`lease ${lease.id}`));
     await assert.rejects(s.put('stall/k2', 'v', { lease }), (e: any) => e.code === 'E_STORE_LEASE_NOT_FOUND' && /put stall\/k2/.test(e.message));
+  });
+
+  it('processes opening a new file at the same moment all succeed (the agents of a lab start together)', async () => {
+    // A race, so this reproduces the situation rather than forcing the failure: the lab's
+    // agents hit "database is locked" opening a new file together (a lab up in the suite
+    // failed so), and eight processes opening one file did in 3 of 48 opens before the retry.
+    const store = JSON.stringify(new URL('../../src/store/store.ts', import.meta.url).href);
+    for (let round = 0; round < 2; round++) {
+      const path = join(dir, `race-${round}.db`);
+      const at = Date.now() + 1500; // most processes have loaded by then and open together, late ones right after
+      const code = `import { openStore } from ${store};
+        while (Date.now() < ${at}) {}
+        const s = await openStore({ backend: 'sqlite', path: ${JSON.stringify(path)} }); await s.put('k' + process.pid, 'v'); await s.close();`;
+      const runs = Array.from({ length: 8 }, () => new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (c) => { out += c; });
+        child.stderr.on('data', (c) => { out += c; });
+        child.on('close', (c) => resolve({ code: c, out }));
+      }));
+      for (const r of await Promise.all(runs)) assert.equal(r.code, 0, r.out);
+      const s = await openStore({ backend: 'sqlite', path });
+      assert.equal((await s.list('k')).entries.length, 8, 'every process wrote');
+      await s.close();
+    }
   });
 
   it('refuses a path it cannot open and a file that is not a database, naming the path', async () => {
