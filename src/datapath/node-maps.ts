@@ -1,6 +1,6 @@
-// Opening the node's pinned global maps and writing the node-wide entries:
-// cilium_node_cfg (device ifindexes/MACs, router IP, flags), the host IPs in
-// cilium_lxc (flag HOST) and the ipcache entries that do not depend on pods.
+// The node's pinned global maps: opening them by name, writing
+// cilium_node_cfg, and the listings of cilium_lxc and cilium_metrics
+// (ipcache entries go through ipcache.ts, which decides their owner).
 import { BpfMap, pinExists, possibleCpus } from '../bpf/index.ts';
 import { MembraneError } from '../shared/errors.ts';
 import * as endpoints from './maps/endpoints.ts';
