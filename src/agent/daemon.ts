@@ -79,12 +79,12 @@ export class Agent {
     const ep = this.endpoints;
     const cfg = this.cfg;
     return {
-      async add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }) {
-        const e = await ep.add(r);
+      async add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }, opts?: { signal?: AbortSignal }) {
+        const e = await ep.add(r, opts);
         return { ip: e.ip, podMac: e.podMac, hostIfname: e.hostIfname, hostMac: e.hostMac, routerIP: cfg.routerIP, routeMTU: cfg.routeMTU, deviceMTU: cfg.deviceMTU };
       },
       async del(r: { containerID: string; ifname: string }) { await ep.del(r); },
-      async check(r: { containerID: string; ifname: string; netns: string }) { ep.check(r); },
+      async check(r: { containerID: string; ifname: string; netns: string; prevResult?: unknown }) { ep.check(r); },
       async status() {
         if (!ep.ready) throw new MembraneError('agent status', { code: 'E_NOT_READY', cause: 'restoring endpoints' });
       },

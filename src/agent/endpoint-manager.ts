@@ -117,7 +117,7 @@ export class EndpointManager {
     });
   }
 
-  async add(r: AddRequest): Promise<EndpointState> {
+  async add(r: AddRequest, opts: { signal?: AbortSignal } = {}): Promise<EndpointState> {
     return this.mutex.run(async () => {
       if (!this.ready) throw new MembraneError('add endpoint', { code: 'E_NOT_READY', cause: 'the agent is still restoring its endpoints' });
       const existing = this.find(r.containerID, r.ifname);

@@ -104,8 +104,13 @@ export interface AddedEndpoint {
  * picks the CNI error code (the catalogue in src/shared/error-codes.ts).
  */
 export interface EndpointBackend {
-  /** Creates the endpoint; a failure must leave nothing behind. */
-  add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }): Promise<AddedEndpoint>;
+  /**
+   * Creates the endpoint; a failure must leave nothing behind. `signal`
+   * aborts when the caller is gone (the plugin timed out or was killed): an
+   * ADD not yet started is not carried out, one that completed meanwhile is
+   * undone, so no endpoint exists that no runtime knows of.
+   */
+  add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }, opts?: { signal?: AbortSignal }): Promise<AddedEndpoint>;
   /** Idempotent: succeeds when the endpoint (or its netns) is already gone. */
   del(r: { containerID: string; ifname: string; netns?: string }): Promise<void>;
   /** Throws a MembraneError naming what is wrong if the endpoint is not as it should be. */
