@@ -255,6 +255,11 @@ export const CATALOGUE = {
     meaning: 'The agent knows no endpoint for this container ID and interface.',
     fix: 'The pod was never added on this node, or was deleted: add it again.',
   },
+  E_CANCELLED: {
+    area: 'agent', cni: CniCode.TRY_AGAIN_LATER, http: 503, exit: Exit.UNAVAILABLE,
+    meaning: 'The ADD\'s caller went away (the plugin timed out or was killed) before the agent carried it out; it was not done, or was undone.',
+    fix: 'Nothing to clean up: the runtime retries the ADD. If it keeps happening the agent is too slow to answer within the plugin\'s deadline: see its log.',
+  },
 
   // ---- store (docs/store.md) ----
   E_STORE_UNAVAILABLE: {
