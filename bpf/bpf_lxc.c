@@ -2,7 +2,7 @@
 /* Pod endpoint programs, attached to the host-side lxc veth of every pod.
  *
  * cil_from_container (tc ingress = packets leaving the pod): ARP for the
- * gateway is answered in place; IPv4 is checked against the pod's own address
+ * gateway is answered in place (and the pod's MAC learned from its ARP); IPv4 is checked against the pod's own address
  * (anti-spoofing) and then delivered straight into a local peer pod, handed to
  * the host stack, or encapsulated towards the node hosting the destination.
  * cil_to_container (tc egress, only with endpoint routes): packets the kernel
@@ -54,8 +54,36 @@ int cil_from_container(struct __sk_buff *ctx)
 	return ctx_finish(ctx, from_container(ctx), METRIC_EGRESS);
 }
 
+/* Delivery writes the destination MAC from this endpoint's cilium_lxc entry,
+ * but a chained plugin (tuning) may change the pod's MAC after the ADD. The
+ * pod says which MAC its address has in every ARP it sends (a gratuitous one
+ * right after the change: the agent sets arp_notify on its interface; later
+ * its requests for the gateway), so the entry follows that. Only the pod's
+ * own address, in its own entry: a pod can redirect nothing but its own
+ * traffic.
+ */
+static __always_inline void learn_pod_mac(struct __sk_buff *ctx)
+{
+	struct endpoint_key key = {};
+	struct endpoint_info *ep;
+	struct ethhdr *eth;
+	struct arp_eth *arp;
+	__be32 own = LXC_IPV4;
+
+	arp = arp_header(ctx, &eth);
+	if (!arp || arp->sip != own)
+		return;
+	__builtin_memcpy(key.addr, &own, sizeof(own));
+	key.family = ENDPOINT_KEY_IPV4;
+	ep = bpf_map_lookup_elem(&cilium_lxc, &key);
+	if (!ep || ep->lxc_id != (__u16)LXC_ID || mac_equal(ep->mac, arp->sha))
+		return;
+	mac_copy(ep->mac, arp->sha);
+}
+
 __declare_tail(CILIUM_CALL_ARP, handle_arp)
 {
+	learn_pod_mac(ctx);
 	return ctx_finish(ctx, arp_respond(ctx, LXC_IF_MAC, LXC_IPV4), METRIC_EGRESS);
 }
 

@@ -34,29 +34,41 @@ struct arp_eth {
 
 _Static_assert(sizeof(struct arp_eth) == 28, "ARP for Ethernet/IPv4 is 28 bytes");
 
-static __always_inline int arp_respond(struct __sk_buff *ctx,
-				       const volatile __u8 *mac, __be32 own_ip)
+/* The ARP header behind the Ethernet header, pulled into the linear area and
+ * bounds-checked, if the packet is Ethernet/IPv4 ARP; NULL otherwise.
+ */
+static __always_inline struct arp_eth *arp_header(struct __sk_buff *ctx, struct ethhdr **ethp)
 {
 	const __u32 len = sizeof(struct ethhdr) + sizeof(struct arp_eth);
 	void *data, *data_end;
-	struct ethhdr *eth;
 	struct arp_eth *arp;
-	__be32 sip, tip;
 
 	if (!ctx_pull(ctx, len))
-		return TC_ACT_OK;
+		return NULL;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	eth = data;
 	arp = data + sizeof(struct ethhdr);
 	/* Compare the pointers used below with data_end here, not only in
 	 * ctx_pull (verifier: "invalid access to packet, off=14 size=1, ...").
 	 */
 	if ((void *)(arp + 1) > data_end)
-		return TC_ACT_OK;
-
+		return NULL;
 	if (arp->hrd != bpf_htons(ARPHRD_ETHER_) || arp->pro != bpf_htons(ETH_P_IP) ||
-	    arp->hln != ETH_ALEN || arp->pln != 4 || arp->op != bpf_htons(ARPOP_REQUEST_))
+	    arp->hln != ETH_ALEN || arp->pln != 4)
+		return NULL;
+	*ethp = data;
+	return arp;
+}
+
+static __always_inline int arp_respond(struct __sk_buff *ctx,
+				       const volatile __u8 *mac, __be32 own_ip)
+{
+	struct ethhdr *eth;
+	struct arp_eth *arp;
+	__be32 sip, tip;
+
+	arp = arp_header(ctx, &eth);
+	if (!arp || arp->op != bpf_htons(ARPOP_REQUEST_))
 		return TC_ACT_OK;
 
 	tip = arp->tip;

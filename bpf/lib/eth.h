@@ -29,6 +29,12 @@ static __always_inline bool eth_proto_is_l2_len(__be16 proto)
 	return bpf_ntohs(proto) < ETH_P_802_3_MIN;
 }
 
+static __always_inline bool mac_equal(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] &&
+	       a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
 static __always_inline void mac_copy(__u8 *dst, const __u8 *src)
 {
 	/* Bytewise on purpose: packet and map value are not 4-byte aligned

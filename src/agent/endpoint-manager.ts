@@ -103,6 +103,13 @@ export class EndpointManager {
         // load-time constant, so the program must be reloaded or the pod keeps sending the old one.
         const loadedIdentity = ep.identity;
         ep.identity = await this.identities.allocate(securityLabels(ep.labels, ep.podNamespace));
+        // The pod's interface is the truth for its MAC: a chained plugin may have changed it
+        // (the datapath learned it from the pod's ARP); rewriting the recorded one would undo that.
+        const mac = this.dp.podMac(ep);
+        if (mac && mac !== ep.podMac) {
+          this.log?.(`endpoint ${ep.id}: the pod's ${ep.ifname} has MAC ${mac} now (recorded ${ep.podMac})`);
+          ep.podMac = mac;
+        }
         if (this.dp.restoreEndpoint(ep, ep.objectHash !== this.dp.lxcObjectHash || ep.identity !== loadedIdentity) === 'reloaded') {
           ep.objectHash = this.dp.lxcObjectHash;
           reloaded++;
@@ -117,65 +124,91 @@ export class EndpointManager {
     });
   }
 
+  /**
+   * CNI ADD. Idempotent, but only for what still exists: an earlier ADD's
+   * endpoint is returned again if its veth and the pod's interface with its
+   * address are still there in the same netns; otherwise (the netns was
+   * recreated, another netns, a half-gone endpoint) it is replaced. With
+   * `signal` aborted (the plugin gave up waiting) the ADD is not started,
+   * and one that finished meanwhile is undone before any other request
+   * sees it: no endpoint may exist that no runtime knows of.
+   */
   async add(r: AddRequest, opts: { signal?: AbortSignal } = {}): Promise<EndpointState> {
+    const what = `add endpoint for container ${r.containerID}`;
+    const callerGone = (when: string) => new MembraneError(what, { code: 'E_CANCELLED', cause: `the caller went away ${when}` });
     return this.mutex.run(async () => {
+      if (opts.signal?.aborted) throw callerGone('before the ADD started; nothing was done');
       if (!this.ready) throw new MembraneError('add endpoint', { code: 'E_NOT_READY', cause: 'the agent is still restoring its endpoints' });
       const existing = this.find(r.containerID, r.ifname);
-      if (existing) return existing;
-      if (!existsSync(r.netns)) {
-        throw new MembraneError(`add endpoint for container ${r.containerID}`, { code: 'E_NETNS', cause: `network namespace ${r.netns} does not exist` });
+      if (existing) {
+        if (existing.netns === r.netns && this.dp.endpointIntact(existing)) return existing;
+        this.log?.(`endpoint ${existing.id} (${r.containerID} ${r.ifname}): ${existing.netns === r.netns ? 'no longer whole' : `was in ${existing.netns}`}; replaced by this ADD`);
+        await this.remove(existing);
       }
-      const timer = new PhaseTimer(`add endpoint for ${r.containerID}`);
-      const id = this.nextId();
-      const ip = this.ipam.allocate(r.containerID);
-      const labels = securityLabels(r.labels, r.podNamespace);
-      let identity: number | undefined;
+      const ep = await this.create(r);
+      if (opts.signal?.aborted) {
+        await this.remove(ep);
+        throw callerGone('while the ADD ran; it was undone');
+      }
+      return ep;
+    });
+  }
+
+  /** The body of an ADD (under the mutex): everything it makes is undone if a step fails. */
+  private async create(r: AddRequest): Promise<EndpointState> {
+    if (!existsSync(r.netns)) {
+      throw new MembraneError(`add endpoint for container ${r.containerID}`, { code: 'E_NETNS', cause: `network namespace ${r.netns} does not exist` });
+    }
+    const timer = new PhaseTimer(`add endpoint for ${r.containerID}`);
+    const id = this.nextId();
+    const ip = this.ipam.allocate(r.containerID);
+    const labels = securityLabels(r.labels, r.podNamespace);
+    let identity: number | undefined;
+    try {
+      identity = await this.identities.allocate(labels);
+      timer.mark('identity');
+      const dev = this.dp.createEndpoint({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity }, timer);
+      const ep: EndpointState = {
+        id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, podName: r.podName, podNamespace: r.podNamespace,
+        labels: r.labels, identity, ip, podMac: dev.podMac, hostIfname: dev.hostIfname, hostIfindex: dev.hostIfindex, hostMac: dev.hostMac,
+        objectHash: this.dp.lxcObjectHash, state: 'ready', createdAt: new Date().toISOString(),
+      };
+      this.eps.set(id, ep);
+      const unrecord = () => {
+        this.eps.delete(id);
+        dev.upgrade?.cancel();
+        this.dp.deleteEndpoint(ep);
+      };
       try {
-        identity = await this.identities.allocate(labels);
-        timer.mark('identity');
-        const dev = this.dp.createEndpoint({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity }, timer);
-        const ep: EndpointState = {
-          id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, podName: r.podName, podNamespace: r.podNamespace,
-          labels: r.labels, identity, ip, podMac: dev.podMac, hostIfname: dev.hostIfname, hostIfindex: dev.hostIfindex, hostMac: dev.hostMac,
-          objectHash: this.dp.lxcObjectHash, state: 'ready', createdAt: new Date().toISOString(),
-        };
-        this.eps.set(id, ep);
-        const unrecord = () => {
-          this.eps.delete(id);
-          dev.upgrade?.cancel();
-          this.dp.deleteEndpoint(ep);
-        };
+        this.save();
+      } catch (e) {
+        unrecord();
+        throw wrap(`add endpoint ${id}: save state`, e);
+      }
+      timer.mark('save state');
+      try {
+        await this.listener?.up(ep);
+      } catch (e) {
+        // A failed publish (store unavailable) used to leave the endpoint
+        // recorded, its devices and map entries in place and its tcx move
+        // never started, while the catch below released its IP and
+        // identity: a retried ADD then "succeeded" with an IP that IPAM
+        // could hand to another pod. Undo it all: a failed ADD leaves nothing.
+        unrecord();
         try {
           this.save();
-        } catch (e) {
-          unrecord();
-          throw wrap(`add endpoint ${id}: save state`, e);
-        }
-        timer.mark('save state');
-        try {
-          await this.listener?.up(ep);
-        } catch (e) {
-          // A failed publish (store unavailable) used to leave the endpoint
-          // recorded, its devices and map entries in place and its tcx move
-          // never started, while the catch below released its IP and
-          // identity: a retried ADD then "succeeded" with an IP that IPAM
-          // could hand to another pod. Undo it all: a failed ADD leaves nothing.
-          unrecord();
-          try {
-            this.save();
-          } catch { /* the state file still lists it; restore removes it (its veth is gone) */ }
-          throw e;
-        }
-        timer.mark('publish');
-        timer.done();
-        if (dev.upgrade) this.startUpgrade(ep, dev.upgrade);
-        return ep;
-      } catch (e) {
-        this.ipam.release(ip, r.containerID);
-        if (identity !== undefined) await this.identities.release(labels).catch(() => undefined);
-        throw wrap(`add endpoint for container ${r.containerID}`, e);
+        } catch { /* the state file still lists it; restore removes it (its veth is gone) */ }
+        throw e;
       }
-    });
+      timer.mark('publish');
+      timer.done();
+      if (dev.upgrade) this.startUpgrade(ep, dev.upgrade);
+      return ep;
+    } catch (e) {
+      this.ipam.release(ip, r.containerID);
+      if (identity !== undefined) await this.identities.release(labels).catch(() => undefined);
+      throw wrap(`add endpoint for container ${r.containerID}`, e);
+    }
   }
 
   private readonly upgrades = new Map<number, Promise<unknown>>();
@@ -203,24 +236,29 @@ export class EndpointManager {
         this.dp.deleteUnrecordedEndpoint(r.containerID, r.ifname);
         return undefined;
       }
-      await this.upgrades.get(ep.id);
-      this.dp.deleteEndpoint(ep);
-      this.eps.delete(ep.id);
-      this.ipam.release(ep.ip, ep.containerID);
-      this.save();
-      await this.identities.release(securityLabels(ep.labels, ep.podNamespace)).catch(() => undefined);
-      await this.listener?.down(ep);
+      await this.remove(ep);
       return ep;
     });
   }
 
-  /** Throws a MembraneError naming what is wrong with the endpoint, if anything. */
-  check(r: { containerID: string; ifname: string; netns: string }): void {
+  /** Removes a recorded endpoint everywhere (under the mutex): datapath, IPAM, state file, identity, store. */
+  private async remove(ep: EndpointState): Promise<void> {
+    await this.upgrades.get(ep.id);
+    this.dp.deleteEndpoint(ep);
+    this.eps.delete(ep.id);
+    this.ipam.release(ep.ip, ep.containerID);
+    this.save();
+    await this.identities.release(securityLabels(ep.labels, ep.podNamespace)).catch(() => undefined);
+    await this.listener?.down(ep);
+  }
+
+  /** CNI CHECK: throws a MembraneError naming what is wrong with the endpoint, host or pod side, or against the runtime's prevResult. */
+  check(r: { containerID: string; ifname: string; netns: string; prevResult?: unknown }): void {
     const ep = this.find(r.containerID, r.ifname);
     const what = `check endpoint of container ${r.containerID} ${r.ifname}`;
     if (!ep) throw new MembraneError(what, { code: 'E_ENDPOINT_NOT_FOUND', cause: 'no such endpoint' });
     if (ep.netns !== r.netns) throw new MembraneError(what, { code: 'E_ENDPOINT', cause: `endpoint is in ${ep.netns}, not ${r.netns}` });
-    this.dp.checkEndpoint(ep, what);
+    this.dp.checkEndpoint(ep, what, r.prevResult);
   }
 
   /** CNI GC: deletes endpoints not in `valid`. */

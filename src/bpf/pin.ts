@@ -37,7 +37,8 @@ export function ensureBpffs(path: string): void {
       hint: how,
     });
   }
-  if (probe !== path) mkdirSync(path, { recursive: true });
+  // Root-only directories: pins decide what programs run; nobody else may create or replace them.
+  if (probe !== path) mkdirSync(path, { recursive: true, mode: 0o700 });
 }
 
 /** Pins `fd` (map, program or link) at `path`, creating parent directories. Throws KernelError (EEXIST if taken). */

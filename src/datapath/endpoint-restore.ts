@@ -4,7 +4,7 @@
 // pins and map entries is decided here.
 import { existsSync, readdirSync } from 'node:fs';
 import { pinExists, removePinTree, unpin } from '../bpf/index.ts';
-import { linkDel, linkGet, linkList, type NetlinkHandle } from '../netlink/index.ts';
+import { addrList, linkDel, linkGet, linkList, NetlinkHandle, routeList } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
 import {
@@ -58,15 +58,77 @@ function ensureEndpointEntries(cfg: NodeConfig, ep: EndpointRecord): void {
   putEndpointIpcache(cfg.paths.pinDir, ep.ip, ep.identity);
 }
 
-/** Throws a MembraneError (E_ENDPOINT) naming what is wrong with a recorded endpoint's datapath, if anything. */
-export function checkEndpoint(cfg: NodeConfig, h: NetlinkHandle, ep: EndpointRecord, what: string): void {
+/** The pod's side of an endpoint, as the kernel has it now. */
+export interface PodSide {
+  /** The interface named ifname in the pod netns; absent if there is none. */
+  link?: { index: number; up: boolean; mac: string };
+  /** IPv4 addresses on it, "a.b.c.d/len". */
+  addresses: string[];
+  /** The pod's IPv4 default route, if any. */
+  defaultRoute?: { gateway?: string; oif?: number; mtu?: number };
+}
+
+/** Reads the pod's interface, addresses and default route from its netns (throws E_NETNS if the netns is gone). */
+export function inspectPod(ep: Pick<EndpointRecord, 'netns' | 'ifname'>): PodSide {
+  const h = NetlinkHandle.open(ep.netns);
+  try {
+    const l = linkGet(h, ep.ifname);
+    if (!l) return { addresses: [] };
+    const def = routeList(h).find((r) => r.dst === 'default');
+    return {
+      link: { index: l.index, up: l.up, mac: l.mac },
+      addresses: addrList(h, l.index).map((a) => `${a.address}/${a.prefixLen}`),
+      defaultRoute: def && { gateway: def.gateway, oif: def.oif, mtu: def.mtu },
+    };
+  } finally {
+    h.close();
+  }
+}
+
+/** The interface of a CNI result (prevResult) that is ours: named ifname, in a sandbox. */
+function resultInterface(prev: unknown, ifname: string): { mac?: string; index: number } | undefined {
+  const ifs = (prev as { interfaces?: unknown })?.interfaces;
+  if (!Array.isArray(ifs)) return undefined;
+  const index = ifs.findIndex((i) => (i as { name?: unknown })?.name === ifname && (i as { sandbox?: unknown }).sandbox);
+  return index < 0 ? undefined : { mac: (ifs[index] as { mac?: string }).mac, index };
+}
+
+/**
+ * Throws a MembraneError (E_ENDPOINT) naming what is wrong with a recorded
+ * endpoint, if anything: the host side (veth, cilium_lxc entry, calls map),
+ * the pod side (its interface, up, its /32, the default route via the router
+ * with the pod MTU, the MAC the datapath delivers to) and, given the runtime's
+ * prevResult, that the pod still matches it (CNI CHECK: the spec asks the
+ * plugin to verify what it set up against the result).
+ */
+export function checkEndpoint(cfg: NodeConfig, h: NetlinkHandle, ep: EndpointRecord, what: string, prevResult?: unknown): void {
   const broken = (cause: string) => new MembraneError(what, { code: 'E_ENDPOINT', cause });
   const l = linkGet(h, ep.hostIfname);
   if (!l || l.index !== ep.hostIfindex) throw broken(`host device ${ep.hostIfname} is missing`);
   if (!l.up) throw broken(`host device ${ep.hostIfname} is down`);
   const entry = withNodeMap(cfg.paths.pinDir, MAP_NAMES.endpoints, (m) => m.lookup(endpointsMap.encodeKey(ep.ip)));
-  if (!entry || endpointsMap.decodeValue(entry).lxcId !== ep.id) throw broken(`cilium_lxc has no entry for ${ep.ip}`);
+  const lxc = entry && endpointsMap.decodeValue(entry);
+  if (!lxc || lxc.lxcId !== ep.id) throw broken(`cilium_lxc has no entry for ${ep.ip}`);
   if (!existsSync(`${globalsDir(cfg.paths.pinDir)}/${callsMapName.endpoint(ep.id)}`)) throw broken('its calls map is not pinned');
+
+  const pod = inspectPod(ep);
+  const inPod = `${ep.ifname} in ${ep.netns}`;
+  if (!pod.link) throw broken(`${inPod} is missing`);
+  if (!pod.link.up) throw broken(`${inPod} is down`);
+  if (!pod.addresses.includes(`${ep.ip}/32`)) throw broken(`${inPod} lacks its address ${ep.ip}/32 (has ${pod.addresses.join(', ') || 'none'})`);
+  const r = pod.defaultRoute;
+  if (!r) throw broken(`the pod has no default route (want via ${cfg.routerIP} dev ${ep.ifname} mtu ${cfg.routeMTU})`);
+  if (r.gateway !== cfg.routerIP || r.oif !== pod.link.index || r.mtu !== cfg.routeMTU) {
+    throw broken(`the pod's default route is via ${r.gateway ?? 'nothing'} mtu ${r.mtu ?? 'unset'}, not via ${cfg.routerIP} dev ${ep.ifname} mtu ${cfg.routeMTU}`);
+  }
+  if (lxc.mac !== pod.link.mac) throw broken(`cilium_lxc delivers ${ep.ip} to MAC ${lxc.mac}, but ${inPod} has ${pod.link.mac}`);
+
+  if (prevResult === undefined) return;
+  const mine = resultInterface(prevResult, ep.ifname);
+  if (!mine) throw broken(`prevResult lists no interface ${ep.ifname}`);
+  if (mine.mac !== undefined && mine.mac.toLowerCase() !== pod.link.mac) throw broken(`prevResult gives ${ep.ifname} MAC ${mine.mac}, but it has ${pod.link.mac}`);
+  const ips = (prevResult as { ips?: { address?: unknown }[] }).ips;
+  if (!Array.isArray(ips) || !ips.some((i) => i?.address === `${ep.ip}/32`)) throw broken(`prevResult lists no address ${ep.ip}/32`);
 }
 
 /**

@@ -7,7 +7,7 @@
 // Restore, check and sweep of existing endpoints are in endpoint-restore.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { attachTcLegacy, attachTcxAsync, BpfObject, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
+import { attachTcLegacy, attachTcxAsync, BpfObject, destroyClsact, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
 import {
   addrAdd, linkAddVeth, linkDel, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, type Route,
 } from '../netlink/index.ts';
@@ -127,12 +127,16 @@ function configurePod(cfg: NodeConfig, s: EndpointSpec, tmp: string): void {
     linkSet(ph, peer.index, { name: s.ifname, up: true });
     addrAdd(ph, { index: peer.index, address: s.ip, prefixLen: 32 });
     for (const r of podRoutes(peer.index, cfg)) routeAdd(ph, r);
-    // IPv6 is not part of this datapath: without this the pod's router
-    // solicitations and MLD reports would show up as "Unsupported L3" drops.
     withNetns(s.netns, () => {
+      // IPv6 is not part of this datapath: without this the pod's router
+      // solicitations and MLD reports would show up as "Unsupported L3" drops.
       for (const k of ['all', 'default', s.ifname]) {
         try { writeFileSync(`/proc/sys/net/ipv6/conf/${k}/disable_ipv6`, '1'); } catch { /* IPv6 disabled in the kernel */ }
       }
+      // A chained plugin (tuning) may change the pod's MAC after this ADD. With arp_notify the
+      // kernel then sends a gratuitous ARP, from which cil_from_container learns the new MAC;
+      // otherwise packets for the pod would keep the old one as destination and be dropped.
+      writeFileSync(`/proc/sys/net/ipv4/conf/${s.ifname}/arp_notify`, '1');
     });
   } catch (e) {
     throw wrap(`create endpoint ${s.id}: configure ${s.ifname} in ${s.netns}`, e);
@@ -189,9 +193,10 @@ export function attachEndpointPrograms(cfg: NodeConfig, s: EndpointSpec, d: Endp
   const hooks = endpointHooks(cfg);
   if (!opts.deferTcx || cfg.forceLegacyTc) {
     try {
-      for (const { program, hook } of hooks) {
-        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), legacyTc: cfg.forceLegacyTc, rb });
-      }
+      const modes = hooks.map(({ program, hook }) =>
+        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), legacyTc: cfg.forceLegacyTc, rb }).mode);
+      // As after the background move: no empty clsact left for a chained plugin to trip over.
+      if (modes.every((m) => m === 'tcx')) destroyClsact({ ifindex: d.hostIfindex });
     } finally {
       obj.close();
     }
@@ -219,6 +224,9 @@ export function attachEndpointPrograms(cfg: NodeConfig, s: EndpointSpec, d: Endp
           }
           detachTcLegacy({ ifindex: d.hostIfindex, direction: hook });
         }
+        // The emptied clsact qdisc goes too: it holds the ingress handle (ffff:), and a chained
+        // plugin that adds its own ingress qdisc (bandwidth) would fail with "file exists".
+        destroyClsact({ ifindex: d.hostIfindex });
         return 'tcx';
       } finally {
         done = true;

@@ -4,7 +4,7 @@
 // Runs in the calling process's network namespace. Everything is validated
 // and pre-checked before the first change; a failure part way undoes every
 // change this run made, so the node is left as it was.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { ensureBpffs, removePinTree } from '../bpf/index.ts';
 import { linkList, NetlinkHandle } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
@@ -29,6 +29,21 @@ export interface InitResult {
   routes: { added: number; removed: number };
   programs: AttachedProgram[];
   notes: string[];
+}
+
+/**
+ * The node's pin directory must be root's and writable by nobody else: a
+ * user who could create it (on a bpffs mounted world-writable, 1777 being
+ * the kernel's default) could plant maps or links the loader would reuse.
+ */
+function checkPinDirOwner(dir: string): void {
+  const st = statSync(dir);
+  if (st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new MembraneError(`use pin directory ${dir}`, {
+      code: 'E_BPFFS', cause: `it is owned by uid ${st.uid} with mode ${(st.mode & 0o7777).toString(8)}: root-only (owner 0, not group/other writable) is required`,
+      hint: `remove it (rm -rf ${dir}) and mount the bpffs root-only (mount -t bpf -o mode=700 bpffs <root>)`,
+    });
+  }
 }
 
 /** Checks that need no change to the system; throws the first problem found. */
@@ -78,6 +93,7 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
   const freshPins = !existsSync(nodeDir);
   return Rollback.guard((rb) => {
     ensureBpffs(nodeDir);
+    checkPinDirOwner(nodeDir);
     // A first run that fails leaves no pins either (registered first, so undone last).
     if (freshPins) rb.push(`pins under ${nodeDir}`, () => removePinTree(nodeDir));
     const notes: string[] = [];

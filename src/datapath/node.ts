@@ -11,7 +11,7 @@ import { MembraneError } from '../shared/errors.ts';
 import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { HOST_DEVICE } from './constants.ts';
 import { createEndpointDatapath, deleteEndpointDatapath, hostIfname, type CreatedEndpoint, type EndpointSpec } from './endpoint.ts';
-import { checkEndpoint, endpointPresent, restoreEndpoint, sweepEndpoints, type EndpointRecord, type RestoreOutcome } from './endpoint-restore.ts';
+import { checkEndpoint, endpointPresent, inspectPod, restoreEndpoint, sweepEndpoints, type EndpointRecord, type RestoreOutcome } from './endpoint-restore.ts';
 import { initNodeWith, type InitOptions, type InitResult } from './init.ts';
 import { objectPath } from './objects.ts';
 import { reconcileRemotes, type RemoteNodeEntry, type RemotePodEntry } from './remote-nodes.ts';
@@ -66,9 +66,33 @@ export class NodeDatapath {
     return restoreEndpoint(this.cfg, ep, reload);
   }
 
-  /** Throws E_ENDPOINT naming what is broken (CNI CHECK). */
-  checkEndpoint(ep: EndpointRecord, what: string): void {
-    checkEndpoint(this.cfg, this.h, ep, what);
+  /** Throws E_ENDPOINT naming what is broken, host and pod side, and what differs from the runtime's prevResult (CNI CHECK). */
+  checkEndpoint(ep: EndpointRecord, what: string, prevResult?: unknown): void {
+    checkEndpoint(this.cfg, this.h, ep, what, prevResult);
+  }
+
+  /**
+   * Whether what an earlier ADD made is still whole, so that returning its
+   * result again is true: the same veth, the pod's interface up with the
+   * endpoint's address. Anything less is a stale endpoint to replace.
+   */
+  endpointIntact(ep: EndpointRecord): boolean {
+    if (!endpointPresent(this.h, ep)) return false;
+    try {
+      const pod = inspectPod(ep);
+      return !!pod.link?.up && pod.addresses.includes(`${ep.ip}/32`);
+    } catch {
+      return false; // the netns went away meanwhile
+    }
+  }
+
+  /** The MAC the pod's interface has now (a chained plugin may have changed it), if it is there. */
+  podMac(ep: EndpointRecord): string | undefined {
+    try {
+      return inspectPod(ep).link?.mac;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Removes endpoint remains that belong to none of `keep`; returns how many. */

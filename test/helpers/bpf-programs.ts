@@ -243,6 +243,8 @@ export interface ProgramCase {
     metrics: MetricExpect[];
     /** Every cilium_events record after the run, in order. */
     events: EventExpect[];
+    /** Every cilium_lxc entry after the run (omit: the program must not change the map). */
+    endpoints?: endpoints.EndpointEntry[];
   };
 }
 
@@ -252,6 +254,8 @@ export interface RunResult {
   mark: number;
   metrics: { key: metrics.MetricsKey; value: metrics.MetricsValue }[];
   events: DatapathEvent[];
+  /** cilium_lxc after the run, sorted by IP. */
+  endpoints: endpoints.EndpointEntry[];
 }
 
 export function lxcConstants(c: LxcConfig): Record<string, Buffer> {
@@ -304,8 +308,11 @@ export function runCase(t: TestContext, c: ProgramCase, baseNodeConfig: nodeConf
     mark: r.ctxOut!.readUInt32LE(SKB_MARK),
     metrics: counters,
     events: records.map((rec) => decodeEvent(rec)),
+    endpoints: sortedEndpoints([...obj.map(endpoints.ENDPOINTS_MAP_NAME).entries()].map(([k, v]) => endpoints.decodeEntry(k, v))),
   };
 }
+
+const sortedEndpoints = (es: endpoints.EndpointEntry[]) => [...es].sort((a, b) => a.ip.localeCompare(b.ip, undefined, { numeric: true }));
 
 function describeMetric(k: metrics.MetricsKey): string {
   return `reason ${k.reason} dir ${k.dir} at ${sourceFileName(k.file)}:${k.line}`;
@@ -323,6 +330,7 @@ export function checkCase(c: ProgramCase, r: RunResult): void {
     assert.equal(r.frame.toString('hex'), wantFrame.toString('hex'), x.frame ? 'output frame' : 'output frame (must be unchanged)');
   }
   assert.equal(r.mark >>> 0, (x.mark ?? c.ctx?.mark ?? 0) >>> 0, 'skb->mark');
+  assert.deepEqual(r.endpoints, sortedEndpoints(x.endpoints ?? c.maps?.endpoints ?? []), x.endpoints ? 'cilium_lxc after the run' : 'cilium_lxc (must be unchanged)');
 
   const got = r.metrics.map((e) => describeMetric(e.key)).sort();
   const want = x.metrics.map((e) => `reason ${e.reason} dir ${e.dir} at ${e.site.file}:${e.site.line}`).sort();

@@ -57,6 +57,12 @@ const LXC_A = lxcConstants({ endpointId: POD_A.id, ipv4: POD_A.ip, identity: POD
 const POD_B: EndpointEntry = {
   ip: '10.0.1.6', ifindex: 43, lxcId: 8, flags: 0, mac: '02:00:00:00:00:06', nodeMac: '02:aa:00:00:00:06', secId: 5678, parentIfindex: 0,
 };
+/** POD_A's own cilium_lxc entry, as the agent writes it. */
+const POD_A_ENTRY: EndpointEntry = {
+  ip: POD_A.ip, ifindex: POD_A.ifindex, lxcId: POD_A.id, flags: 0, mac: POD_A.podMac, nodeMac: POD_A.lxcMac, secId: POD_A.identity, parentIfindex: 0,
+};
+/** The MAC a chained plugin (tuning) gave POD_A after the ADD. */
+const TUNED_MAC = '02:7e:00:00:00:05';
 const ROUTER = hostEndpoint(NODE.routerIp);
 const NODE_IP = hostEndpoint(NODE.nodeIp);
 
@@ -326,6 +332,42 @@ const CASES: ProgramCase[] = [
       frame: arpFrame({ op: 2, srcMac: POD_A.lxcMac, dstMac: POD_A.podMac, sha: POD_A.lxcMac, sip: NODE.routerIp, tha: POD_A.podMac, tip: POD_A.ip }),
       metrics: fwd(LXC_ARP_FORWARD),
       events: [{ ...fromLxcTrace, summary: `ARP who-has ${NODE.routerIp} tell ${POD_A.ip}` }],
+    },
+  },
+  {
+    name: 'lxc: the gratuitous ARP after a MAC change (arp_notify) moves cilium_lxc to the new MAC, and passes',
+    ...LXC,
+    maps: { endpoints: [POD_A_ENTRY, POD_B] },
+    frame: arpFrame({ op: 1, srcMac: TUNED_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', sha: TUNED_MAC, sip: POD_A.ip, tha: '00:00:00:00:00:00', tip: POD_A.ip }),
+    expect: {
+      retval: TC_ACT_OK, metrics: fwd(LXC_ARP_FORWARD), events: [{ ...fromLxcTrace, summary: `ARP who-has ${POD_A.ip} tell ${POD_A.ip}` }],
+      endpoints: [{ ...POD_A_ENTRY, mac: TUNED_MAC }, POD_B],
+    },
+  },
+  {
+    name: 'lxc: an ARP request for the gateway from a new MAC is answered to it, and cilium_lxc follows',
+    ...LXC,
+    maps: { endpoints: [POD_A_ENTRY] },
+    frame: arpFrame({ op: 1, srcMac: TUNED_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', sha: TUNED_MAC, sip: POD_A.ip, tha: '00:00:00:00:00:00', tip: NODE.routerIp }),
+    expect: {
+      retval: TC_ACT_REDIRECT,
+      frame: arpFrame({ op: 2, srcMac: POD_A.lxcMac, dstMac: TUNED_MAC, sha: POD_A.lxcMac, sip: NODE.routerIp, tha: TUNED_MAC, tip: POD_A.ip }),
+      metrics: fwd(LXC_ARP_FORWARD),
+      events: [{ ...fromLxcTrace, summary: `ARP who-has ${NODE.routerIp} tell ${POD_A.ip}` }],
+      endpoints: [{ ...POD_A_ENTRY, mac: TUNED_MAC }],
+    },
+  },
+  {
+    name: "lxc: an ARP claiming another pod's IP changes no cilium_lxc entry",
+    ...LXC,
+    maps: { endpoints: [POD_A_ENTRY, POD_B] },
+    frame: arpFrame({ op: 1, srcMac: TUNED_MAC, dstMac: 'ff:ff:ff:ff:ff:ff', sha: TUNED_MAC, sip: POD_B.ip, tha: '00:00:00:00:00:00', tip: POD_B.ip }),
+    expect: {
+      // Answered like any request for an address not the pod's own (the responder's rule), but nothing learned.
+      retval: TC_ACT_REDIRECT,
+      frame: arpFrame({ op: 2, srcMac: POD_A.lxcMac, dstMac: TUNED_MAC, sha: POD_A.lxcMac, sip: POD_B.ip, tha: TUNED_MAC, tip: POD_B.ip }),
+      metrics: fwd(LXC_ARP_FORWARD),
+      events: [{ ...fromLxcTrace, summary: `ARP who-has ${POD_B.ip} tell ${POD_B.ip}` }],
     },
   },
   {
