@@ -34,6 +34,11 @@ export interface AddRequest {
   labels: Record<string, string>;
 }
 
+/** How long endpoint operations must have paused before a move to tcx starts (longer than the gap between a burst's ADDs). */
+const UPGRADE_QUIET_MS = 100;
+/** ...but no move waits longer than this for a pause (a steady stream of ADDs). */
+const UPGRADE_MAX_WAIT_MS = 2000;
+
 export class EndpointManager {
   private readonly ipam: Ipam;
   private readonly eps = new Map<number, EndpointState>();
@@ -211,20 +216,55 @@ export class EndpointManager {
     }
   }
 
-  private readonly upgrades = new Map<number, Promise<unknown>>();
+  /** Endpoints still on their legacy tc filter, waiting for the move to tcx, in ADD order. */
+  private readonly pendingUpgrades = new Map<number, { ep: EndpointState; upgrade: TcxUpgrade }>();
+  /** The move to tcx in progress, if any. */
+  private runningUpgrade?: { id: number; done: Promise<void> };
+  private draining?: Promise<void>;
 
-  /** Moves the endpoint from its legacy tc filter to tcx in the background (the kernel waits on a worker thread). */
+  /**
+   * Moves the endpoint from its legacy tc filter to tcx in the background,
+   * one at a time and only once endpoint operations have been quiet for a
+   * moment: creating a tcx link waits for an RCU grace period with the RTNL
+   * lock held, which made every veth of a burst of ADDs wait too (100 ADDs:
+   * 2.8 s instead of 1.6 s). The pod works meanwhile: same program, same
+   * maps, on the legacy hook.
+   */
   private startUpgrade(ep: EndpointState, upgrade: TcxUpgrade): void {
-    const p = upgrade.run().then(
-      (mode) => { if (mode === 'tc') this.log?.(`endpoint ${ep.id}: tcx not supported, staying on legacy tc`); },
-      (e) => this.log?.(`endpoint ${ep.id}: ${(e as Error).message} (staying on legacy tc)`),
-    ).finally(() => this.upgrades.delete(ep.id));
-    this.upgrades.set(ep.id, p);
+    this.pendingUpgrades.set(ep.id, { ep, upgrade });
+    this.draining ??= this.drainUpgrades().finally(() => { this.draining = undefined; });
+  }
+
+  private async drainUpgrades(): Promise<void> {
+    for (;;) {
+      await this.mutex.whenQuiet(UPGRADE_QUIET_MS, UPGRADE_MAX_WAIT_MS);
+      const next = this.pendingUpgrades.entries().next();
+      if (next.done) return;
+      const [id, { ep, upgrade }] = next.value;
+      this.pendingUpgrades.delete(id);
+      const done = upgrade.run().then(
+        (mode) => { if (mode === 'tc') this.log?.(`endpoint ${ep.id}: tcx not supported, staying on legacy tc`); },
+        (e) => this.log?.(`endpoint ${ep.id}: ${(e as Error).message} (staying on legacy tc)`),
+      );
+      this.runningUpgrade = { id, done };
+      await done;
+      this.runningUpgrade = undefined;
+    }
+  }
+
+  /** An endpoint about to go: its move to tcx is dropped if not started, awaited if running. */
+  private async forgetUpgrade(id: number): Promise<void> {
+    const pending = this.pendingUpgrades.get(id);
+    if (pending) {
+      this.pendingUpgrades.delete(id);
+      pending.upgrade.cancel();
+    }
+    if (this.runningUpgrade?.id === id) await this.runningUpgrade.done;
   }
 
   /** Resolves once every background tcx upgrade has finished (tests, shutdown). */
   async settled(): Promise<void> {
-    await Promise.all([...this.upgrades.values()]);
+    while (this.draining) await this.draining;
   }
 
   /** Idempotent: deleting an endpoint that does not exist succeeds. */
@@ -243,7 +283,7 @@ export class EndpointManager {
 
   /** Removes a recorded endpoint everywhere (under the mutex): datapath, IPAM, state file, identity, store. */
   private async remove(ep: EndpointState): Promise<void> {
-    await this.upgrades.get(ep.id);
+    await this.forgetUpgrade(ep.id);
     this.dp.deleteEndpoint(ep);
     this.eps.delete(ep.id);
     this.ipam.release(ep.ip, ep.containerID);

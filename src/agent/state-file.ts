@@ -1,7 +1,12 @@
 // The agent's persisted state: one JSON file per node, replaced atomically
-// (write to a temp file, fsync, rename) so a crash at any moment leaves
-// either the old or the new state, never half of one.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+// (write to a temp file, rename) so a crash of the agent at any moment
+// leaves either the old or the new state, never half of one. No fsync: the
+// file describes kernel state (veths, pinned maps and links) that a power
+// cut or reboot loses too, after which restore finds every recorded veth
+// gone and starts empty; what must survive is a crash of the process, and
+// the page cache does. (It cost 1-3 ms per pod add, and lives on tmpfs by
+// default anyway.)
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MembraneError } from '../shared/errors.ts';
 import type { IpamState } from './ipam.ts';
@@ -53,7 +58,6 @@ export function saveState(path: string, s: AgentState): void {
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, JSON.stringify(s, null, 1));
-    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -16,6 +16,7 @@
 // throws E_BPF_PIN_INCOMPATIBLE naming the pin, unless
 // `onIncompatiblePin: 'replace'`, which loads a fresh map and swaps the pin
 // only after the whole object loaded (programs still using the old map keep it).
+import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { MembraneError } from '../shared/errors.ts';
 import { constantPatches, type ConstantValue, type Patch } from './constants.ts';
@@ -62,6 +63,37 @@ interface PinSwap {
   path: string;
 }
 
+/**
+ * Parsed objects by file version: every pod loads the same bpf_lxc.o, and
+ * parsing its ELF and BTF again for each was a quarter of a load. A rebuilt
+ * file (new inode, size or mtime) is parsed afresh.
+ */
+const parsedObjects = new Map<string, { version: string; elf: ElfObject }>();
+
+function parsedObject(path: string): ElfObject {
+  let version: string;
+  try {
+    const st = statSync(path);
+    version = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return ElfObject.fromFile(path); // reports the missing or unreadable file
+  }
+  const hit = parsedObjects.get(path);
+  if (hit?.version === version) return hit.elf;
+  const elf = ElfObject.fromFile(path);
+  parsedObjects.set(path, { version, elf });
+  return elf;
+}
+
+let sharedLog: Buffer | undefined;
+
+/** The verifier log buffer loads at log level 0 share, emptied (loads are synchronous, so one at a time). */
+function sharedLogBuffer(size: number): Buffer {
+  if (!sharedLog || sharedLog.length !== size) sharedLog = Buffer.allocUnsafeSlow(size);
+  sharedLog[0] = 0;
+  return sharedLog;
+}
+
 export class BpfObject {
   readonly path: string;
   readonly elf: ElfObject;
@@ -90,7 +122,7 @@ export class BpfObject {
    * libbpf's messages), VerifierError (E_BPF_VERIFIER) for a rejected program.
    */
   static open(path: string, opts: BpfObjectOptions = {}): BpfObject {
-    const elf = ElfObject.fromFile(path);
+    const elf = parsedObject(path);
     const patches = constantPatches(elf, path, opts.constants ?? {});
     const known = elf.maps().map((m) => m.name);
     for (const name of Object.keys(opts.mapPins ?? {})) {
@@ -126,8 +158,12 @@ export class BpfObject {
       const swaps = configurePins(obj, file, opts);
 
       const progs: { ptr: Ptr; name: string; section: string; log: Buffer }[] = [];
+      // Without a log level the log is written only for the program that fails (libbpf retries it
+      // with one), and loading stops there: all programs can share one buffer, kept between loads
+      // (zero-filling 256 KiB per program was a sixth of an endpoint's load).
+      const shared = logLevel ? undefined : sharedLogBuffer(logSize);
       for (let p = bpf.object_next_program(obj, null); p; p = bpf.object_next_program(obj, p)) {
-        const log = Buffer.alloc(logSize);
+        const log = shared ?? Buffer.alloc(logSize);
         bpf.program_set_log_buf(p, log, log.length);
         if (logLevel) bpf.program_set_log_level(p, logLevel);
         progs.push({ ptr: p, name: bpf.program_name(p), section: bpf.program_section_name(p), log });
