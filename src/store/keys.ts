@@ -6,6 +6,7 @@
 //   cilium/state/identities/v1/id/<ID>                         label key (master key, no lease)
 //   cilium/state/identities/v1/value/<labelKey>/<nodeSuffix>   ID in decimal (slave key, leased)
 //   cilium/state/identities/v1/locks/<labelKey>                allocation lock (leased)
+//   cilium/state/identities/v1/freed/<ID>                      Membrane: an ID the GC freed, kept out of reuse for a while
 // Field names are Go's (PascalCase) so the values read like Cilium's.
 import { isIP } from 'node:net';
 import { MembraneError } from '../shared/errors.ts';
@@ -17,6 +18,8 @@ export const IDENTITIES_PREFIX = 'cilium/state/identities/v1/';
 export const IDENTITY_ID_PREFIX = 'cilium/state/identities/v1/id/';
 export const IDENTITY_VALUE_PREFIX = 'cilium/state/identities/v1/value/';
 export const IDENTITY_LOCK_PREFIX = 'cilium/state/identities/v1/locks/';
+/** Membrane's own: IDs the garbage collector freed, in quarantine (not handed to another label set) until it ends. */
+export const IDENTITY_FREED_PREFIX = 'cilium/state/identities/v1/freed/';
 
 export const DEFAULT_CLUSTER = 'default';
 /** Cilium writes every ipcache entry under the "default" address space. */
@@ -108,6 +111,37 @@ export function parseIdentityValueKey(key: string): { labelKey: string; node: st
 
 export function identityLockKey(labelKey: string): string {
   return `${IDENTITY_LOCK_PREFIX}${labelKey}`;
+}
+
+export function identityFreedKey(id: number): string {
+  if (!Number.isInteger(id) || id < 0) throw keyError('freed identity key', `${id} is not an identity`);
+  return `${IDENTITY_FREED_PREFIX}${id}`;
+}
+
+export function parseIdentityFreedKey(key: string): number | undefined {
+  if (!key.startsWith(IDENTITY_FREED_PREFIX)) return undefined;
+  const s = key.slice(IDENTITY_FREED_PREFIX.length);
+  return /^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : undefined;
+}
+
+/** A freed ID's record: the labels it meant and when it was freed (ms since the epoch). */
+export interface FreedIdentity {
+  labelKey: string;
+  freedAt: number;
+}
+
+export function encodeFreedIdentity(v: FreedIdentity): string {
+  return JSON.stringify(v);
+}
+
+/** Undefined for a value that is not a freed-identity record (it then quarantines its ID with no end known). */
+export function decodeFreedIdentity(value: string): FreedIdentity | undefined {
+  try {
+    const v = JSON.parse(value) as Partial<FreedIdentity>;
+    return typeof v.labelKey === 'string' && Number.isFinite(v.freedAt) ? { labelKey: v.labelKey, freedAt: v.freedAt! } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Master and slave key values are the ID in decimal. */
@@ -318,6 +352,12 @@ export interface IPIdentityValue {
 /** Cilium's metadata string naming who owns an ipcache entry. */
 export function ipMetadata(node: string, endpointId: number | string): string {
   return `cilium-global:default:${node}:${endpointId}`;
+}
+
+/** The node named by an ipMetadata() string, or undefined if it is not one. */
+export function nodeOfIpMetadata(metadata: string): string | undefined {
+  const m = /^cilium-global:[^:]*:([^:]+):[^:]*$/.exec(metadata);
+  return m?.[1];
 }
 
 export function encodeIpIdentity(v: IPIdentityValue): string {
