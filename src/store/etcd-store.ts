@@ -24,6 +24,8 @@ const DEFAULT_TIMEOUT_MS = 5_000;
 const WATCH_RETRY_MIN_MS = 100;
 const WATCH_RETRY_MAX_MS = 1_000;
 const CANCEL_WAIT_MS = 1_000;
+/** Read by ping(); never written. */
+const PING_KEY = 'cilium/.membrane-ping';
 
 type FaultHandling = NonNullable<IOptions['faultHandling']>;
 
@@ -271,6 +273,11 @@ export class EtcdStore implements KVStore {
     const w = new EtcdWatch(this, prefix, fromRevision, cb, onError);
     this.watches.add(w);
     return w;
+  }
+
+  async ping(): Promise<void> {
+    // A linearizable read: it needs a leader, as a write does (a member without quorum still answers status).
+    await this.call('ping', 'etcd', () => this.client.get(PING_KEY).exec());
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {

@@ -16,7 +16,7 @@
 // ttl/3. Whoever notices an expired lease first (any process, on its poll or
 // before any read or write) deletes its keys and logs the delete events, so
 // the keys of a SIGKILLed agent vanish about one TTL after its last keepalive.
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MembraneError } from '../shared/errors.ts';
@@ -32,6 +32,8 @@ const DEFAULT_POLL_MS = 50;
 const DEFAULT_RETENTION_MS = 10 * 60_000;
 const COMPACT_EVERY_MS = 5_000;
 const BUSY_TIMEOUT_MS = 5_000;
+// ping() waits this long for the write lock: writers hold it for milliseconds, an outage for much longer.
+const PING_BUSY_MS = 250;
 
 /** Blocks the thread for `ms` (only at open, before the store serves anything). */
 function sleepSync(ms: number): void {
@@ -208,7 +210,13 @@ export class SqliteStore implements KVStore {
   private static tryOpen(cfg: SqliteStoreConfig): SqliteStore {
     let db: Database.Database | undefined;
     try {
-      mkdirSync(dirname(cfg.path), { recursive: true });
+      // The store holds the cluster's state: root only. SQLite creates files 0644 (less the umask) and
+      // its -wal and -shm files with the database file's mode, so the file is made 0600 first.
+      mkdirSync(dirname(cfg.path), { recursive: true, mode: 0o700 });
+      if (!existsSync(cfg.path)) closeSync(openSync(cfg.path, 'a', 0o600));
+      for (const f of [cfg.path, `${cfg.path}-wal`, `${cfg.path}-shm`]) {
+        if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600); // made by an older build
+      }
       db = new Database(cfg.path);
       // busy_timeout first: switching to WAL and creating the schema may wait for another process.
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -304,6 +312,19 @@ export class SqliteStore implements KVStore {
         if (this.watchers.size === 0) this.timer.unref();
       },
     };
+  }
+
+  async ping(): Promise<void> {
+    return this.op('ping', 'write lock', () => {
+      // Takes the write lock and lets it go, writing nothing; waits PING_BUSY_MS at most, not busy_timeout.
+      this.db.pragma(`busy_timeout = ${PING_BUSY_MS}`);
+      try {
+        this.db.exec('BEGIN IMMEDIATE');
+        this.db.exec('ROLLBACK');
+      } finally {
+        this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      }
+    });
   }
 
   async grantLease(ttlSeconds: number): Promise<Lease> {

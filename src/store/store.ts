@@ -63,6 +63,11 @@ export interface KVStore {
    * An exception thrown by `cb` goes to `onError` (or is rethrown if there is none).
    */
   watch(prefix: string, fromRevision: number, cb: (ev: WatchEvent) => void, onError?: (e: Error) => void): Watch;
+  /**
+   * Resolves if the store could take a write now, else rejects with E_STORE_UNAVAILABLE;
+   * bounded (a short lock wait on SQLite, one request on etcd) and writes nothing.
+   */
+  ping(): Promise<void>;
   /** A new lease with keepalive running. TTL: whole seconds, >= 1. */
   grantLease(ttlSeconds: number): Promise<Lease>;
   /** Stops watches and keepalives and releases the connection; leases are left to expire. */

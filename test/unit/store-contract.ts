@@ -277,6 +277,11 @@ export function runStoreContract(name: string, setup: () => Promise<StoreHarness
       w.close();
     });
 
+    it('ping resolves while the store can take writes', async () => {
+      await a.ping();
+      await b.ping();
+    });
+
     it('watching from a compacted revision fails with E_STORE_COMPACTED', async () => {
       const p = prefix();
       const { revision } = await a.list(p);
