@@ -16,11 +16,16 @@ export const libc = {
   sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
   recv: lib.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
   geteuid: lib.func('uint32_t geteuid()'),
+  flock: lib.func('int flock(int fd, int operation)'),
 };
 
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
 export const CLONE_NEWNET = 0x40000000;
+/** flock(2) operations: exclusive, non-blocking, unlock. */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 
 export function errno(): number {
   return koffi.errno();
