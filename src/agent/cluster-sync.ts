@@ -5,10 +5,15 @@
 // remote-node, remote pod /32s with their node as tunnel endpoint. Nothing
 // is deleted before the first complete list (a restarting agent keeps its
 // peers' routes until it has re-learned them), and a store outage changes
-// nothing in the kernel: established traffic keeps flowing.
+// nothing in the kernel: established traffic keeps flowing. A peer is only
+// dropped when its keys are deleted: it left (its agent revoked its lease,
+// an operator deleted it) or it has been gone for its whole leaseTTL.
+//
+// Deletes of this node's own keys are handed to `ownKeyDeleted` (the
+// publisher puts them back while the agent runs).
 import type { NodeDatapath, RemoteNodeEntry, RemotePodEntry } from '../datapath/node.ts';
 import type { NodeConfig } from '../shared/config.ts';
-import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
+import { decodeIpIdentity, decodeNode, ipPrefix, nodeAddress, nodeKey, nodesPrefix, parseIpKey, parseNodeKey } from '../store/keys.ts';
 import type { KVStore, Watch, WatchEvent } from '../store/store.ts';
 import type { MembraneError } from '../shared/errors.ts';
 
@@ -34,6 +39,7 @@ export class ClusterSync {
     private readonly dp: NodeDatapath,
     private readonly store: KVStore,
     private readonly log: (s: string) => void,
+    private readonly hooks: { ownKeyDeleted?: (key: string) => void; storeError?: (e: Error) => void } = {},
   ) {
     this.cfg = dp.cfg;
   }
@@ -57,10 +63,15 @@ export class ClusterSync {
     this.pods.clear();
     for (const e of nodes.entries) this.applyNode({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
     for (const e of ips.entries) this.applyIp({ type: 'put', key: e.key, value: e.value, revision: e.modRevision });
+    // Listed again after a gap in the watch: a delete of this node's key may be among what was missed.
+    if (this.synced && !nodes.entries.some((e) => parseNodeKey(e.key)?.node === this.cfg.nodeName)) {
+      this.hooks.ownKeyDeleted?.(nodeKey(this.cfg.cluster, this.cfg.nodeName));
+    }
     this.synced = true;
     this.reconcile();
     const onError = (e: Error) => {
       this.lastError = e.message;
+      this.hooks.storeError?.(e);
       this.log(`store watch: ${e.message} (kernel state kept as is)`);
       if ((e as MembraneError).code === 'E_STORE_COMPACTED') this.relist();
     };
@@ -98,7 +109,11 @@ export class ClusterSync {
 
   private applyNode(ev: WatchEvent): void {
     const k = parseNodeKey(ev.key);
-    if (!k || k.node === this.cfg.nodeName) return;
+    if (!k) return;
+    if (k.node === this.cfg.nodeName) {
+      if (ev.type === 'delete' && this.synced) this.hooks.ownKeyDeleted?.(ev.key);
+      return;
+    }
     if (ev.type === 'delete') {
       if (this.nodes.delete(k.node)) this.log(`node ${k.node} left`);
       return;
@@ -119,7 +134,9 @@ export class ClusterSync {
     const k = parseIpKey(ev.key);
     if (!k) return;
     if (ev.type === 'delete') {
+      const was = this.pods.get(k.ip);
       this.pods.delete(k.ip);
+      if (this.synced && was?.hostIP === this.cfg.nodeIP) this.hooks.ownKeyDeleted?.(ev.key);
       return;
     }
     try {

@@ -1,9 +1,16 @@
 // `membrane agent`: one daemon per node, run in the node's netns. On start
-// it sets up the node datapath (without deleting anything it has not
-// re-learned), opens the cluster store, restores its endpoints without
-// touching their devices or traffic, and serves its API on a unix socket.
+// it takes the node's lock (before anything else: a second agent for the
+// node changes nothing), sets up the node datapath (without deleting
+// anything it has not re-learned), opens the cluster store, restores its
+// endpoints without touching their devices or traffic, publishes the node,
+// and serves its API on a unix socket.
+//
+// Stopping: stop({ leave: true }) (SIGTERM) removes the node from the store
+// at once, so peers drop it now; stop({ leave: false }) (SIGHUP, a restart)
+// leaves its entries under their lease for the next agent to take over, so a
+// restart costs no packet. The datapath and pins stay either way.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { ApiServer } from '../api/server.ts';
 import { cniHttpHandler } from '../cni/http.ts';
 import { NodeDatapath } from '../datapath/node.ts';
@@ -14,18 +21,37 @@ import { IdentityAllocator } from '../store/identity-allocator.ts';
 import { openStore, type KVStore, type Lease } from '../store/store.ts';
 import { ClusterSync } from './cluster-sync.ts';
 import { EndpointManager } from './endpoint-manager.ts';
-import { Publisher } from './publisher.ts';
+import { securityLabels } from './labels.ts';
+import { NodeLock } from './lock.ts';
+import { deleteNodeEntries, Publisher } from './publisher.ts';
 import { agentRoutes } from './routes.ts';
+import { loadState } from './state-file.ts';
+import { StoreHealth } from './store-health.ts';
+import { storeTrace, traceWarning } from './store-trace.ts';
 
 export const CNI_NETWORK_NAME = 'membrane';
+
+/** Written when the node left the cluster on purpose; the next start expects no trace of it in the store. */
+const leftMarker = (cfg: NodeConfig): string => `${cfg.paths.stateDir}/left`;
+
+/** `p`, or a rejection after `ms` (p keeps running; its outcome is ignored then). */
+function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  p.catch(() => undefined);
+  return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); })])
+    .finally(() => clearTimeout(timer));
+}
 
 export class Agent {
   readonly startedAt = new Date();
   readonly bootID = randomUUID();
+  /** Things an operator must hear about (shown by `membrane status`), e.g. a store that lost this node. */
+  readonly warnings: string[] = [];
   private api = new ApiServer();
 
   private constructor(
     readonly cfg: NodeConfig,
+    private readonly lock: NodeLock,
     readonly dp: NodeDatapath,
     readonly store: KVStore,
     readonly lease: Lease,
@@ -33,43 +59,79 @@ export class Agent {
     readonly identities: IdentityAllocator,
     readonly publisher: Publisher,
     readonly sync: ClusterSync,
+    readonly health: StoreHealth,
   ) {}
 
   static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
     const missing = missingCapabilities();
     if (missing.length > 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: `must run as root (lacks ${missing.join(', ')})` });
     if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
-    mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o700 });
-    const dp = NodeDatapath.open(cfg, { prune: false, apiSocket: cfg.paths.apiSocket });
+    // First, before the kernel or the store is touched: a refused agent changes nothing.
+    const lock = NodeLock.acquire(cfg);
+    let dp: NodeDatapath;
+    try {
+      dp = NodeDatapath.open(cfg, { prune: false, apiSocket: cfg.paths.apiSocket });
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
     log(`datapath ready: ${dp.init.programs.length} programs attached, routes +${dp.init.routes.added}`);
     let store: KVStore;
     try {
       store = await openStore(cfg.store);
     } catch (e) {
       dp.close();
+      lock.release();
       throw wrap(`start agent: open ${cfg.store.backend} store`, e);
     }
+    const undo: (() => Promise<unknown> | unknown)[] = [];
     try {
+      const health = new StoreHealth(store, log);
       const lease = await store.grantLease(cfg.leaseTTL);
-      const identities = await IdentityAllocator.create(store, { node: cfg.nodeName, leaseTtlSeconds: cfg.leaseTTL });
+      const identities = await IdentityAllocator.create(store, {
+        node: cfg.nodeName, leaseTtlSeconds: cfg.leaseTTL, onError: (e) => log(`identities: ${e.message}`),
+      });
+      undo.push(() => identities.close({ revoke: false }));
       // The publisher renews its lease itself if it is lost (store outage past the TTL).
       const publisher = new Publisher(store, lease, cfg, log);
+      undo.push(() => publisher.close());
+      const recorded = loadState(cfg.paths.stateFile, cfg.nodeName).endpoints;
+      // Identities keep their numbers even when the store lost them (see store-trace.ts).
+      identities.prefer(recorded.map((ep) => ({ labels: securityLabels(ep.labels, ep.podNamespace), id: ep.identity })));
+      // An agent that left on purpose (SIGTERM) finds no trace of its node when it comes back: expected, not damage.
+      const left = leftMarker(cfg);
+      const leftAt = existsSync(left) ? readFileSync(left, 'utf8').trim() : undefined;
+      const warning = leftAt === undefined ? traceWarning(await storeTrace(store, cfg, recorded), cfg, recorded) : undefined;
+      if (warning) log(`WARNING: ${warning}`);
+      if (leftAt !== undefined) log(`joining the cluster again (this node left it at ${leftAt})`);
       const endpoints = new EndpointManager(dp, identities, publisher, log);
-      const sync = new ClusterSync(dp, store, log);
-      const agent = new Agent(cfg, dp, store, lease, endpoints, identities, publisher, sync);
+      const sync = new ClusterSync(dp, store, log, { ownKeyDeleted: (k) => publisher.ownKeyDeleted(k), storeError: (e) => health.failed(e) });
+      undo.push(() => sync.stop());
+      const agent = new Agent(cfg, lock, dp, store, lease, endpoints, identities, publisher, sync, health);
+      if (warning) agent.warnings.push(warning);
       const r = await endpoints.restore();
       log(`endpoints restored: ${r.restored} kept, ${r.reloaded} reloaded, ${r.removed} gone, ${r.orphans} orphans removed`);
       await publisher.registerNode(agent.bootID);
+      // What an earlier run left claiming this node: pod IPs and identity references of endpoints that are gone.
+      const ips = await publisher.sweepStaleIps(endpoints.list().map((e) => e.ip));
+      const refs = await identities.sweepReferences();
+      if (ips || refs) log(`store: removed ${ips} stale pod IP keys and ${refs} stale identity references of this node`);
       await sync.start();
       log(`cluster synced: ${sync.nodes.size} remote nodes, ${sync.pods.size} pod IPs`);
+      health.start();
+      undo.push(() => health.stop());
+      identities.startGc();
+      rmSync(left, { force: true });
       agentRoutes(agent, agent.api);
       agent.api.raw('POST', '/v1/cni', cniHttpHandler(agent.cniBackend(), { networkName: CNI_NETWORK_NAME }));
       await agent.api.listen(cfg.paths.apiSocket);
       log(`serving API on ${cfg.paths.apiSocket}`);
       return agent;
     } catch (e) {
+      for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
       dp.close();
       await store.close();
+      lock.release();
       throw e;
     }
   }
@@ -78,6 +140,7 @@ export class Agent {
   cniBackend() {
     const ep = this.endpoints;
     const cfg = this.cfg;
+    const health = this.health;
     return {
       async add(r: { containerID: string; netns: string; ifname: string; podName?: string; podNamespace?: string; labels: Record<string, string> }, opts?: { signal?: AbortSignal }) {
         const e = await ep.add(r, opts);
@@ -87,19 +150,47 @@ export class Agent {
       async check(r: { containerID: string; ifname: string; netns: string; prevResult?: unknown }) { ep.check(r); },
       async status() {
         if (!ep.ready) throw new MembraneError('agent status', { code: 'E_NOT_READY', cause: 'restoring endpoints' });
+        // Every ADD needs the store (identities): say so rather than "available". A recent result, no round trip.
+        health.check('agent status');
       },
       async gc(valid: { containerID: string; ifname: string }[]) { return { removed: await ep.gc(valid) }; },
     };
   }
 
-  /** Stops serving; leaves the datapath, pins and store entries in place (their lease keeps them until it expires). */
-  async stop(): Promise<void> {
+  /**
+   * An operator's "delete node" for another node that is gone for good: its
+   * store entries go at once (peers drop its routes now, not after its lease).
+   */
+  async deleteNode(name: string): Promise<{ node: boolean; ips: number; references: number }> {
+    if (name === this.cfg.nodeName) {
+      throw new MembraneError(`delete node ${name}`, { code: 'E_BAD_REQUEST', cause: 'it is this agent\'s own node, which it publishes again; stop the agent with SIGTERM to remove it' });
+    }
+    return deleteNodeEntries(this.store, this.cfg.cluster, name);
+  }
+
+  /**
+   * Stops serving. With `leave`, the node's store entries (node, pod IPs,
+   * identity references) are removed now; without, they stay under their
+   * lease for leaseTTL (a restart takes them over). The datapath and pins stay.
+   */
+  async stop(opts: { leave?: boolean; log?: (s: string) => void } = {}): Promise<void> {
     await this.api.close();
-    this.publisher.close();
+    this.health.stop();
     this.sync.stop();
     await this.endpoints.settled();
-    await this.identities.close().catch(() => undefined);
+    if (opts.leave) {
+      if (await this.publisher.leave()) {
+        opts.log?.(`left the cluster: node ${this.cfg.nodeName} and its pod IPs removed from the store`);
+        writeFileSync(leftMarker(this.cfg), `${new Date().toISOString()}\n`, { mode: 0o600 });
+      }
+      // Bounded like leave(): with the store away, the references expire with their lease.
+      await within(5_000, this.identities.close({ revoke: true })).catch(() => undefined);
+    } else {
+      this.publisher.close();
+      await this.identities.close({ revoke: false }).catch(() => undefined);
+    }
     await this.store.close();
     this.dp.close();
+    this.lock.release();
   }
 }

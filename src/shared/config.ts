@@ -72,7 +72,11 @@ export interface NodeConfig {
   readonly cluster: string;
   readonly bpffsRoot: string;
   readonly store: StoreConfig;
-  /** Seconds the node's store entries outlive its agent (MEMBRANE_LEASE_TTL overrides). */
+  /**
+   * Seconds the node's store entries outlive an agent that stops without leaving
+   * (crash, SIGKILL, SIGSTOP, restart); SIGTERM removes them at once (defaults.ts;
+   * MEMBRANE_LEASE_TTL overrides).
+   */
   readonly leaseTTL: number;
   /** Attach as legacy tc filters even where tcx exists (MEMBRANE_FORCE_LEGACY_TC, for tests of the fallback). */
   readonly forceLegacyTc: boolean;

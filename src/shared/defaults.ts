@@ -35,8 +35,15 @@ export const defaults = {
   apiSocketName: 'agent.sock',
   /** The embedded cluster store shared by the agents of one machine. */
   sqlitePath: `${RUN_DIR}/cluster.db`,
-  /** Seconds a node's store entries outlive its agent. */
-  leaseTTL: 10,
+  /**
+   * Seconds a node's store entries (node, pod IPs, identity references) outlive
+   * an agent that stops without leaving: crashed, SIGKILLed, SIGSTOPped,
+   * restarting. Its peers keep routing to it meanwhile (its datapath forwards
+   * without the agent); a node gone for good is dropped after this. An agent
+   * that leaves (SIGTERM) or a node an operator deletes goes at once. 15 min,
+   * Cilium's --kvstore-lease-ttl default.
+   */
+  leaseTTL: 900,
 } as const;
 
 /** The API socket of an agent whose runtime directory is `stateDir` (unless its config names another): the one rule, used by the agent, the CLI, the lab, the tests and the CNI plugin's build. */

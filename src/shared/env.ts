@@ -22,7 +22,7 @@ export interface Env {
 /** Every variable this process reads, with what it does (docs/environment.md has the same list). */
 export const ENV_VARS = {
   MEMBRANE_TIMING: '1: log phase timings of pod add and agent start',
-  MEMBRANE_LEASE_TTL: 'whole seconds >= 1: lease TTL of the node\'s store entries (overrides leaseTTL in the node config)',
+  MEMBRANE_LEASE_TTL: 'whole seconds >= 1: how long the node\'s store entries outlive an agent that stops without leaving (overrides leaseTTL in the node config)',
   MEMBRANE_FORCE_LEGACY_TC: '1: attach programs as legacy tc filters even where tcx is supported',
   MEMBRANE_LIBBPF_DEBUG: '1: print libbpf\'s debug messages',
   MEMBRANE_AGENT_SOCKET: 'path: the agent API socket CLI commands use',

@@ -23,11 +23,16 @@ export const agentCmd: Command = {
     const log = (s: string) => process.stderr.write(`${new Date().toISOString()} agent ${cfg.nodeName}: ${s}\n`);
     const agent = await Agent.start(cfg, log);
     log('ready');
-    await new Promise<void>((resolve) => {
-      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+    // SIGTERM/SIGINT: the node leaves the cluster (its store entries go now, peers drop it at once).
+    // SIGHUP: a restart; the entries stay under their lease for the next agent, so peers keep the node.
+    const sig = await new Promise<NodeJS.Signals>((resolve) => {
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(s, () => resolve(s));
     });
-    log('stopping (datapath and pins stay in place)');
-    await agent.stop();
+    const leave = sig !== 'SIGHUP';
+    log(leave
+      ? `${sig}: stopping and leaving the cluster (datapath and pins stay in place)`
+      : `${sig}: stopping for a restart; the node's store entries stay for ${cfg.leaseTTL} s (datapath and pins stay in place)`);
+    await agent.stop({ leave, log });
     return 0;
   },
 };
@@ -60,11 +65,14 @@ export const statusCmd: Command = {
     if (ctx.json) return void ctx.out(json(s));
     ctx.out([
       `Node:       ${s.node} (node IP ${s.nodeIP ?? 'unset'}, router IP ${s.routerIP})`,
-      `KVStore:    Ok   ${s.store.backend}`,
+      `KVStore:    ${s.storeHealth?.healthy === false ? `Failure   ${s.store.backend}: unavailable since ${s.storeHealth.since}: ${s.storeHealth.lastError ?? ''}` : `Ok   ${s.store.backend}`}`,
       `Membrane:   ${s.ready ? 'Ok' : 'Restoring'}   started ${s.startedAt}`,
       `Cluster:    ${s.cluster.remoteNodes} remote nodes, ${s.cluster.podIPs} pod IPs known${s.cluster.lastError ? ` (last store error: ${s.cluster.lastError})` : ''}`,
       `IPAM:       IPv4: ${s.ipam.used}/${s.ipam.capacity} allocated from ${s.ipam.cidr}`,
       `Endpoints:  ${s.endpoints}`,
+      ...(s.pendingStoreDeletes && (s.pendingStoreDeletes.ips.length || s.pendingStoreDeletes.identityReferences)
+        ? [`Pending:    store deletes of ${s.pendingStoreDeletes.ips.length} pod IPs and ${s.pendingStoreDeletes.identityReferences} identity references (retried until the store answers)`] : []),
+      ...(s.warnings ?? []).map((w) => `Warning:    ${w}`),
     ].join('\n') + '\n');
   },
 };
