@@ -21,6 +21,8 @@ import { MAP_NAMES, withNodeMap } from '../../src/datapath/node-maps.ts';
 import { makeNetns, nsExec } from '../helpers/netns.ts';
 import { addPod, cni, delPod, lxcLinks, membraneJson, nodeWithAgent, parsePingSummary, ping, podLinks, snapshot, waitForTcx, type AgentNode, type Pod } from '../helpers/pods.ts';
 import { rootOnly } from '../helpers/skip.ts';
+import { formatLabelKey, identityIdKey } from '../../src/store/keys.ts';
+import { openStore } from '../../src/store/store.ts';
 
 /** What must survive a restart unchanged: endpoints, their devices, attachments and map entries. */
 function endpointView(node: AgentNode, att: any[]) {
@@ -230,8 +232,11 @@ test('an identity that changed while the agent was down (store lost its data) re
   const link = att.find((a) => a.ifname === y.hostIfname);
   assert.equal(programConstants(node.ns, link.progId).LXC_SECLABEL, ep.identity);
   await node.agent.stop('SIGKILL');
-  // A fresh store: y's labels are now the first ones allocated, so they get another identity.
+  // A fresh store in which other labels took y's identity: y gets another one (were it free, y would keep it).
   for (const f of ['cluster.db', 'cluster.db-wal', 'cluster.db-shm']) rmSync(`${node.stateDir}/../${f}`, { force: true });
+  const fresh = await openStore({ backend: 'sqlite', path: `${node.stateDir}/../cluster.db` });
+  await fresh.create(identityIdKey(ep.identity), formatLabelKey({ app: 'someone-else' }));
+  await fresh.close();
   await node.restart();
 
   const [after] = membraneJson<any[]>(node, ['endpoint', 'list']);
