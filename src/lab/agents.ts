@@ -4,12 +4,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { apiCall } from '../api/client.ts';
+import { agentHolding } from '../agent/lock.ts';
 import type { StatusReply } from '../agent/routes.ts';
 import type { EndpointState } from '../agent/state-file.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { agentReady, spawnAgentProcess } from './agent-process.ts';
 import { labPinRoot, nodeDirOf } from './layout.ts';
-import { detachedProcess, sleep, throwIfAborted } from './processes.ts';
+import { detachedProcess, findProcessesWithArg, isOurs, sleep, throwIfAborted } from './processes.ts';
 import type { LabRecord, NodeRecord } from './record.ts';
 
 /** The node's agent config (YAML), written into its directory. */
@@ -22,6 +23,20 @@ export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
     nodeName: n.name, nodeIP: n.nodeIP, routerIP: n.routerIP, podCIDR: n.podCIDR, deviceMTU: rec.deviceMTU,
     stateDir: n.stateDir, bpffsRoot: labPinRoot(rec.name), store,
   }), { mode: 0o600 });
+}
+
+/**
+ * The pid of the node's live agent, whoever started it: the holder of its
+ * node lock (the kernel's answer, right also after a restart by hand, when
+ * lab.json still names the old pid), else the recorded pid while it still
+ * runs an agent of this node's config, else one found by its command line
+ * (an agent still starting, before it takes its lock). Undefined if none runs.
+ */
+export function liveAgentPid(n: NodeRecord): number | undefined {
+  const holder = agentHolding(n.stateDir);
+  if (holder) return holder;
+  if (isOurs(n.agentPid, n.configFile)) return n.agentPid;
+  return findProcessesWithArg('--config', n.configFile)[0];
 }
 
 /**

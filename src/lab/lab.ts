@@ -7,7 +7,10 @@ import { existsSync, mkdirSync, rmdirSync, rmSync } from 'node:fs';
 import { mountBpffs } from '../datapath/bpffs.ts';
 import { objectPath } from '../datapath/objects.ts';
 import { MembraneError } from '../shared/errors.ts';
-import { agentEndpoints, spawnAgent, waitAgentReady, waitConverged, writeAgentConfig } from './agents.ts';
+import { apiCall } from '../api/client.ts';
+import { deleteNodeFromStore } from '../agent/publisher.ts';
+import { defaults } from '../shared/defaults.ts';
+import { agentEndpoints, liveAgentPid, spawnAgent, waitAgentReady, waitConverged, writeAgentConfig } from './agents.ts';
 import { checkCniPlugin, cniAdd, runCni } from './cni.ts';
 import { etcdHealthy, newEtcdRecord, startEtcd, stopEtcd } from './etcd.ts';
 import {
@@ -15,7 +18,7 @@ import {
   nodeDirOf, nodeName, nodeNetns, podNetns, UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, underlayNetns,
 } from './layout.ts';
 import { attachNodeToUnderlay, createNetns, deleteNetns, listNetns, netnsExists, setupUnderlay } from './namespaces.ts';
-import { findLabProcesses, isOurs, killProcessGroup, throwIfAborted } from './processes.ts';
+import { findLabProcesses, isOurs, killProcessGroup, processState, throwIfAborted } from './processes.ts';
 import { labExists, loadLab, saveLab, tryLoadLab, type LabRecord, type NodeRecord, type PodRecord } from './record.ts';
 import type { LabSpec, PodSpec } from './spec.ts';
 import { apiSocketIn } from '../shared/config.ts';
@@ -136,7 +139,8 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
   if (Object.keys(env).length) rec.agentEnv = env;
   if (o.spec.store === 'sqlite') rec.storePath = `${dir}/cluster.db`;
   else rec.etcd = newEtcdRecord(o.name, rec.underlay.netns, dir);
-  mkdirSync(rec.pinRoot, { recursive: true });
+  // Root only, like the lab directory: the pins are the nodes' datapath.
+  mkdirSync(rec.pinRoot, { recursive: true, mode: 0o700 });
   try {
     rec.namespaces.push(rec.underlay.netns);
     saveLab(rec);
@@ -192,7 +196,11 @@ export async function labDown(name: string, progress: Progress = () => {}): Prom
   const res: DownResult = { processes: 0, namespaces: [], removed: [] };
 
   const pids = new Set<number>();
-  for (const n of rec?.nodes ?? []) if (isOurs(n.agentPid, marker)) pids.add(n.agentPid!);
+  for (const n of rec?.nodes ?? []) {
+    if (isOurs(n.agentPid, marker)) pids.add(n.agentPid!);
+    const live = liveAgentPid(n); // restarted by hand: lab.json names the old pid
+    if (live && isOurs(live, marker)) pids.add(live);
+  }
   if (isOurs(rec?.etcd?.pid, marker)) pids.add(rec!.etcd!.pid!);
   for (const p of findLabProcesses(dir)) pids.add(p);
   // Killed outright: the lab is going away, there is nothing to keep consistent.
@@ -317,21 +325,53 @@ export function findNode(rec: LabRecord, node: string): NodeRecord {
 }
 
 /**
- * Stops a node the hard way, as a machine failing would: SIGKILL its agent
- * (no goodbye to the store: its lease has to expire), delete its pods' and
- * its own netns and its pins. Other nodes forget it once the lease expires.
+ * Stops a node as a machine failing and its operator deleting it would:
+ * SIGKILL its agent (it says no goodbye), delete the node from the store
+ * (peers drop its routes and ipcache entries at once, as they would after
+ * `kubectl delete node`), then delete its pods' and its own netns and its pins.
  */
 export async function stopNode(name: string, node: string, progress: Progress = () => {}): Promise<NodeRecord> {
   const rec = loadLab(name);
   const n = findNode(rec, node);
-  const pods = await removeNode(rec, n);
-  progress(`${n.name}: agent pid ${n.agentPid} killed (SIGKILL); netns ${n.netns} and ${pods} pods removed; its store entries go when its lease expires`);
+  const pid = liveAgentPid(n);
+  const { pods, forgotten } = await removeNode(rec, n);
+  progress(`${n.name}: agent${pid ? ` pid ${pid}` : ''} killed (SIGKILL); ${forgotten ?? 'no agent left to reach the store: its entries expire after leaseTTL'}; netns ${n.netns} and ${pods} pods removed`);
   return n;
 }
 
-/** Kills the node's agent, deletes its pods' and its own netns, its pins and files, and drops it from the record. Returns the number of pods. */
-async function removeNode(rec: LabRecord, n: NodeRecord): Promise<number> {
-  if (isOurs(n.agentPid, `${labDir(rec.name)}/`)) await killProcessGroup(n.agentPid!, 'SIGKILL');
+/**
+ * The operator's "delete node": asks another running agent of the lab (it
+ * reaches the store from its netns, also the lab's etcd, which the root netns
+ * cannot reach) to remove the node's store entries; with the sqlite store and
+ * no agent left, opens the file directly. Undefined if neither was possible.
+ */
+async function forgetNode(rec: LabRecord, n: NodeRecord): Promise<string | undefined> {
+  type Removed = { node: boolean; ips: number; references: number };
+  const say = (r: Removed, by: string) => `removed from the store by ${by} (node key${r.node ? '' : ' (already gone)'}, ${r.ips} pod IPs, ${r.references} identity references)`;
+  for (const o of rec.nodes) {
+    const pid = o === n ? undefined : liveAgentPid(o);
+    // A stopped (SIGSTOP) agent would never answer.
+    if (!pid || processState(pid) === 'T') continue;
+    try {
+      return say(await apiCall<Removed>(o.apiSocket, 'DELETE', `/v1/nodes/${encodeURIComponent(n.name)}`), `${o.name}'s agent`);
+    } catch { /* try the next one */ }
+  }
+  if (rec.store === 'sqlite' && rec.storePath && existsSync(rec.storePath)) {
+    return say(await deleteNodeFromStore({ backend: 'sqlite', path: rec.storePath }, defaults.cluster, n.name), 'the lab');
+  }
+  return undefined;
+}
+
+/**
+ * Kills the node's agent, removes it from the store, deletes its pods' and its
+ * own netns, its pins and files, and drops it from the record.
+ */
+async function removeNode(rec: LabRecord, n: NodeRecord): Promise<{ pods: number; forgotten?: string }> {
+  for (const pid of new Set([liveAgentPid(n), n.agentPid])) {
+    if (pid && isOurs(pid, `${labDir(rec.name)}/`)) await killProcessGroup(pid, 'SIGKILL');
+  }
+  // After the kill: a live agent would publish its node again.
+  const forgotten = await forgetNode(rec, n).catch(() => undefined);
   const pods = rec.pods.filter((p) => p.node === n.name);
   for (const p of pods) deleteNetns(p.netns);
   deleteNetns(n.netns);
@@ -342,7 +382,32 @@ async function removeNode(rec: LabRecord, n: NodeRecord): Promise<number> {
   const gone = new Set([n.netns, ...pods.map((p) => p.netns)]);
   rec.namespaces = rec.namespaces.filter((ns) => !gone.has(ns));
   saveLab(rec);
-  return pods.length;
+  return { pods: pods.length, forgotten };
+}
+
+/**
+ * Restarts a node's agent the way an upgrade would: the live agent (whoever
+ * started it; a SIGSTOPped one is continued first) gets SIGHUP, which stops it
+ * without leaving the cluster (SIGKILL if it is not gone in 10 s), then a new
+ * agent starts on the same config and is waited for. The node's datapath keeps
+ * forwarding throughout and its peers keep it: no packet is lost.
+ */
+export async function restartAgent(name: string, node: string, progress: Progress = () => {}): Promise<{ node: NodeRecord; oldPid?: number }> {
+  const t0 = Date.now();
+  const rec = readyLab(name);
+  const n = findNode(rec, node);
+  const old = liveAgentPid(n);
+  if (old) {
+    try { process.kill(old, 'SIGCONT'); } catch { /* gone meanwhile */ }
+    await killProcessGroup(old, 'SIGHUP', 10_000);
+    progress(`${n.name}: agent pid ${old} stopped for a restart (SIGHUP: its store entries stay)`);
+  }
+  startAgent(rec, n, progress);
+  await waitAgentReady(n);
+  n.readyAt = Date.now();
+  saveLab(rec);
+  progress(`${n.name}: agent ready again, pid ${n.agentPid} (${secs(t0)})`);
+  return { node: n, oldPid: old };
 }
 
 /** Stops (SIGKILL, like a crash) or starts the lab's etcd (same data dir and ports). */

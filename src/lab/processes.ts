@@ -173,6 +173,29 @@ export function findLabProcesses(dir: string): number[] {
   return out;
 }
 
+/** Pids of processes whose command line has `flag` followed by exactly `value` (e.g. an agent's --config FILE). */
+export function findProcessesWithArg(flag: string, value: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const pid = Number(d);
+    if (pid === process.pid) continue;
+    const argv = cmdline(pid);
+    if (argv?.some((a, i) => a === flag && argv[i + 1] === value)) out.push(pid);
+  }
+  return out;
+}
+
+/** The process's state letter from /proc (R, S, D, T stopped, t traced, Z zombie, ...), or undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return undefined;
+  }
+}
+
 function signal(pid: number, sig: NodeJS.Signals): void {
   // The process group first (agent and anything it spawned), then the pid itself (if it left the group).
   try { process.kill(-pid, sig); } catch { /* no such group */ }

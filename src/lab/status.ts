@@ -1,9 +1,9 @@
 // `membrane lab status`: the lab's stable JSON interface (docs/lab.md).
 // From lab.json, with each pod's identity and endpoint ID refreshed from its
 // node's agent when that agent answers. Fields are only ever added.
-import { agentEndpoints } from './agents.ts';
+import { agentEndpoints, liveAgentPid } from './agents.ts';
 import { labDir } from './layout.ts';
-import { isOurs } from './processes.ts';
+import { isOurs, processState } from './processes.ts';
 import { loadLab, type LabRecord } from './record.ts';
 
 export interface LabStatusNode {
@@ -12,10 +12,13 @@ export interface LabStatusNode {
   nodeIP: string;
   podCIDR: string;
   routerIP: string;
+  /** The live agent's pid (found by its node lock), else the recorded one. */
   agentPid: number | null;
   apiSocket: string;
   /** Added: whether the agent process is alive. */
   running: boolean;
+  /** Added: the agent is alive but stopped (SIGSTOP): it answers nothing until continued. */
+  stopped: boolean;
   logFile: string;
   configFile: string;
 }
@@ -51,23 +54,27 @@ export async function labStatus(name: string): Promise<LabStatus> {
 
 export async function statusOf(rec: LabRecord): Promise<LabStatus> {
   const marker = `${labDir(rec.name)}/`;
-  const running = new Map(rec.nodes.map((n) => [n.name, isOurs(n.agentPid, marker)]));
+  // The live agent, not the recorded pid: an agent restarted by hand is not in lab.json.
+  const live = new Map(rec.nodes.map((n) => [n.name, liveAgentPid(n)]));
+  const running = new Map(rec.nodes.map((n) => [n.name, live.get(n.name) !== undefined]));
+  // A stopped agent is not asked anything: its socket accepts, but no answer would come.
+  const stopped = new Map(rec.nodes.map((n) => [n.name, live.get(n.name) !== undefined && processState(live.get(n.name)!) === 'T']));
   // Identities and endpoint IDs as the agents see them now (a restarted agent keeps them, but ask anyway).
-  const live = new Map<string, { identity: number; id: number; ip: string }>();
-  await Promise.all(rec.nodes.filter((n) => running.get(n.name)).map(async (n) => {
+  const eps = new Map<string, { identity: number; id: number; ip: string }>();
+  await Promise.all(rec.nodes.filter((n) => running.get(n.name) && !stopped.get(n.name)).map(async (n) => {
     try {
-      for (const e of await agentEndpoints(n)) live.set(e.containerID, { identity: e.identity, id: e.id, ip: e.ip });
+      for (const e of await agentEndpoints(n)) eps.set(e.containerID, { identity: e.identity, id: e.id, ip: e.ip });
     } catch { /* agent not answering: keep what lab.json has */ }
   }));
   return {
     name: rec.name,
     store: rec.store,
     nodes: rec.nodes.map((n) => ({
-      name: n.name, netns: n.netns, nodeIP: n.nodeIP, podCIDR: n.podCIDR, routerIP: n.routerIP, agentPid: n.agentPid ?? null,
-      apiSocket: n.apiSocket, running: running.get(n.name) ?? false, logFile: n.logFile, configFile: n.configFile,
+      name: n.name, netns: n.netns, nodeIP: n.nodeIP, podCIDR: n.podCIDR, routerIP: n.routerIP, agentPid: live.get(n.name) ?? n.agentPid ?? null,
+      apiSocket: n.apiSocket, running: running.get(n.name) ?? false, stopped: stopped.get(n.name) ?? false, logFile: n.logFile, configFile: n.configFile,
     })),
     pods: rec.pods.map((p) => {
-      const l = live.get(p.containerID);
+      const l = eps.get(p.containerID);
       return {
         name: p.name, node: p.node, netns: p.netns, ifname: p.ifname, ip: l?.ip ?? p.ip ?? null, labels: p.labels,
         identity: l?.identity ?? p.identity ?? null, endpointID: l?.id ?? p.endpointID ?? null,

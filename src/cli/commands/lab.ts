@@ -3,7 +3,7 @@
 // stderr with -o json so stdout stays one JSON document.
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { addNode, addPod, deletePod, labDown, labEtcd, labUp, stopNode } from '../../lab/lab.ts';
+import { addNode, addPod, deletePod, labDown, labEtcd, labUp, restartAgent, stopNode } from '../../lab/lab.ts';
 import { checkLabName, DEFAULT_LAB } from '../../lab/layout.ts';
 import { loadLab } from '../../lab/record.ts';
 import { buildSpec, parseLabels } from '../../lab/spec.ts';
@@ -38,7 +38,7 @@ function intFlag(ctx: CommandContext, name: string): number | undefined {
 export function renderStatus(s: LabStatus): string {
   const head = `lab ${s.name}: ${s.state}, ${s.store} store${s.etcd ? ` (${s.etcd.endpoint}, pid ${s.etcd.pid ?? '-'}${s.etcd.running ? '' : ', not running'})` : ''}, underlay ${s.underlay.netns} ${s.underlay.bridge} ${s.underlay.gateway}/24, device MTU ${s.deviceMTU}\n\n`;
   const nodes = table(['NODE', 'NETNS', 'NODE IP', 'POD CIDR', 'ROUTER IP', 'AGENT'], s.nodes.map((n) => [
-    n.name, n.netns, n.nodeIP, n.podCIDR, n.routerIP, `${n.agentPid ?? '-'} ${n.running ? 'running' : 'not running'}`,
+    n.name, n.netns, n.nodeIP, n.podCIDR, n.routerIP, `${n.agentPid ?? '-'} ${n.stopped ? 'stopped' : n.running ? 'running' : 'not running'}`,
   ]));
   const pods = table(['POD', 'NODE', 'NETNS', 'IP', 'IDENTITY', 'ENDPOINT', 'LABELS'], s.pods.map((p) => [
     p.name, p.node, p.netns, p.ip ?? undefined, p.identity ?? undefined, p.endpointID ?? undefined, Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(','),
@@ -142,13 +142,26 @@ export const labAddNodeCmd: Command = {
 
 export const labStopNodeCmd: Command = {
   path: ['lab', 'stop-node'],
-  summary: 'fail a node: SIGKILL its agent and remove its netns and pods; its store entries expire with its lease',
+  summary: 'fail a node and delete it: SIGKILL its agent, remove it from the store (peers drop it at once), its netns and pods',
   usage: 'NODE [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
     const node = ctx.args.positionals[0];
     if (!node) throw new MembraneError('lab stop-node', { code: 'E_USAGE', cause: 'usage: membrane lab stop-node NODE' });
     await stopNode(labName(ctx), node, progressOf(ctx));
+  },
+};
+
+export const labRestartAgentCmd: Command = {
+  path: ['lab', 'restart-agent'],
+  summary: 'restart a node\'s agent (SIGHUP: it keeps the node in the cluster; a new one starts on the same config); no packet is lost',
+  usage: 'NODE [--name LAB]',
+  flags: NAME_FLAG,
+  async run(ctx) {
+    const node = ctx.args.positionals[0];
+    if (!node) throw new MembraneError('lab restart-agent', { code: 'E_USAGE', cause: 'usage: membrane lab restart-agent NODE' });
+    const r = await restartAgent(labName(ctx), node, progressOf(ctx));
+    if (ctx.json) ctx.out(json({ node: r.node.name, oldPid: r.oldPid ?? null, agentPid: r.node.agentPid ?? null }));
   },
 };
 
@@ -199,5 +212,5 @@ export const labEtcdStartCmd: Command = {
 };
 
 export const labCommands: Command[] = [
-  labUpCmd, labStatusCmd, labExecCmd, labAddNodeCmd, labStopNodeCmd, labAddPodCmd, labDeletePodCmd, labEtcdStopCmd, labEtcdStartCmd, labDownCmd,
+  labUpCmd, labStatusCmd, labExecCmd, labAddNodeCmd, labStopNodeCmd, labRestartAgentCmd, labAddPodCmd, labDeletePodCmd, labEtcdStopCmd, labEtcdStartCmd, labDownCmd,
 ];
