@@ -15,10 +15,19 @@
 //   Content-Length + body: stdin, unchanged.
 // The agent answers 200 with `X-Cni-Exit-Code: N` and the body to print.
 //
-// The shim answers two things itself: VERSION (no agent needed) and "agent
-// not reachable" (connect fails, the exchange times out, or the answer is not
-// a valid response): a CNI error object with code 11 ("try again later"),
-// or 50 ("plugin not available") for STATUS, on stdout and exit 1.
+// The shim answers some things itself, on stdout with exit 1 (docs/errors.md,
+// "Answered by the CNI plugin binary itself"):
+//  - VERSION (no agent needed);
+//  - what keeps it from sending the request: a config that is not valid JSON
+//    (code 6: it must not use an agentSocket read from a malformed text) or
+//    has no usable agentSocket (code 7), variables too large to send (code 4),
+//    in the agent's words and with the environment checked first, as the
+//    agent does; permanent problems, so never "try again later";
+//  - "agent not reachable" (connect fails, the exchange times out, or the
+//    answer is not a valid response): code 11 ("try again later"), or 50
+//    ("plugin not available") for STATUS.
+// When it gives up waiting it closes its connection: that tells the agent
+// its caller is gone, and an ADD still in flight is not carried out.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -116,6 +125,8 @@ static void buf_add_json_string(struct buf *b, const char *s)
 		case '\n': buf_adds(b, "\\n"); break;
 		case '\r': buf_adds(b, "\\r"); break;
 		case '\t': buf_adds(b, "\\t"); break;
+		case '\b': buf_adds(b, "\\b"); break;
+		case '\f': buf_adds(b, "\\f"); break;
 		default:
 			if (*p < 0x20)
 				buf_printf(b, "\\u%04x", *p);
@@ -251,13 +262,114 @@ static int read_all(int fd, struct buf *b)
 	}
 }
 
-/* ---- a tiny JSON scanner: the top-level string values we need ----------- */
+/* ---- the network config: RFC 8259 validation, and the keys the shim needs -- */
 
-static const char *skip_ws(const char *p, const char *end)
+/* The shim must know the agent's socket before it can ask the agent anything,
+ * so it reads `agentSocket` itself, and it may use it only from a config that
+ * is valid as a whole: a value read from a truncated or malformed text could be
+ * a truncated path. So the whole text is validated first, with the same
+ * grammar, limits, reasons and positions as the agent's validator
+ * (src/cni/json-error.ts), and a config that fails is answered here (code 6)
+ * in the agent's words. One pass, iterative (the depth is bounded by
+ * MAX_JSON_DEPTH), no allocation except for the two values kept. */
+
+struct json_error {
+	size_t at;          /* byte offset of the first bad byte */
+	char reason[160];
+};
+
+struct conf_scan {
+	const char *top_type;  /* NULL when the text is an object, else "an array", "null", "string", ... */
+	int socket_seen;       /* the top-level object has "agentSocket" */
+	const char *socket_type; /* NULL when its value is a string, else its JSON type */
+	struct buf socket;     /* that string, decoded */
+	int version_seen;      /* "cniVersion" is a string */
+	struct buf version;
+};
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* The first byte that is not part of valid UTF-8 (RFC 3629), or len. Same rules as firstInvalidUtf8(). */
+static size_t first_invalid_utf8(const unsigned char *p, size_t len)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
+	for (size_t i = 0; i < len;) {
+		unsigned char b = p[i];
+		if (b < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n;
+		unsigned cp, min;
+		if ((b & 0xe0) == 0xc0) { n = 2; min = 0x80; cp = b & 0x1f; }
+		else if ((b & 0xf0) == 0xe0) { n = 3; min = 0x800; cp = b & 0x0f; }
+		else if ((b & 0xf8) == 0xf0) { n = 4; min = 0x10000; cp = b & 0x07; }
+		else return i;
+		if (i + n > len)
+			return i;
+		for (size_t k = 1; k < n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
+			return i;
+		i += n;
+	}
+	return len;
+}
+
+/* JSON.stringify() of the (valid UTF-8) character at p[i], or "end of input". */
+static void add_what(struct buf *b, const char *p, size_t len, size_t i)
+{
+	if (i >= len) {
+		buf_adds(b, "unexpected end of input");
+		return;
+	}
+	unsigned char c = (unsigned char)p[i];
+	size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+	buf_adds(b, "unexpected \"");
+	switch (c) {
+	case '"': buf_adds(b, "\\\""); break;
+	case '\\': buf_adds(b, "\\\\"); break;
+	case '\b': buf_adds(b, "\\b"); break;
+	case '\f': buf_adds(b, "\\f"); break;
+	case '\n': buf_adds(b, "\\n"); break;
+	case '\r': buf_adds(b, "\\r"); break;
+	case '\t': buf_adds(b, "\\t"); break;
+	default:
+		if (c < 0x20)
+			buf_printf(b, "\\u%04x", c);
+		else
+			buf_add(b, p + i, i + n <= len ? n : len - i);
+	}
+	buf_addc(b, '"');
+}
+
+/* Records the first error: at byte `at`, `what` (optional) then the printf'd reason. */
+static size_t json_fail(struct json_error *e, const char *p, size_t len, size_t at, int with_what, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static size_t json_fail(struct json_error *e, const char *p, size_t len, size_t at, int with_what, const char *fmt, ...)
+{
+	struct buf b = {0};
+	if (with_what)
+		add_what(&b, p, len, at);
+	va_list ap;
+	va_start(ap, fmt);
+	char tail[128];
+	vsnprintf(tail, sizeof(tail), fmt, ap);
+	va_end(ap);
+	buf_adds(&b, tail);
+	snprintf(e->reason, sizeof(e->reason), "%s", b.p);
+	free(b.p);
+	e->at = at;
+	return SIZE_MAX;
+}
+
+static size_t skip_ws(const char *p, size_t len, size_t i)
+{
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+		i++;
+	return i;
 }
 
 static int hexval(char c)
@@ -268,13 +380,13 @@ static int hexval(char c)
 	return -1;
 }
 
-static int read_hex4(const char *p, const char *end, unsigned *out)
+static int read_hex4(const char *p, size_t len, size_t i, unsigned *out)
 {
-	if (end - p < 4)
+	if (i + 4 > len)
 		return -1;
 	unsigned v = 0;
-	for (int i = 0; i < 4; i++) {
-		int h = hexval(p[i]);
+	for (int k = 0; k < 4; k++) {
+		int h = hexval(p[i + k]);
 		if (h < 0)
 			return -1;
 		v = v << 4 | (unsigned)h;
@@ -302,42 +414,41 @@ static void buf_add_utf8(struct buf *b, unsigned cp)
 	}
 }
 
-/* Parses the string literal at *pp (which points at '"'); decodes it into out when out != NULL.
- * Returns 0 and advances *pp past the closing quote, or -1 on malformed input. */
-static int parse_string(const char **pp, const char *end, struct buf *out)
+/* The string literal at p[i] (its opening quote). Decodes it into out when out != NULL
+ * (a lone surrogate becomes U+FFFD). Returns the index after the closing quote, or SIZE_MAX. */
+static size_t scan_string(const char *p, size_t len, size_t i, struct buf *out, struct json_error *e)
 {
-	const char *p = *pp + 1;
-	while (p < end) {
-		char c = *p++;
-		if (c == '"') {
-			*pp = p;
-			return 0;
-		}
+	for (i++; i < len;) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '"')
+			return i + 1;
+		if (c < 0x20)
+			return json_fail(e, p, len, i, 0, "control character in string");
 		if (c != '\\') {
 			if (out)
-				buf_addc(out, c);
+				buf_addc(out, (char)c);
+			i++;
 			continue;
 		}
-		if (p >= end)
-			return -1;
-		char e = *p++;
+		if (i + 1 >= len)
+			return json_fail(e, p, len, i, 0, "unexpected end of input in string");
+		char x = p[i + 1];
 		unsigned cp;
-		switch (e) {
-		case '"': case '\\': case '/': if (out) buf_addc(out, e); break;
-		case 'b': if (out) buf_addc(out, '\b'); break;
-		case 'f': if (out) buf_addc(out, '\f'); break;
-		case 'n': if (out) buf_addc(out, '\n'); break;
-		case 'r': if (out) buf_addc(out, '\r'); break;
-		case 't': if (out) buf_addc(out, '\t'); break;
+		switch (x) {
+		case '"': case '\\': case '/': cp = (unsigned char)x; break;
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
 		case 'u':
-			if (read_hex4(p, end, &cp) < 0)
-				return -1;
-			p += 4;
+			if (read_hex4(p, len, i + 2, &cp) < 0)
+				return json_fail(e, p, len, i, 0, "bad \\u escape");
 			if (cp >= 0xd800 && cp < 0xdc00) {
 				unsigned lo;
-				if (end - p >= 6 && p[0] == '\\' && p[1] == 'u' && read_hex4(p + 2, end, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+				if (i + 12 <= len && p[i + 6] == '\\' && p[i + 7] == 'u' && read_hex4(p, len, i + 8, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
 					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					p += 6;
+					i += 6;
 				} else {
 					cp = 0xfffd;
 				}
@@ -346,100 +457,227 @@ static int parse_string(const char **pp, const char *end, struct buf *out)
 			}
 			if (out)
 				buf_add_utf8(out, cp);
-			break;
+			i += 6;
+			continue;
 		default:
-			return -1;
+			if ((unsigned char)x < 0x20)
+				return json_fail(e, p, len, i + 1, 0, "control character in string");
+			{
+				/* the escaped character as it stands (UTF-8 is valid here) */
+				unsigned char xc = (unsigned char)x;
+				size_t n = xc < 0x80 ? 1 : (xc & 0xe0) == 0xc0 ? 2 : (xc & 0xf0) == 0xe0 ? 3 : 4;
+				return json_fail(e, p, len, i, 0, "bad escape \\%.*s", (int)n, p + i + 1);
+			}
 		}
+		if (out)
+			buf_addc(out, (char)cp);
+		i += 2;
 	}
-	return -1;
+	return json_fail(e, p, len, i, 0, "unterminated string");
 }
 
-/* Skips one JSON value without recursion. Returns 0 and advances *pp, or -1. */
-static int skip_value(const char **pp, const char *end)
+static size_t scan_digits(const char *p, size_t len, size_t i, struct json_error *e)
 {
-	const char *p = *pp;
-	if (p >= end)
-		return -1;
-	if (*p == '"') {
-		if (parse_string(&p, end, NULL) < 0)
-			return -1;
-		*pp = p;
-		return 0;
+	if (i >= len || !is_digit((unsigned char)p[i]))
+		return json_fail(e, p, len, i, 1, ", expected a digit");
+	while (i < len && is_digit((unsigned char)p[i]))
+		i++;
+	return i;
+}
+
+static size_t scan_number(const char *p, size_t len, size_t i, struct json_error *e)
+{
+	if (p[i] == '-')
+		i++;
+	if (i < len && p[i] == '0')
+		i++;
+	else if ((i = scan_digits(p, len, i, e)) == SIZE_MAX)
+		return i;
+	if (i < len && p[i] == '.' && (i = scan_digits(p, len, i + 1, e)) == SIZE_MAX)
+		return i;
+	if (i < len && (p[i] == 'e' || p[i] == 'E')) {
+		i++;
+		if (i < len && (p[i] == '+' || p[i] == '-'))
+			i++;
+		if ((i = scan_digits(p, len, i, e)) == SIZE_MAX)
+			return i;
 	}
-	if (*p == '{' || *p == '[') {
-		size_t depth = 0;
-		while (p < end) {
-			if (*p == '"') {
-				if (parse_string(&p, end, NULL) < 0)
+	return i;
+}
+
+static int starts_with(const char *p, size_t len, size_t i, const char *word)
+{
+	size_t n = strlen(word);
+	return i + n <= len && memcmp(p + i, word, n) == 0;
+}
+
+enum member { M_OTHER, M_SOCKET, M_VERSION };
+
+/* After '{' or ',': "name" ':'. Sets *which for the keys the shim reads (top level only). */
+static size_t scan_member(const char *p, size_t len, size_t i, int top, enum member *which, struct json_error *e)
+{
+	i = skip_ws(p, len, i);
+	if (i >= len || p[i] != '"')
+		return json_fail(e, p, len, i, 1, ", expected a property name");
+	*which = M_OTHER;
+	if (top) {
+		struct buf key = {0};
+		i = scan_string(p, len, i, &key, e);
+		if (i != SIZE_MAX && key.p && key.len == 11 && memcmp(key.p, "agentSocket", 11) == 0)
+			*which = M_SOCKET;
+		else if (i != SIZE_MAX && key.p && key.len == 10 && memcmp(key.p, "cniVersion", 10) == 0)
+			*which = M_VERSION;
+		free(key.p);
+	} else {
+		i = scan_string(p, len, i, NULL, e);
+	}
+	if (i == SIZE_MAX)
+		return i;
+	i = skip_ws(p, len, i);
+	if (i >= len || p[i] != ':')
+		return json_fail(e, p, len, i, 1, ", expected ':' after property name");
+	return i + 1;
+}
+
+/* The JSON type of the value starting with c, as the agent's messages name it (typeof, "an array", "null"). */
+static const char *json_type(char c)
+{
+	switch (c) {
+	case '{': return "object";
+	case '[': return "an array";
+	case '"': return "string";
+	case 'n': return "null";
+	case 't': case 'f': return "boolean";
+	default: return "number";
+	}
+}
+
+/* Validates text[0, len). Returns 0 with `out` filled, or -1 with `e` set. */
+static int scan_conf(const char *p, size_t len, struct conf_scan *out, struct json_error *e)
+{
+	size_t bad = first_invalid_utf8((const unsigned char *)p, len);
+	if (bad < len) {
+		json_fail(e, p, len, bad, 0, "invalid UTF-8");
+		return -1;
+	}
+	char stack[MAX_JSON_DEPTH]; /* open containers: '{' or '[' */
+	size_t depth = 0, i = 0;
+	enum member which = M_OTHER; /* the top-level key whose value comes next */
+	for (;;) {
+		/* Expect a value. */
+		i = skip_ws(p, len, i);
+		if (i >= len) {
+			json_fail(e, p, len, i, 0, "unexpected end of input, expected a value");
+			return -1;
+		}
+		char c = p[i];
+		if (depth == 0)
+			out->top_type = c == '{' ? NULL : json_type(c);
+		int keep = depth == 1 && stack[0] == '{' ? (int)which : M_OTHER;
+		if (keep == M_SOCKET) {
+			out->socket_seen = 1;
+			out->socket_type = c == '"' ? NULL : json_type(c);
+			out->socket.len = 0;
+		}
+		if (c == '{' || c == '[') {
+			if (depth >= MAX_JSON_DEPTH) {
+				json_fail(e, p, len, i, 0, "nesting deeper than %d levels", MAX_JSON_DEPTH);
+				return -1;
+			}
+			stack[depth++] = c;
+			i = skip_ws(p, len, i + 1);
+			char close = c == '{' ? '}' : ']';
+			if (i >= len || p[i] != close) {
+				if (c == '{' && (i = scan_member(p, len, i, depth == 1, &which, e)) == SIZE_MAX)
 					return -1;
 				continue;
 			}
-			if (*p == '{' || *p == '[')
-				depth++;
-			else if (*p == '}' || *p == ']') {
-				if (--depth == 0) {
-					*pp = p + 1;
-					return 0;
-				}
+			i++;
+			depth--;
+		} else if (c == '"') {
+			struct buf *into = keep == M_SOCKET ? &out->socket : keep == M_VERSION ? &out->version : NULL;
+			if (into) {
+				into->len = 0;
+				buf_reserve(into, 0);
+				into->p[0] = '\0';
 			}
-			p++;
+			if ((i = scan_string(p, len, i, into, e)) == SIZE_MAX)
+				return -1;
+			if (keep == M_VERSION)
+				out->version_seen = 1;
+		} else if (c == '-' || is_digit((unsigned char)c)) {
+			if ((i = scan_number(p, len, i, e)) == SIZE_MAX)
+				return -1;
+		} else if (starts_with(p, len, i, "true")) {
+			i += 4;
+		} else if (starts_with(p, len, i, "false")) {
+			i += 5;
+		} else if (starts_with(p, len, i, "null")) {
+			i += 4;
+		} else {
+			json_fail(e, p, len, i, 1, ", expected a value");
+			return -1;
 		}
-		return -1;
+		if (keep == M_VERSION && c != '"')
+			out->version_seen = 0; /* a later non-string cniVersion replaces an earlier string one */
+		/* After a complete value: ',' or the container's closer, or the end of the text. */
+		for (;;) {
+			i = skip_ws(p, len, i);
+			if (depth == 0) {
+				if (i < len) {
+					json_fail(e, p, len, i, 1, " after the JSON value");
+					return -1;
+				}
+				return 0;
+			}
+			char top = stack[depth - 1], close = top == '{' ? '}' : ']';
+			if (i < len && p[i] == close) {
+				i++;
+				depth--;
+				continue;
+			}
+			if (i >= len || p[i] != ',') {
+				json_fail(e, p, len, i, 1, ", expected ',' or '%c'", close);
+				return -1;
+			}
+			i++;
+			if (top == '{' && (i = scan_member(p, len, i, depth == 1, &which, e)) == SIZE_MAX)
+				return -1;
+			break;
+		}
 	}
-	/* number, true, false, null */
-	const char *start = p;
-	while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-		p++;
-	if (p == start)
-		return -1;
-	*pp = p;
-	return 0;
 }
 
-/* Finds the top-level keys "agentSocket" and "cniVersion" when their values are strings.
- * Malformed input simply leaves them unset: the agent reports the parse error itself. */
-static void scan_conf(const char *text, size_t len, struct buf *socket_path, struct buf *cni_version)
+/* "decode network config: <reason> at line L, column C (offset O)": the agent's words for the same text. */
+static void add_json_error(struct buf *m, const char *p, const struct json_error *e)
 {
-	const char *p = text, *end = text + len;
-	p = skip_ws(p, end);
-	if (p >= end || *p != '{')
-		return;
-	p = skip_ws(p + 1, end);
-	if (p < end && *p == '}')
-		return;
+	size_t line = 1, col = 1;
+	for (size_t k = 0; k < e->at; k++) {
+		if (p[k] == '\n') {
+			line++;
+			col = 1;
+		} else if (((unsigned char)p[k] & 0xc0) != 0x80) {
+			col++; /* a character, counted at its first byte */
+		}
+	}
+	buf_printf(m, "decode network config: %s at line %zu, column %zu (offset %zu)", e->reason, line, col, e->at);
+}
+
+/* The error object's cniVersion, as the agent picks it: the config's, when it looks like a version. */
+static int looks_like_version(const char *v)
+{
+	int parts = 0;
 	for (;;) {
-		if (p >= end || *p != '"')
-			return;
-		struct buf key = {0};
-		if (parse_string(&p, end, &key) < 0) {
-			free(key.p);
-			return;
-		}
-		p = skip_ws(p, end);
-		if (p >= end || *p != ':') {
-			free(key.p);
-			return;
-		}
-		p = skip_ws(p + 1, end);
-		struct buf *want = NULL;
-		if (key.p && strcmp(key.p, "agentSocket") == 0)
-			want = socket_path;
-		else if (key.p && strcmp(key.p, "cniVersion") == 0)
-			want = cni_version;
-		free(key.p);
-		if (want && p < end && *p == '"') {
-			want->len = 0;
-			if (parse_string(&p, end, want) < 0)
-				return;
-		} else if (skip_value(&p, end) < 0) {
-			return;
-		}
-		p = skip_ws(p, end);
-		if (p < end && *p == ',') {
-			p = skip_ws(p + 1, end);
-			continue;
-		}
-		return; /* '}' or garbage: done either way */
+		if (!is_digit((unsigned char)*v))
+			return 0;
+		while (is_digit((unsigned char)*v))
+			v++;
+		parts++;
+		if (*v == '\0')
+			return parts == 3;
+		if (*v != '.' || parts == 3)
+			return 0;
+		v++;
 	}
 }
 
@@ -453,11 +691,20 @@ static int is_supported(const char *v)
 
 /* ---- HTTP exchange ------------------------------------------------------ */
 
-static void add_header(struct buf *req, const char *header, const char *var)
+/* The CNI variables the agent receives, as X-Cni-* headers (docs/cni.md, "Wire format"). */
+static const char *const cni_vars[][2] = {
+	{"X-Cni-Command", "CNI_COMMAND"}, {"X-Cni-Containerid", "CNI_CONTAINERID"}, {"X-Cni-Netns", "CNI_NETNS"},
+	{"X-Cni-Ifname", "CNI_IFNAME"}, {"X-Cni-Args", "CNI_ARGS"}, {"X-Cni-Path", "CNI_PATH"},
+};
+#define N_CNI_VARS (sizeof(cni_vars) / sizeof(cni_vars[0]))
+
+/* Appends "Header: <value percent-encoded>\r\n" when the variable is set; returns the bytes added. */
+static size_t add_header(struct buf *req, const char *header, const char *var)
 {
 	const char *v = getenv(var);
 	if (!v)
-		return;
+		return 0;
+	size_t at = req->len;
 	buf_adds(req, header);
 	buf_adds(req, ": ");
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
@@ -467,6 +714,7 @@ static void add_header(struct buf *req, const char *header, const char *var)
 			buf_addc(req, (char)*p);
 	}
 	buf_adds(req, "\r\n");
+	return req->len - at;
 }
 
 struct response {
@@ -646,6 +894,21 @@ static int exchange(const char *path, const struct buf *req, struct response *re
 		short ev = POLLIN | (sent < req->len ? POLLOUT : 0), rev = 0;
 		int w = wait_fd(fd, ev, &rev);
 		if (w == 0) {
+			/* An answer that arrived just as the deadline passed is still the answer:
+			 * read what is there before giving up, so an ADD the agent completed is
+			 * not reported as failed. Then close(), below: that is how the agent
+			 * learns its caller is gone, and it does not carry out (or undoes) an ADD
+			 * still in flight. */
+			for (;;) {
+				buf_reserve(&raw, 65536);
+				ssize_t n = recv(fd, raw.p + raw.len, raw.cap - raw.len - 1, MSG_DONTWAIT);
+				if (n <= 0 || raw.len + (size_t)n > MAX_RESPONSE + 65536)
+					break;
+				raw.len += (size_t)n;
+				raw.p[raw.len] = '\0';
+			}
+			if (parse_response(&raw, 0, res, &why) == 1)
+				break;
 			buf_printf(err, "no answer within %ld ms", timeout_ms);
 			goto fail;
 		}
@@ -697,6 +960,74 @@ fail:
 
 /* ---- main --------------------------------------------------------------- */
 
+/* What libcni's skel (and the agent) check first: CNI_COMMAND and the variables the
+ * command requires. Only consulted when the shim answers by itself, so that an
+ * invocation wrong in both ways gets the same answer (code 4) as from the agent. */
+static int env_problem(const char *command, struct buf *m)
+{
+	static const char *const required[][2] = {REQUIRED_ENV};
+	if (!command || !*command) {
+		buf_adds(m, "CNI_COMMAND is not set (want one of " CNI_COMMANDS_TEXT ")");
+		return 1;
+	}
+	const char *need = NULL;
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (strcmp(command, required[i][0]) == 0)
+			need = required[i][1];
+	if (!need) {
+		buf_adds(m, "CNI_COMMAND ");
+		buf_add_json_string(m, command);
+		buf_adds(m, " is not a CNI command (want one of " CNI_COMMANDS_TEXT ")");
+		return 1;
+	}
+	struct buf missing = {0};
+	int n = 0;
+	for (const char *p = need; *p;) {
+		size_t l = strcspn(p, " ");
+		char var[64];
+		snprintf(var, sizeof(var), "%.*s", (int)l, p);
+		const char *v = getenv(var);
+		if (!v || !*v) {
+			buf_printf(&missing, "%s%s", n++ ? ", " : "", var);
+		}
+		p += l;
+		p += strspn(p, " ");
+	}
+	if (n)
+		buf_printf(m, "%s %s not set (required for %s)", missing.p, n == 1 ? "is" : "are", command);
+	free(missing.p);
+	return n > 0;
+}
+
+/* Why `conf` names no usable agent socket (code 7), or 0. */
+static int socket_problem(const struct conf_scan *conf, struct buf *m, const char **details)
+{
+	if (!conf->socket_seen) {
+		buf_adds(m, "network config has no \"agentSocket\" (the membrane agent's API socket)");
+		*details = "set \"agentSocket\" in the membrane-cni plugin's config, e.g. to " DEFAULT_SOCKET
+			   " for an agent run with the default stateDir";
+		return 1;
+	}
+	const char *s = conf->socket.p ? conf->socket.p : "";
+	struct sockaddr_un sa;
+	if (conf->socket_type)
+		buf_printf(m, "\"agentSocket\" must be a string, not %s", conf->socket_type);
+	else if (conf->socket.len == 0)
+		buf_adds(m, "\"agentSocket\" is empty (want the membrane agent's API socket path)");
+	else if (strlen(s) != conf->socket.len)
+		buf_adds(m, "\"agentSocket\" contains a NUL character");
+	else if (s[0] != '/') {
+		/* relative to what? the runtime's working directory is nothing the config can rely on */
+		buf_adds(m, "\"agentSocket\" ");
+		buf_add_json_string(m, s);
+		buf_adds(m, " is not an absolute path");
+	} else if (conf->socket.len >= sizeof(sa.sun_path))
+		buf_printf(m, "\"agentSocket\" is %zu bytes long; a unix socket path has at most %zu", conf->socket.len, sizeof(sa.sun_path) - 1);
+	else
+		return 0;
+	return 1;
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -713,58 +1044,97 @@ int main(void)
 	struct buf in = {0};
 	int rr = read_all(STDIN_FILENO, &in);
 	int read_errno = errno;
-	struct buf sock = {0}, ver = {0};
-	if (rr == 0)
-		scan_conf(in.p, in.len, &sock, &ver);
-	const char *cni_version = ver.p && is_supported(ver.p) ? ver.p : DEFAULT_CNI_VERSION;
-
 	if (rr == -3)
-		cni_error(cni_version, 5, "read network config from stdin: larger than 64 MiB", NULL);
+		cni_error(DEFAULT_CNI_VERSION, 5, "read network config from stdin: larger than " MAX_STDIN_TEXT, NULL);
 	if (rr == -2)
-		cni_error(cni_version, 5, "read network config from stdin: timed out", NULL);
+		cni_error(DEFAULT_CNI_VERSION, 5, "read network config from stdin: timed out", NULL);
 	if (rr < 0) {
 		struct buf m = {0};
 		buf_adds(&m, "read network config from stdin: ");
 		buf_add_errno(&m, read_errno);
-		cni_error(cni_version, 5, m.p, NULL);
+		cni_error(DEFAULT_CNI_VERSION, 5, m.p, NULL);
 	}
 
+	struct conf_scan conf = {0};
+	struct json_error jerr = {0};
+	int empty = skip_ws(in.p, in.len, 0) == in.len;
+	int valid = !empty && scan_conf(in.p, in.len, &conf, &jerr) == 0;
+	int has_version = valid && conf.version_seen && conf.version.p;
+
 	if (command && strcmp(command, "VERSION") == 0) {
-		/* Spec: "cniVersion: the value of cniVersion specified on input". */
+		/* Spec: "cniVersion: the value of cniVersion specified on input" (when we speak it). */
+		const char *v = has_version && is_supported(conf.version.p) ? conf.version.p : DEFAULT_CNI_VERSION;
 		struct buf out = {0};
 		buf_adds(&out, "{\"cniVersion\":");
-		buf_add_json_string(&out, cni_version);
+		buf_add_json_string(&out, v);
 		buf_adds(&out, ",\"supportedVersions\":[");
 		for (size_t i = 0; i < N_SUPPORTED; i++)
 			buf_printf(&out, "%s\"%s\"", i ? "," : "", supported_versions[i]);
 		buf_adds(&out, "]}\n");
 		return write_all(STDOUT_FILENO, out.p, out.len) == 0 ? 0 : 1;
 	}
+	/* The error object's cniVersion is the config's, as the agent's is. */
+	const char *errv = has_version && looks_like_version(conf.version.p) ? conf.version.p : DEFAULT_CNI_VERSION;
 
-	const char *path = sock.p && *sock.p ? sock.p : DEFAULT_SOCKET;
 	struct buf req = {0};
 	buf_adds(&req, "POST /v1/cni HTTP/1.1\r\nHost: membrane-agent\r\nConnection: close\r\nContent-Type: application/json\r\n");
-	add_header(&req, "X-Cni-Command", "CNI_COMMAND");
-	add_header(&req, "X-Cni-Containerid", "CNI_CONTAINERID");
-	add_header(&req, "X-Cni-Netns", "CNI_NETNS");
-	add_header(&req, "X-Cni-Ifname", "CNI_IFNAME");
-	add_header(&req, "X-Cni-Args", "CNI_ARGS");
-	add_header(&req, "X-Cni-Path", "CNI_PATH");
+	size_t env_bytes = 0, largest = 0;
+	const char *largest_var = NULL;
+	for (size_t i = 0; i < N_CNI_VARS; i++) {
+		size_t n = add_header(&req, cni_vars[i][0], cni_vars[i][1]);
+		env_bytes += n;
+		if (n > largest) {
+			largest = n;
+			largest_var = cni_vars[i][1];
+		}
+	}
 	buf_printf(&req, "Content-Length: %zu\r\n\r\n", in.len);
 	if (in.len)
 		buf_add(&req, in.p, in.len);
 
+	/* What keeps the request from reaching the agent: a config without a usable agentSocket
+	 * (the shim cannot know where the agent is, and must not guess from a malformed text),
+	 * or variables the agent would refuse to read. Permanent problems, so never code 11. */
+	struct buf m = {0};
+	const char *details = NULL;
+	int refuse = 0; /* the CNI code the shim answers with by itself */
+	if (empty) {
+		refuse = 6;
+		buf_adds(&m, "decode network config: stdin is empty");
+	} else if (!valid) {
+		refuse = 6;
+		add_json_error(&m, in.p, &jerr);
+	} else if (conf.top_type) {
+		refuse = 7;
+		buf_printf(&m, "network config must be a JSON object, not %s", conf.top_type);
+	} else if (socket_problem(&conf, &m, &details)) {
+		refuse = 7;
+	} else if (env_bytes > MAX_CNI_HEADER_BYTES) {
+		refuse = 4;
+		buf_printf(&m, "CNI_* variables too large for the agent: %zu bytes as headers, at most %u (largest: %s, %zu bytes)",
+			   env_bytes, MAX_CNI_HEADER_BYTES, largest_var, largest);
+	}
+	if (refuse) {
+		struct buf envm = {0};
+		if (env_problem(command, &envm))
+			cni_error(errv, 4, envm.p, NULL);
+		cni_error(errv, refuse, m.p, details);
+	}
+
+	const char *path = conf.socket.p;
 	struct response res = {0};
 	struct buf err = {0};
 	if (exchange(path, &req, &res, &err) < 0 || res.status != 200) {
-		struct buf m = {0};
+		if (!err.len && res.status == 431)
+			cni_error(errv, 4, "CNI_* variables too large for the agent: it answered HTTP 431 (request header fields too large)", NULL);
+		struct buf um = {0};
 		if (err.len)
-			buf_printf(&m, "membrane agent not reachable at %s: %s", path, err.p);
+			buf_printf(&um, "membrane agent not reachable at %s: %s", path, err.p);
 		else
-			buf_printf(&m, "membrane agent not reachable at %s: bad response: HTTP status %d", path, res.status);
+			buf_printf(&um, "membrane agent not reachable at %s: bad response: HTTP status %d", path, res.status);
 		/* STATUS has its own code for "cannot serve ADD"; everything else may retry later. */
 		int code = command && strcmp(command, "STATUS") == 0 ? 50 : 11;
-		cni_error(cni_version, code, m.p, "start the agent on this node (membrane agent --config FILE)");
+		cni_error(errv, code, um.p, "start the agent on this node (membrane agent --config FILE)");
 	}
 	if (res.body.len && write_all(STDOUT_FILENO, res.body.p, res.body.len) < 0)
 		return res.exit_code ? res.exit_code : 1;

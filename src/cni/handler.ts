@@ -7,9 +7,11 @@
 // the shape of the config's cniVersion (0.3.0 ... 1.1.0). Error codes: every
 // failure is a MembraneError whose code the catalogue (src/shared/error-codes.ts)
 // turns into a CNI code; docs/errors.md lists them.
+import { lstat, readlink, stat, statfs } from 'node:fs/promises';
+import { setImmediate as yieldToIO } from 'node:timers/promises';
 import { causeChain, MembraneError, type ErrorCode } from '../shared/errors.ts';
 import { cniCodeOf, errorCodeOf } from '../shared/error-codes.ts';
-import { locateJsonError } from './json-error.ts';
+import { locateJsonError, locateUtf8Error, MAX_JSON_DEPTH, type JsonErrorPosition } from './json-error.ts';
 import {
   CNI_COMMANDS, PLUGIN_TYPE, SUPPORTED_VERSIONS,
   type AddedEndpoint, type CniCommand, type CniErrorResult, type CniInterface, type CniIPConfig, type CniOutput,
@@ -21,6 +23,21 @@ export type { EndpointBackend } from './types.ts';
 export interface CniHandlerOptions {
   /** The only network name this agent serves (the conflist's `name`). */
   networkName: string;
+}
+
+/** What the transport knows about one invocation beyond its variables and stdin. */
+export interface CniRequestContext {
+  /**
+   * Aborts when the caller is gone (the plugin timed out or was killed):
+   * handed to backend.add, which then does not carry out, or undoes, the ADD.
+   */
+  signal?: AbortSignal;
+  /**
+   * CNI_* variables whose bytes were not UTF-8 (src/cni/http.ts). Their
+   * values in `env` are lossy decodings, so they are refused (code 4): an
+   * interface renamed by the transport is not the one the runtime asked for.
+   */
+  invalidUtf8?: readonly string[];
 }
 
 /**
@@ -39,7 +56,8 @@ export function codeFor(err: unknown): number {
   return cniCodeOf(errorCodeOf(err));
 }
 
-const REQUIRED_ENV: Record<CniCommand, string[]> = {
+/** The variables each command requires (the C shim checks the same when it answers by itself: cni/defaults.h). */
+export const REQUIRED_ENV: Readonly<Record<CniCommand, readonly string[]>> = {
   ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
   DEL: ['CNI_CONTAINERID', 'CNI_IFNAME'],
   CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
@@ -60,19 +78,22 @@ const json = (v: unknown) => `${JSON.stringify(v)}\n`;
 
 /**
  * Runs one CNI invocation. `env` holds the CNI_* variables as the runtime set
- * them, `stdin` the network config. Never throws: every failure becomes a CNI
- * error object with exit code 1.
+ * them, `stdin` the network config (bytes as read, or text). Never throws:
+ * every failure becomes a CNI error object with exit code 1.
  */
-export async function handleCni(env: Record<string, string | undefined>, stdin: string, backend: EndpointBackend, opts: CniHandlerOptions): Promise<CniOutput> {
-  // Best effort, for the error object's cniVersion ("the same value as provided by the configuration").
+export async function handleCni(
+  env: Record<string, string | undefined>, stdin: string | Uint8Array, backend: EndpointBackend, opts: CniHandlerOptions, ctx: CniRequestContext = {},
+): Promise<CniOutput> {
+  // Decoded once, before anything else: the error object's cniVersion comes
+  // from it ("the same value as provided by the configuration"), and a
+  // decode error is reported after the environment's, as libcni's skel does.
+  const decoded = await decodeConf(stdin);
   let errVersion = '1.1.0';
-  try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
-    if (typeof v === 'string' && /^\d+\.\d+\.\d+$/.test(v)) errVersion = v;
-  } catch { /* reported below */ }
+  const v = isObject(decoded.value) ? decoded.value.cniVersion : undefined;
+  if (typeof v === 'string' && /^\d+\.\d+\.\d+$/.test(v)) errVersion = v;
 
   try {
-    return await run(env, stdin, backend, opts);
+    return await run(env, decoded, backend, opts, ctx);
   } catch (e) {
     const out: CniErrorResult = { cniVersion: errVersion, code: codeFor(e), msg: oneLine(e instanceof Error ? e.message : String(e)) };
     const d = e instanceof CniFailure ? e.details : details(e);
@@ -81,26 +102,66 @@ export async function handleCni(env: Record<string, string | undefined>, stdin: 
   }
 }
 
-async function run(env: Record<string, string | undefined>, stdin: string, backend: EndpointBackend, opts: CniHandlerOptions): Promise<CniOutput> {
+/** stdin as JSON: the value, or why it is not a network config's JSON (code 6). */
+interface DecodedConf {
+  value?: unknown;
+  error?: CniFailure;
+}
+
+const decodeError = (at: JsonErrorPosition) =>
+  new CniFailure('E_CNI_DECODE', `decode network config: ${at.reason} at line ${at.line}, column ${at.column} (offset ${at.offset})`);
+
+/**
+ * Validates before it parses: UTF-8 (RFC 8259 requires it; a lossy decoding
+ * would hand on other bytes than the runtime's), then the grammar and the
+ * nesting depth in one linear pass (src/cni/json-error.ts), and only then
+ * JSON.parse, which is fast on valid input but accepts any depth and names
+ * no position. The transport bounds the size (MAX_STDIN), so all of it is
+ * bounded, and the event loop gets a turn between validating and parsing.
+ */
+async function decodeConf(stdin: string | Uint8Array): Promise<DecodedConf> {
+  let text: string;
+  if (typeof stdin === 'string') {
+    text = stdin;
+  } else {
+    const bad = locateUtf8Error(stdin);
+    if (bad) return { error: decodeError(bad) };
+    text = Buffer.from(stdin.buffer, stdin.byteOffset, stdin.byteLength).toString('utf8');
+  }
+  if (/^[ \t\n\r]*$/.test(text)) return { error: new CniFailure('E_CNI_DECODE', 'decode network config: stdin is empty') };
+  const at = locateJsonError(text, MAX_JSON_DEPTH);
+  if (at) return { error: decodeError(at) };
+  if (text.length > 64 << 10) await yieldToIO();
+  return { value: JSON.parse(text) };
+}
+
+async function run(env: Record<string, string | undefined>, decoded: DecodedConf, backend: EndpointBackend, opts: CniHandlerOptions, ctx: CniRequestContext): Promise<CniOutput> {
   const command = env.CNI_COMMAND;
   if (!command) throw new CniFailure('E_CNI_ENV', `CNI_COMMAND is not set (want one of ${CNI_COMMANDS.join(', ')})`);
   if (!(CNI_COMMANDS as readonly string[]).includes(command)) {
     throw new CniFailure('E_CNI_ENV', `CNI_COMMAND "${command}" is not a CNI command (want one of ${CNI_COMMANDS.join(', ')})`);
   }
   const cmd = command as CniCommand;
-  if (cmd === 'VERSION') return { exitCode: 0, stdout: json(versionResult(stdin)) };
+  if (cmd === 'VERSION') return { exitCode: 0, stdout: json(versionResult(decoded.value)) };
 
+  // CNI_PATH is never used (the plugin delegates to nothing), so its bytes do not matter.
+  const notUtf8 = (ctx.invalidUtf8 ?? []).filter((k) => k !== 'CNI_PATH');
+  if (notUtf8.length) {
+    throw new CniFailure('E_CNI_ENV', `${notUtf8.join(', ')} ${notUtf8.length === 1 ? 'is' : 'are'} not valid UTF-8 (refused rather than read as another name)`);
+  }
   const missing = REQUIRED_ENV[cmd].filter((k) => !env[k]);
   if (missing.length) {
     throw new CniFailure('E_CNI_ENV', `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set (required for ${cmd})`);
   }
   if (cmd === 'ADD' || cmd === 'CHECK') validateAttachmentEnv(env);
-
-  const conf = parseConf(stdin);
+  if (decoded.error) throw decoded.error;
+  const conf = asConf(decoded.value);
   validateConf(conf, cmd, opts);
+  // The netns is checked after the config, as libcni's skel and plugins do: skel only checks that it is set.
+  if (cmd === 'ADD' || cmd === 'CHECK') await validateNetns(env.CNI_NETNS!);
 
   switch (cmd) {
-    case 'ADD': return add(env, conf, backend);
+    case 'ADD': return add(env, conf, backend, ctx.signal);
     case 'DEL':
       await backend.del({ containerID: env.CNI_CONTAINERID!, ifname: env.CNI_IFNAME!, netns: env.CNI_NETNS || undefined });
       return { exitCode: 0, stdout: '' };
@@ -122,9 +183,8 @@ async function run(env: Record<string, string | undefined>, stdin: string, backe
 }
 
 /** VERSION: echoes the input's cniVersion when we speak it (spec), else our newest. */
-function versionResult(stdin: string): CniVersionResult {
-  let v: unknown;
-  try { v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion; } catch { /* no input is fine */ }
+function versionResult(input: unknown): CniVersionResult {
+  const v = isObject(input) ? input.cniVersion : undefined; // no input, or none we can read, is fine
   return { cniVersion: typeof v === 'string' && versionIndex(v) >= 0 ? v : '1.1.0', supportedVersions: [...SUPPORTED_VERSIONS] };
 }
 
@@ -141,18 +201,41 @@ function validateAttachmentEnv(env: Record<string, string | undefined>): void {
   if (why) throw new CniFailure('E_CNI_ENV', `CNI_IFNAME ${JSON.stringify(ifname)} is invalid: ${why}`);
 }
 
-function parseConf(stdin: string): NetConf {
-  if (stdin.trim() === '') throw new CniFailure('E_CNI_DECODE', 'decode network config: stdin is empty');
-  let v: unknown;
-  try {
-    v = JSON.parse(stdin);
-  } catch (e) {
-    const at = locateJsonError(stdin);
-    const where = at ? `${at.reason} at line ${at.line}, column ${at.column} (offset ${at.offset})` : (e as Error).message;
-    throw new CniFailure('E_CNI_DECODE', `decode network config: ${where}`);
-  }
+function asConf(v: unknown): NetConf {
   if (!isObject(v)) throw new CniFailure('E_CNI_CONFIG', `network config must be a JSON object, not ${Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v}`);
   return v as NetConf;
+}
+
+/** nsfs's statfs magic (linux/magic.h NSFS_MAGIC): what a netns file (/run/netns/NAME, /proc/PID/ns/net) is on. */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * CNI_NETNS must name a network namespace: a file on nsfs. One that does not
+ * exist is code 3 (the container is gone; the spec says the runtime then
+ * needs no cleanup). One that exists but is something else, a regular file,
+ * a directory, /dev/null, another kind of namespace, is code 4: an invalid
+ * variable. Asynchronous, so a path on a hung file system cannot stall the agent.
+ */
+async function validateNetns(path: string): Promise<void> {
+  const invalid = (why: string) => new CniFailure('E_CNI_ENV', `CNI_NETNS ${JSON.stringify(path)} is not a network namespace: ${why}`);
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new CniFailure('E_NETNS', `check CNI_NETNS: network namespace ${path} does not exist`);
+    throw invalid(`cannot stat it (${code ?? (e as Error).message})`);
+  }
+  if (!st.isFile()) {
+    throw invalid(st.isDirectory() ? 'it is a directory' : st.isCharacterDevice() ? 'it is a character device'
+      : st.isBlockDevice() ? 'it is a block device' : st.isFIFO() ? 'it is a FIFO' : st.isSocket() ? 'it is a socket' : 'it is not a file');
+  }
+  if ((await statfs(path)).type !== NSFS_MAGIC) throw invalid('it is a regular file (not one a network namespace is mounted on)');
+  // /proc/PID/ns/<kind> is a link named "<kind>:[inode]": refuse the other kinds by name.
+  if ((await lstat(path)).isSymbolicLink()) {
+    const kind = /^(\w+):\[\d+\]$/.exec(await readlink(path))?.[1];
+    if (kind && kind !== 'net') throw invalid(`it is a ${kind} namespace`);
+  }
 }
 
 function validateConf(conf: NetConf, cmd: CniCommand, opts: CniHandlerOptions): void {
@@ -179,13 +262,15 @@ function validateConf(conf: NetConf, cmd: CniCommand, opts: CniHandlerOptions): 
   if (conf.prevResult !== undefined && !isObject(conf.prevResult)) throw new CniFailure('E_CNI_CONFIG', 'prevResult must be a JSON object');
 }
 
-async function add(env: Record<string, string | undefined>, conf: NetConf, backend: EndpointBackend): Promise<CniOutput> {
+async function add(env: Record<string, string | undefined>, conf: NetConf, backend: EndpointBackend, signal?: AbortSignal): Promise<CniOutput> {
   const args = parseCniArgs(env.CNI_ARGS ?? '');
   const labels = labelsOf(conf);
+  // A caller already gone (it gave up while the agent was busy or stopped) gets nothing done.
+  signal?.throwIfAborted();
   const ep = await backend.add({
     containerID: env.CNI_CONTAINERID!, netns: env.CNI_NETNS!, ifname: env.CNI_IFNAME!,
     podName: args.K8S_POD_NAME || undefined, podNamespace: args.K8S_POD_NAMESPACE || undefined, labels,
-  });
+  }, signal ? { signal } : undefined);
   const result = addResult(conf.cniVersion as CniVersion, ep, env.CNI_IFNAME!, env.CNI_NETNS!, conf.prevResult as CniResult | undefined);
   return { exitCode: 0, stdout: json(result) };
 }
@@ -268,6 +353,26 @@ export function parseCniArgs(s: string): Record<string, string> {
   return out;
 }
 
+/** A label source (the part before ':'), as Cilium's label format allows it. */
+const LABEL_SOURCE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * A label must survive the cluster store's label key (`source:key=value;`,
+ * src/store/keys.ts), or the ADD fails deep inside the agent: a non-empty
+ * key without ';' or '=', a value without ';', an optional source of
+ * letters, digits, '_', '.' and '-'. Refused here with the field named.
+ */
+function checkLabel(field: string, name: string, value: string): void {
+  const colon = name.indexOf(':');
+  const source = colon < 0 ? undefined : name.slice(0, colon);
+  const key = colon < 0 ? name : name.slice(colon + 1);
+  const why = source !== undefined && !LABEL_SOURCE.test(source) ? `its source ${JSON.stringify(source)} must be letters, digits, '_', '.' or '-'`
+    : key === '' ? 'its key is empty'
+      : /[;=]/.test(key) ? "its key must not contain ';' or '='"
+        : value.includes(';') ? `its value ${JSON.stringify(value)} must not contain ';'` : undefined;
+  if (why) throw new CniFailure('E_CNI_CONFIG', `${field}: label ${JSON.stringify(name)} is invalid: ${why}`);
+}
+
 /** Pod labels from `args.labels` ({k: v}) and the CNI convention `args.cni.labels` ([{key, value}]). */
 function labelsOf(conf: NetConf): Record<string, string> {
   const labels: Record<string, string> = {};
@@ -278,6 +383,7 @@ function labelsOf(conf: NetConf): Record<string, string> {
     if (!isObject(args.labels)) throw new CniFailure('E_CNI_CONFIG', '"args.labels" must be an object of string values');
     for (const [k, v] of Object.entries(args.labels)) {
       if (typeof v !== 'string') throw new CniFailure('E_CNI_CONFIG', `"args.labels.${k}" must be a string, not ${v === null ? 'null' : typeof v}`);
+      checkLabel('"args.labels"', k, v);
       labels[k] = v;
     }
   }
@@ -288,6 +394,7 @@ function labelsOf(conf: NetConf): Record<string, string> {
       if (!isObject(l) || typeof l.key !== 'string' || typeof l.value !== 'string') {
         throw new CniFailure('E_CNI_CONFIG', `"args.cni.labels"[${i}] must be {"key": string, "value": string}`);
       }
+      checkLabel(`"args.cni.labels"[${i}]`, l.key, l.value);
       labels[l.key] = l.value;
     });
   }

@@ -33,6 +33,7 @@ export const CNI_CODES = {
   IDENTITY_EXHAUSTED: { code: 104, title: 'security identities exhausted' },
   ENDPOINT_NOT_FOUND: { code: 110, title: 'no such endpoint' },
   ENDPOINT_BROKEN: { code: 111, title: 'endpoint not as it should be' },
+  SECOND_INTERFACE: { code: 112, title: 'pod already attached under another interface name' },
   INTERNAL: { code: 999, title: 'internal error' },
 } as const;
 
@@ -153,8 +154,8 @@ export const CATALOGUE = {
   },
   E_BAD_REQUEST: {
     area: 'api', cni: CniCode.INTERNAL, http: 400, exit: Exit.FAILURE,
-    meaning: 'The agent refused an API request whose body is not valid JSON.',
-    fix: 'Fix the client that sent it; the membrane CLI always sends JSON.',
+    meaning: 'The agent refused an API request whose body is not valid JSON, or is larger than 1 MiB.',
+    fix: 'Fix the client that sent it; the membrane CLI always sends small JSON bodies.',
   },
   E_NOT_FOUND: {
     area: 'api', cni: CniCode.INTERNAL, http: 404, exit: Exit.FAILURE,
@@ -175,17 +176,17 @@ export const CATALOGUE = {
   // ---- cni (the CNI request itself is wrong; raised by src/cni before the agent does anything) ----
   E_CNI_ENV: {
     area: 'cni', cni: CniCode.INVALID_ENV, http: 400, exit: Exit.USAGE,
-    meaning: 'A CNI_* environment variable is missing or invalid (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS); the message names it.',
+    meaning: 'A CNI_* environment variable is missing or invalid (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS): not set, not valid UTF-8, a CNI_NETNS that is not a network namespace (a regular file, a directory, /dev/null), or too large to send to the agent; the message names it.',
     fix: 'A runtime bug or a hand-run plugin: set the variables the command requires (docs/cni.md, "Commands").',
   },
   E_CNI_IO: {
     area: 'cni', cni: CniCode.IO_FAILURE, http: 400, exit: Exit.FAILURE,
-    meaning: 'The CNI request could not be read: the network config is larger than 64 MiB, or the connection broke.',
+    meaning: 'The CNI request could not be read: the network config is larger than 1 MiB, or the connection broke.',
     fix: 'Send a smaller network config; a broken connection is retried by the runtime.',
   },
   E_CNI_DECODE: {
     area: 'cni', cni: CniCode.DECODE_FAILURE, http: 400, exit: Exit.CONFIG,
-    meaning: 'The network config on stdin is empty or not JSON; the message gives the line and column.',
+    meaning: 'The network config on stdin is empty, not UTF-8, not JSON, or nested deeper than 64 levels; the message gives the line, column and byte offset.',
     fix: 'Fix the JSON of the conflist at the position named.',
   },
   E_CNI_VERSION: {
@@ -195,7 +196,7 @@ export const CATALOGUE = {
   },
   E_CNI_CONFIG: {
     area: 'cni', cni: CniCode.INVALID_CONFIG, http: 400, exit: Exit.CONFIG,
-    meaning: 'The network config is not one membrane serves or is malformed: another network name, another plugin type, bad args or labels, an unusable prevResult, or GC without its attachment list.',
+    meaning: 'The network config is not one membrane serves or is malformed: not an object, no usable agentSocket, another network name, another plugin type, bad args or labels (a label the cluster store cannot hold: \';\' anywhere, \'=\' or nothing as its key), an unusable prevResult, or GC without its attachment list.',
     fix: 'Correct the named key in the conflist (docs/cni.md, "Install" and "Checks made before anything is done").',
   },
   E_CNI_NOT_AVAILABLE: {
@@ -254,6 +255,11 @@ export const CATALOGUE = {
     area: 'agent', cni: CniCode.ENDPOINT_NOT_FOUND, http: 404, exit: Exit.FAILURE,
     meaning: 'The agent knows no endpoint for this container ID and interface.',
     fix: 'The pod was never added on this node, or was deleted: add it again.',
+  },
+  E_SECOND_INTERFACE: {
+    area: 'agent', cni: CniCode.SECOND_INTERFACE, http: 409, exit: Exit.FAILURE,
+    meaning: 'The container already has an interface on the membrane network under another CNI_IFNAME. The spec allows several attachments per container, but the datapath gives a pod one interface (one IP, its default route via the router), so a second one is refused.',
+    fix: 'Attach the pod to the membrane network once (one CNI_IFNAME), or DEL the other attachment first.',
   },
   E_CANCELLED: {
     area: 'agent', cni: CniCode.TRY_AGAIN_LATER, http: 503, exit: Exit.UNAVAILABLE,
@@ -484,8 +490,18 @@ export function errorCodeOf(err: unknown): ErrorCode {
  */
 export const CNI_SHIM_ERRORS: readonly { cni: CniCodeNumber; msg: string; when: string; fix: string }[] = [
   {
-    cni: CniCode.IO_FAILURE, msg: 'read network config from stdin: larger than 64 MiB',
-    when: 'stdin holds more than 64 MiB', fix: 'Send a smaller network config.',
+    cni: CniCode.INVALID_ENV, msg: '<the agent\'s message, e.g. CNI_NETNS is not set (required for ADD)>',
+    when: 'the shim answers by itself for one of the reasons below and CNI_COMMAND is unset or unknown, or a variable the command requires is unset or empty: the environment is reported first, as the agent and libcni\'s skel do',
+    fix: 'Set the variables the command requires (docs/cni.md, "Commands").',
+  },
+  {
+    cni: CniCode.INVALID_ENV, msg: 'CNI_* variables too large for the agent: <n> bytes as headers, at most 16384 (largest: <variable>, <n> bytes)',
+    when: 'the CNI_* variables, percent-encoded as the request\'s headers, exceed 16 KiB (or an agent with a lower limit answers HTTP 431: `CNI_* variables too large for the agent: it answered HTTP 431 (request header fields too large)`)',
+    fix: 'Shorten the variable named (usually CNI_ARGS).',
+  },
+  {
+    cni: CniCode.IO_FAILURE, msg: 'read network config from stdin: larger than <the limit, 1 MiB>',
+    when: 'stdin holds more than 1 MiB', fix: 'Send a smaller network config (a real one is a few KiB).',
   },
   {
     cni: CniCode.IO_FAILURE, msg: 'read network config from stdin: timed out',
@@ -501,9 +517,32 @@ export const CNI_SHIM_ERRORS: readonly { cni: CniCodeNumber; msg: string; when: 
     when: 'the shim could not allocate memory', fix: 'Free memory on the node.',
   },
   {
+    cni: CniCode.DECODE_FAILURE, msg: 'decode network config: stdin is empty',
+    when: 'stdin is empty or only blanks', fix: 'The runtime must send the plugin\'s network config on stdin.',
+  },
+  {
+    cni: CniCode.DECODE_FAILURE, msg: 'decode network config: <reason> at line <L>, column <C> (offset <byte>)',
+    when: 'stdin is not UTF-8, not JSON, or nests deeper than 64 levels: the shim cannot trust an agentSocket read from it, so it answers with the agent\'s own words for the same text',
+    fix: 'Fix the JSON of the conflist at the position named.',
+  },
+  {
+    cni: CniCode.INVALID_CONFIG, msg: 'network config must be a JSON object, not <type>',
+    when: 'stdin is JSON but not an object', fix: 'Send the plugin\'s config object, as the runtime builds it from the conflist.',
+  },
+  {
+    cni: CniCode.INVALID_CONFIG, msg: 'network config has no "agentSocket" (the membrane agent\'s API socket)',
+    when: `the config has no top-level agentSocket; details: set "agentSocket" in the membrane-cni plugin's config, e.g. to ${apiSocketIn(defaults.stateDir)} for an agent run with the default stateDir`,
+    fix: 'Add agentSocket to the membrane-cni plugin in the conflist: the agent\'s <stateDir>/agent.sock, or its apiSocket.',
+  },
+  {
+    cni: CniCode.INVALID_CONFIG, msg: '"agentSocket" <what is wrong with it>',
+    when: 'agentSocket is not a string (`"agentSocket" must be a string, not number`), is empty, contains a NUL character, is not an absolute path, or is longer than a unix socket path can be (107 bytes)',
+    fix: 'Set agentSocket to the absolute path of the agent\'s API socket.',
+  },
+  {
     cni: CniCode.TRY_AGAIN_LATER, msg: 'membrane agent not reachable at <socket>: <why>',
     when: 'any command but VERSION and STATUS, when connecting fails (e.g. ENOENT, ECONNREFUSED), no answer comes within the deadline, or the answer is not a valid response (`bad response: ...`, e.g. an HTTP status other than 200 or no X-Cni-Exit-Code header); details: "start the agent on this node (membrane agent --config FILE)"',
-    fix: `Start the agent on the node; the socket is the conflist's agentSocket (default ${apiSocketIn(defaults.stateDir)}). The runtime retries; a DEL is not queued.`,
+    fix: 'Start the agent on the node; the socket is the conflist\'s agentSocket. The runtime retries; a DEL is not queued.',
   },
   {
     cni: CniCode.PLUGIN_NOT_AVAILABLE, msg: 'membrane agent not reachable at <socket>: <why>',

@@ -2,14 +2,19 @@
 // validation error, the result in each spec version's shape, and the
 // DEL/CHECK/STATUS/GC/VERSION semantics of CNI 1.1.0.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { isUtf8 } from 'node:buffer';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { codeFor, handleCni } from '../../src/cni/handler.ts';
-import { locateJsonError } from '../../src/cni/json-error.ts';
+import { firstInvalidUtf8, locateJsonError } from '../../src/cni/json-error.ts';
 import { MembraneError, wrap, type ErrorCode } from '../../src/shared/errors.ts';
 import { assertCniError, assertValidResult, FakeBackend } from '../helpers/cni-fakes.ts';
 
 const NET = { networkName: 'membrane' };
-const NETNS = '/run/netns/pod-a';
+// A real network namespace: the handler checks that CNI_NETNS is one (this process's own will do).
+const NETNS = '/proc/self/ns/net';
 
 function conf(extra: Record<string, unknown> = {}, version = '1.1.0') {
   return { cniVersion: version, name: 'membrane', type: 'membrane-cni', ...extra };
@@ -349,5 +354,155 @@ describe('locateJsonError', () => {
     const deep = '['.repeat(100_000) + ']'.repeat(100_000);
     assert.equal(locateJsonError(deep), undefined);
     assert.equal(locateJsonError(deep.slice(0, -1))?.offset, 199_999);
+  });
+});
+
+// ---- issue 8: the CNI edge ----
+
+describe('fault 10: CNI_NETNS must be a network namespace', () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mbt-netns-'));
+    writeFileSync(join(dir, 'file'), '');
+    mkdirSync(join(dir, 'dir'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const cases: [string, () => string, number, RegExp][] = [
+    ['a regular file', () => join(dir, 'file'), 4, /^CNI_NETNS ".*\/file" is not a network namespace: it is a regular file/],
+    ['a directory', () => join(dir, 'dir'), 4, /^CNI_NETNS ".*\/dir" is not a network namespace: it is a directory$/],
+    ['/dev/null', () => '/dev/null', 4, /^CNI_NETNS "\/dev\/null" is not a network namespace: it is a character device$/],
+    ['another kind of namespace', () => '/proc/self/ns/mnt', 4, /^CNI_NETNS "\/proc\/self\/ns\/mnt" is not a network namespace: it is a mnt namespace$/],
+    ['a path that does not exist', () => join(dir, 'gone'), 3, /^check CNI_NETNS: network namespace .*\/gone does not exist$/],
+    ['a path under a file', () => join(dir, 'file', 'x'), 3, /does not exist$/],
+  ];
+  for (const [name, path, code, msg] of cases) {
+    it(`ADD and CHECK refuse ${name}: code ${code}, nothing done`, async () => {
+      const p = path();
+      for (const cmd of ['ADD', 'CHECK']) {
+        const prevResult = { cniVersion: '1.1.0', interfaces: [{ name: 'eth0', sandbox: p }] };
+        const r = await run(env(cmd, { CNI_NETNS: p }), conf(cmd === 'CHECK' ? { prevResult } : {}));
+        assertCniError(r, code, msg);
+        assert.deepEqual(r.be.calls, [], 'the backend was not called');
+      }
+    });
+  }
+
+  it('accepts a netns file and /proc/PID/ns/net; DEL does not look at it', async () => {
+    for (const p of ['/proc/self/ns/net', `/proc/${process.pid}/ns/net`]) assert.equal((await run(env('ADD', { CNI_NETNS: p }), conf())).exitCode, 0);
+    assert.equal((await run(env('DEL', { CNI_NETNS: '/dev/null' }), conf())).exitCode, 0, 'DEL succeeds whatever the netns (spec: clean up what can be)');
+  });
+});
+
+describe('fault 10: labels the cluster store cannot hold are code 7, naming the field', () => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['a ";" in a key', { labels: { 'a;b': 'x' } }, /^"args.labels": label "a;b" is invalid: its key must not contain ';' or '='$/],
+    ['an "=" in a key', { labels: { 'a=b': 'x' } }, /^"args.labels": label "a=b" is invalid: its key must not contain ';' or '='$/],
+    ['an empty key', { labels: { '': 'x' } }, /^"args.labels": label "" is invalid: its key is empty$/],
+    ['an empty key after a source', { labels: { 'k8s:': 'x' } }, /^"args.labels": label "k8s:" is invalid: its key is empty$/],
+    ['a bad source', { labels: { ':app': 'x' } }, /^"args.labels": label ":app" is invalid: its source "" must be/],
+    ['a ";" in a value', { labels: { app: 'a;b' } }, /^"args.labels": label "app" is invalid: its value "a;b" must not contain ';'$/],
+    ['a bad args.cni.labels entry', { cni: { labels: [{ key: 'ok', value: 'x' }, { key: 'x;y', value: '1' }] } }, /^"args.cni.labels"\[1\]: label "x;y" is invalid/],
+  ];
+  for (const [name, args, msg] of cases) {
+    it(`${name} -> 7`, async () => {
+      const r = await run(env('ADD'), conf({ args }));
+      assertCniError(r, 7, msg);
+      assert.deepEqual(r.be.calls, []);
+    });
+  }
+
+  it('keeps labels with a source, dots, slashes and dashes', async () => {
+    const r = await run(env('ADD'), conf({ args: { labels: { 'k8s:app.kubernetes.io/name': 'web-1', 'io.cilium.k8s.policy.cluster': 'default' } } }));
+    assert.equal(r.exitCode, 0, r.text);
+  });
+});
+
+describe('fault 10: variables that are not UTF-8 are refused, never read as another name', () => {
+  it('CNI_IFNAME (or any variable the agent uses) not valid UTF-8 -> 4, naming it', async () => {
+    for (const cmd of ['ADD', 'DEL', 'CHECK']) {
+      const be = new FakeBackend();
+      const out = await handleCni(env(cmd, { CNI_IFNAME: 'eth\ufffd' }), JSON.stringify(conf()), be, NET, { invalidUtf8: ['CNI_IFNAME'] });
+      assertCniError({ exitCode: out.exitCode, stdout: JSON.parse(out.stdout) }, 4, /^CNI_IFNAME is not valid UTF-8/);
+      assert.deepEqual(be.calls, []);
+    }
+    const two = await handleCni(env('ADD'), JSON.stringify(conf()), new FakeBackend(), NET, { invalidUtf8: ['CNI_NETNS', 'CNI_ARGS'] });
+    assert.match(JSON.parse(two.stdout).msg, /^CNI_NETNS, CNI_ARGS are not valid UTF-8/);
+  });
+
+  it('ignores CNI_PATH, which the plugin never uses', async () => {
+    const out = await handleCni(env('ADD'), JSON.stringify(conf()), new FakeBackend(), NET, { invalidUtf8: ['CNI_PATH'] });
+    assert.equal(out.exitCode, 0, out.stdout);
+  });
+});
+
+describe('fault 3: stdin is validated before it is parsed, and bounded', () => {
+  it('refuses stdin that is not UTF-8 (code 6), with the byte offset', async () => {
+    const be = new FakeBackend();
+    const bytes = Buffer.concat([Buffer.from('{"cniVersion":"1.1.0",\n"name":"mé'), Buffer.from([0xff]), Buffer.from('"}')]);
+    const out = await handleCni(env('ADD'), bytes, be, NET);
+    assertCniError({ exitCode: out.exitCode, stdout: JSON.parse(out.stdout) }, 6, /^decode network config: invalid UTF-8 at line 2, column 11 \(offset 34\)$/);
+    assert.deepEqual(be.calls, []);
+  });
+
+  it('refuses nesting deeper than 64 levels (code 6), also in valid JSON', async () => {
+    const ok = conf({ x: JSON.parse(`${'['.repeat(63)}${']'.repeat(63)}`) });
+    assert.equal((await run(env('ADD'), ok)).exitCode, 0);
+    const r = await run(env('ADD'), JSON.stringify(conf({ x: 1 })).replace('"x":1', `"x":${'['.repeat(64)}${']'.repeat(64)}`));
+    assertCniError(r, 6, /^decode network config: nesting deeper than 64 levels at line 1, column \d+ \(offset \d+\)$/);
+    assert.deepEqual(r.be.calls, []);
+  });
+
+  it('decides about a megabyte of nested brackets at once', async () => {
+    const t0 = performance.now();
+    assertCniError(await run(env('ADD'), '['.repeat(1 << 20)), 6, /nesting deeper than 64 levels at line 1, column 65 \(offset 64\)/);
+    assert.ok(performance.now() - t0 < 50, `${(performance.now() - t0).toFixed(1)} ms`);
+  });
+});
+
+describe('fault 4: the caller gone', () => {
+  it('hands the signal to backend.add, and does not start an ADD whose caller is already gone', async () => {
+    const ac = new AbortController();
+    let seen: AbortSignal | undefined;
+    const be = new (class extends FakeBackend {
+      override async add(r: Parameters<FakeBackend['add']>[0], o?: { signal?: AbortSignal }) { seen = o?.signal; return super.add(r); }
+    })();
+    assert.equal((await handleCni(env('ADD'), JSON.stringify(conf()), be, NET, { signal: ac.signal })).exitCode, 0);
+    assert.equal(seen, ac.signal);
+    ac.abort(new MembraneError('CNI ADD', { code: 'E_CANCELLED', cause: 'the plugin closed its connection before the agent answered' }));
+    const be2 = new FakeBackend();
+    const out = await handleCni(env('ADD'), JSON.stringify(conf()), be2, NET, { signal: ac.signal });
+    assertCniError({ exitCode: out.exitCode, stdout: JSON.parse(out.stdout) }, 11, /the plugin closed its connection/);
+    assert.deepEqual(be2.calls, []);
+  });
+});
+
+describe('fault 10: a second interface in one pod', () => {
+  it('the backend\'s refusal (E_SECOND_INTERFACE) is membrane code 112 with its message', async () => {
+    const be = new FakeBackend();
+    be.fail.add = wrap('add endpoint for container c0ffee01', new MembraneError('attach interface net1', {
+      code: 'E_SECOND_INTERFACE', cause: 'the container already has eth0 on this network; membrane gives a pod one interface',
+    }));
+    assertCniError(await run(env('ADD', { CNI_IFNAME: 'net1' }), conf(), be), 112, /already has eth0 on this network/);
+  });
+});
+
+describe('locateJsonError: positions in bytes and characters, depth, UTF-8', () => {
+  it('gives the byte offset and the column in characters', () => {
+    const e = locateJsonError('{"é😀": }');
+    assert.deepEqual([e?.index, e?.offset, e?.line, e?.column], [8, 11, 1, 8]); // '😀' is 2 code units, 4 bytes, 1 character
+  });
+
+  it('stops at the first container past maxDepth', () => {
+    assert.equal(locateJsonError('[[[]]]', 3), undefined);
+    assert.deepEqual([locateJsonError('[[[[]]]]', 3)?.offset, locateJsonError('[[[[]]]]', 3)?.reason], [3, 'nesting deeper than 3 levels']);
+  });
+
+  it('finds the first byte that is not UTF-8', () => {
+    assert.equal(firstInvalidUtf8(Buffer.from('aé€😀')), -1);
+    for (const [bytes, at] of [[[0x61, 0xff], 1], [[0xc0, 0x80], 0], [[0xe0, 0x80, 0x80], 0], [[0xed, 0xa0, 0x80], 0], [[0xf4, 0x90, 0x80, 0x80], 0], [[0x61, 0xe2, 0x82], 1]] as const) {
+      assert.equal(firstInvalidUtf8(Buffer.from(bytes)), at, JSON.stringify(bytes));
+      assert.equal(isUtf8(Buffer.from(bytes)), false);
+    }
   });
 });

@@ -82,7 +82,8 @@ describe('the catalogue', () => {
   });
 
   it('documents what the C shim answers by itself, as the C source has it', () => {
-    const c = readFileSync(join(REPO, 'cni/membrane-cni.c'), 'utf8');
+    // The C source's string literals, with their escaped quotes read as quotes.
+    const c = readFileSync(join(REPO, 'cni/membrane-cni.c'), 'utf8').replaceAll('\\"', '"');
     for (const e of CNI_SHIM_ERRORS) {
       const literal = e.msg.split('<')[0]!;
       assert.ok(c.includes(literal), `cni/membrane-cni.c no longer says "${literal}": update CNI_SHIM_ERRORS in src/shared/error-codes.ts`);
@@ -91,6 +92,7 @@ describe('the catalogue', () => {
     for (const m of c.matchAll(/cni_error\(\w+, (\d+),/g)) codes.add(Number(m[1]));
     for (const m of c.matchAll(/\\"code\\":(\d+)/g)) codes.add(Number(m[1]));
     for (const m of c.matchAll(/int code = [^;]*\? (\d+) : (\d+);/g)) { codes.add(Number(m[1])); codes.add(Number(m[2])); }
+    for (const m of c.matchAll(/\brefuse = ([1-9]\d*);/g)) codes.add(Number(m[1]));
     assert.deepEqual([...codes].sort((a, b) => a - b), [...new Set(CNI_SHIM_ERRORS.map((e) => e.cni))].sort((a, b) => a - b),
       'the CNI codes cni/membrane-cni.c answers by itself, against CNI_SHIM_ERRORS');
   });
@@ -127,7 +129,7 @@ describe('errorCodeOf', () => {
 describe('CNI: the handler answers each code\'s CNI code', () => {
   const NET = { networkName: 'membrane' };
   const env = (command: string, extra: Record<string, string | undefined> = {}) =>
-    ({ CNI_COMMAND: command, CNI_CONTAINERID: 'c0ffee01', CNI_NETNS: '/run/netns/p', CNI_IFNAME: 'eth0', ...extra });
+    ({ CNI_COMMAND: command, CNI_CONTAINERID: 'c0ffee01', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', ...extra });
   const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', ...extra });
   const codeOf = async (e: Record<string, string | undefined>, stdin: string, be = new FakeBackend()) => {
     const out = await handleCni(e, stdin, be, NET);
