@@ -1,9 +1,13 @@
 // The agent's HTTP API on a unix socket (mode 0600: root only). A tiny
 // router: JSON in and out, errors as { code, message, hint } with the HTTP
 // status the error-code catalogue gives the code. Used by the CLI and the CNI plugin.
+//
+// Its limits keep any one client, or a crowd of them, from taking the agent
+// away from the others: a bounded number of connections, idle and slow ones
+// closed, bounded headers and bodies (ApiLimits says why each value).
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { errorCodeOf, httpStatusOf, type ErrorCode } from '../shared/error-codes.ts';
 import { MembraneError } from '../shared/errors.ts';
 
@@ -17,14 +21,98 @@ export interface ApiErrorBody {
   hint?: string;
 }
 
+export interface ApiLimits {
+  /**
+   * Connections open at once. Each costs the agent a file descriptor, and
+   * 20,000 held-open connections once took every descriptor the agent had,
+   * so that no ADD could open a netlink socket or a BPF map. 256 leaves
+   * most of a default 1024-descriptor limit to the agent's own work and is
+   * still well above what a node asks at once (a burst of 100 concurrent
+   * ADDs, a few CLI calls). At the cap a new connection closes the oldest
+   * idle one (connected, no request in flight), so a crowd of idle
+   * connections cannot lock out a real request; only when every connection
+   * has a request in flight is the new one refused (closed at once: the
+   * plugin reports "try again later").
+   */
+  maxConnections: number;
+  /**
+   * Time to receive a request's headers, counted from the connection (or
+   * the previous response): node:http answers 408 and closes after it. It
+   * is also how long a connection that sends nothing stays. Local clients
+   * send their headers in the same write as the connect (the CNI plugin) or
+   * right after it (the CLI): 5 s is a slow machine's worth of slack.
+   */
+  headersTimeoutMs: number;
+  /**
+   * Time to receive a whole request, headers and body. The largest body
+   * the agent reads is a 1 MiB network config over a unix socket, which
+   * takes milliseconds; a body that trickles in is closed after 10 s. The
+   * time the agent then takes to answer (an ADD) is not counted.
+   */
+  requestTimeoutMs: number;
+  /**
+   * How often node:http checks the two timeouts above (its default, 30 s,
+   * would let a stalled connection stay 35 s instead of 5).
+   */
+  timeoutCheckIntervalMs: number;
+  /**
+   * An idle keep-alive connection is closed after this long. The CLI's
+   * keep-alive agent reuses a connection within one command; the plugin
+   * sends `Connection: close`. node:http's default, kept on purpose.
+   */
+  keepAliveTimeoutMs: number;
+  /**
+   * Request line plus headers, in bytes (node:http answers 431 beyond it).
+   * The CNI plugin sends at most 16 KiB of X-Cni-* headers (the CNI_*
+   * variables, src/cni/http.ts MAX_CNI_HEADER_BYTES) plus a few fixed ones,
+   * so it is never refused for that; twice that bounds what a stalled
+   * connection can make the agent hold.
+   */
+  maxHeaderBytes: number;
+  /**
+   * Largest JSON request body of the API's own routes (the CNI route bounds
+   * its body itself, at the same 1 MiB). The CLI sends a few hundred bytes.
+   */
+  maxBodyBytes: number;
+}
+
+export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
+  maxConnections: 256,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  timeoutCheckIntervalMs: 1_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 32 << 10,
+  maxBodyBytes: 1 << 20,
+});
+
+/** Per connection: how many requests are in flight on it (0: idle). */
+interface ConnState {
+  busy: number;
+}
+
 export class ApiServer {
   private readonly routes: { method: string; path: string | RegExp; handler?: Handler; raw?: RawHandler }[] = [];
   private server?: Server;
+  readonly limits: Readonly<ApiLimits>;
+  /** Open connections in the order they became idle (a Map keeps insertion order: re-inserted when idle again). */
+  private readonly conns = new Map<Socket, ConnState>();
+
+  constructor(limits: Partial<ApiLimits> = {}) {
+    this.limits = Object.freeze({ ...DEFAULT_API_LIMITS, ...limits });
+  }
 
   get(path: string | RegExp, handler: Handler): this { this.routes.push({ method: 'GET', path, handler }); return this; }
   post(path: string | RegExp, handler: Handler): this { this.routes.push({ method: 'POST', path, handler }); return this; }
   delete(path: string | RegExp, handler: Handler): this { this.routes.push({ method: 'DELETE', path, handler }); return this; }
   raw(method: string, path: string, raw: RawHandler): this { this.routes.push({ method, path, raw }); return this; }
+
+  /** Open connections, and how many of them have a request in flight (for tests and status). */
+  get connections(): { open: number; busy: number } {
+    let busy = 0;
+    for (const s of this.conns.values()) if (s.busy > 0) busy++;
+    return { open: this.conns.size, busy };
+  }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
@@ -40,9 +128,17 @@ export class ApiServer {
         return;
       }
     }
+    const max = this.limits.maxBodyBytes;
     const body = async () => {
+      const tooLarge = () => new MembraneError(`read request body of ${req.method} ${url.pathname}`, { code: 'E_BAD_REQUEST', cause: `larger than ${max} bytes` });
+      if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
       const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > max) throw tooLarge();
+        chunks.push(c as Buffer);
+      }
       const text = Buffer.concat(chunks).toString('utf8');
       if (!text) return undefined;
       try {
@@ -54,8 +150,44 @@ export class ApiServer {
     try {
       send(res, 200, await route.handler!(req, url, body));
     } catch (e) {
+      // The rest of an unread body is not worth reading: answer and close.
+      if (!req.complete) res.setHeader('Connection', 'close');
       sendError(res, e);
     }
+  }
+
+  /** A new connection: counted, and at the cap the oldest idle one makes room for it (or it is refused). */
+  private admit(socket: Socket): void {
+    if (this.conns.size >= this.limits.maxConnections) {
+      let victim: Socket | undefined;
+      for (const [s, st] of this.conns) {
+        if (st.busy === 0) { victim = s; break; } // the first idle one in the map is the longest idle
+      }
+      if (!victim) {
+        socket.destroy();
+        return;
+      }
+      this.conns.delete(victim);
+      victim.destroy();
+    }
+    this.conns.set(socket, { busy: 0 });
+    socket.once('close', () => this.conns.delete(socket));
+  }
+
+  /** A request on `socket` started; it is busy until its response is done (finished or aborted). */
+  private track(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    const st = this.conns.get(socket);
+    if (!st) return;
+    st.busy++;
+    res.once('close', () => {
+      st.busy--;
+      if (st.busy === 0 && this.conns.has(socket)) {
+        // Idle again: move it to the end, the most recently idle.
+        this.conns.delete(socket);
+        this.conns.set(socket, st);
+      }
+    });
   }
 
   /** Listens on `socketPath` (0600). Refuses if another live process serves it; removes a stale socket file. */
@@ -66,7 +198,18 @@ export class ApiServer {
       }
       unlinkSync(socketPath);
     }
-    this.server = createServer((req, res) => { void this.dispatch(req, res); });
+    const l = this.limits;
+    this.server = createServer({
+      maxHeaderSize: l.maxHeaderBytes,
+      headersTimeout: Math.min(l.headersTimeoutMs, l.requestTimeoutMs), // node:http insists: the headers are part of the request
+      requestTimeout: l.requestTimeoutMs,
+      connectionsCheckingInterval: l.timeoutCheckIntervalMs,
+      keepAliveTimeout: l.keepAliveTimeoutMs,
+    }, (req, res) => {
+      this.track(req, res);
+      void this.dispatch(req, res);
+    });
+    this.server.on('connection', (s: Socket) => this.admit(s));
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(socketPath, () => resolve());
@@ -92,6 +235,7 @@ function sendError(res: ServerResponse, e: unknown): void {
 }
 
 function send(res: ServerResponse, status: number, v: unknown): void {
+  if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify(v ?? null);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
