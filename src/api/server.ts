@@ -217,10 +217,15 @@ export class ApiServer {
     chmodSync(socketPath, 0o600);
   }
 
+  /** Stops listening, closes the idle connections at once and waits for the requests in flight. */
   async close(): Promise<void> {
     const s = this.server;
     if (!s) return;
-    await new Promise<void>((r) => s.close(() => r()));
+    const closed = new Promise<void>((r) => s.close(() => r()));
+    // A connection without a request in flight has nothing to finish; without this, a
+    // stopping agent would wait out the header timeout of every silent connection.
+    for (const [socket, st] of this.conns) if (st.busy === 0) socket.destroy();
+    await closed;
     s.closeAllConnections?.();
   }
 }

@@ -179,3 +179,15 @@ describe('fault 11: headers and bodies are bounded', () => {
     assert.ok(MAX_CNI_HEADER_BYTES + 1024 <= DEFAULT_API_LIMITS.maxHeaderBytes);
   });
 });
+
+describe('fault 11: stopping', () => {
+  it('closes idle connections at once instead of waiting out their timeouts', async () => {
+    const { api, sock } = await agent();
+    const held = await Promise.all(Array.from({ length: 20 }, () => idle(sock)));
+    assert.ok(await until(() => api.connections.open === 20, 2000));
+    const t0 = Date.now();
+    await api.close();
+    assert.ok(Date.now() - t0 < 1000, `close took ${Date.now() - t0} ms`);
+    assert.ok(await until(() => held.every(closed), 1000));
+  });
+});
