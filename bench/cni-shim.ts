@@ -59,7 +59,7 @@ try {
   const conf = { cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: sock };
   const add: number[] = [];
   for (let i = 0; i < N; i++) {
-    const r = await cniExec(SHIM, 'ADD', { containerID: `bench-${i}`, netns: '/run/netns/bench', ifname: 'eth0', conf });
+    const r = await cniExec(SHIM, 'ADD', { containerID: `bench-${i}`, netns: '/proc/self/ns/net', ifname: 'eth0', conf });
     if (r.exitCode !== 0) throw new Error(`ADD failed: ${r.stdoutText}`);
     add.push(r.ms);
   }

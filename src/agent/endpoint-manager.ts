@@ -150,6 +150,20 @@ export class EndpointManager {
         this.log?.(`endpoint ${existing.id} (${r.containerID} ${r.ifname}): ${existing.netns === r.netns ? 'no longer whole' : `was in ${existing.netns}`}; replaced by this ADD`);
         await this.remove(existing);
       }
+      // The spec allows several attachments per container; this datapath gives a pod one
+      // interface (one /32, its default route via the router), so a second is refused
+      // before anything is made, unless the other one is only a stale remain.
+      const sibling = this.list().find((e) => e.containerID === r.containerID && e.ifname !== r.ifname);
+      if (sibling) {
+        if (this.dp.endpointIntact(sibling)) {
+          throw new MembraneError(what, {
+            code: 'E_SECOND_INTERFACE',
+            cause: `the container already has ${sibling.ifname} on the membrane network (endpoint ${sibling.id}, ${sibling.ip}); a pod gets one interface, so ${r.ifname} is refused`,
+          });
+        }
+        this.log?.(`endpoint ${sibling.id} (${r.containerID} ${sibling.ifname}): no longer whole; removed for this ADD of ${r.ifname}`);
+        await this.remove(sibling);
+      }
       const ep = await this.create(r);
       if (opts.signal?.aborted) {
         await this.remove(ep);

@@ -27,9 +27,9 @@ export const defaults = {
   bpffsRoot: `${RUN_DIR}/bpffs`,
   /**
    * The agent's runtime directory: endpoints.json, the API socket and the
-   * node lock. The CNI plugin's fallback socket is <stateDir>/<apiSocketName>
-   * of this default (cni/Makefile reads it from here), so a plugin with no
-   * agentSocket in its conf finds an agent run with the defaults.
+   * node lock. The CNI plugin has no fallback (its conf must name
+   * agentSocket); its error for a missing one suggests <stateDir>/<apiSocketName>
+   * of this default (cni/Makefile reads it from here).
    */
   stateDir: RUN_DIR,
   apiSocketName: 'agent.sock',

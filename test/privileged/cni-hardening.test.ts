@@ -168,12 +168,9 @@ test('fault 10: permanent mistakes get the spec\'s codes, named, and leave nothi
 
   // The spec allows several attachments per container (distinct CNI_IFNAME); the
   // datapath gives a pod one interface (its /32 and default route via the
-  // router), so the endpoint manager must refuse the second with
-  // E_SECOND_INTERFACE before creating anything. Until it does, the kernel's
-  // EEXIST on the pod's route comes back as 999: marked todo, not failed.
-  await t.test('a second interface in the same pod: refused with code 112 and a message naming both; the first one stays', {
-    todo: 'needs src/agent/endpoint-manager.ts to refuse a second CNI_IFNAME for a container with E_SECOND_INTERFACE',
-  }, async () => {
+  // router), so the endpoint manager refuses the second with
+  // E_SECOND_INTERFACE before creating anything.
+  await t.test('a second interface in the same pod: refused with code 112 and a message naming both; the first one stays', async () => {
     const { pod, att } = fresh();
     const first = await cni(node, 'ADD', att);
     assert.equal(first.exitCode, 0, first.stdoutText);
