@@ -172,6 +172,9 @@ export async function snapshot(node: AgentNode, opts: { agent?: boolean } = {}):
   const globals = `${node.pinDir}/tc/globals`;
   const epDir = `${node.pinDir}/endpoints`;
   const up = opts.agent ?? true;
+  // A running agent moves new endpoints to tcx once ADDs pause (their link pins appear then):
+  // wait for that, so two snapshots differ only by what the test did.
+  if (up) await waitForTcx(node, lxcLinks(node.ns).length);
   return {
     lxc: lxcLinks(node.ns).map((l) => l.ifname).sort(),
     ipamUsed: up ? (await apiCall<StatusReply>(node.socket, 'GET', '/v1/status')).ipam.used : undefined,
