@@ -169,8 +169,8 @@ export const CATALOGUE = {
   },
   E_ALREADY_RUNNING: {
     area: 'api', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
-    meaning: 'Another agent already serves this API socket, so this one does not start.',
-    fix: 'Stop the other agent first, or give this one another stateDir.',
+    meaning: 'Another agent already runs for this node (it holds the node\'s lock: its network namespace, state dir or pin directory) or serves this API socket, so this one does not start and changes nothing.',
+    fix: 'Stop the other agent first (the message names its pid): SIGTERM makes the node leave the cluster, SIGHUP keeps it for a restart.',
   },
 
   // ---- cni (the CNI request itself is wrong; raised by src/cni before the agent does anything) ----
