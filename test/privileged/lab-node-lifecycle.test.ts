@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { inNetns, labOk, labStatus, labUp } from '../helpers/lab.ts';
+import { inNetns, lab, labOk, labStatus, labUp } from '../helpers/lab.ts';
+import { REPO } from '../helpers/membrane.ts';
+import { join } from 'node:path';
 import { ipKey, nodeKey } from '../../src/store/keys.ts';
 import { openStore } from '../../src/store/store.ts';
 import { rootOnly } from '../helpers/skip.ts';
@@ -91,6 +93,20 @@ test('fault 2: agents down, stopped or restarting cost no packet; leaving is at 
     } finally {
       await store.close();
     }
+  });
+
+  await t.test('`membrane node delete` drops a killed node at once, long before its lease would', async () => {
+    process.kill(await pid(n2.name), 'SIGKILL');
+    await sleep(300);
+    assert.ok(hasRoute(n3.netns, n2.podCIDR), 'kept while its lease (900 s) runs');
+    const r = await lab(['lab', 'exec', '--name', name, n1.name, '--', join(REPO, 'bin/membrane'), 'node', 'delete', n2.name]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`node ${n2.name} removed from the store \\(1 pod IPs`));
+    const ms = await waitUntil('node-3 drops node-2', () => !hasRoute(n3.netns, n2.podCIDR), 3_000);
+    t.diagnostic(`node-2 deleted with membrane node delete: node-3 dropped its route after ${ms} ms`);
+    const own = await lab(['lab', 'exec', '--name', name, n1.name, '--', join(REPO, 'bin/membrane'), 'node', 'delete', n1.name]);
+    assert.equal(own.code, 1);
+    assert.match(own.stderr, /it is this agent's own node/);
   });
 
   await t.test('a node gone for good is dropped after its leaseTTL', async () => {

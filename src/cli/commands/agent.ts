@@ -91,6 +91,22 @@ export const nodeList: Command = {
   },
 };
 
+export const nodeDelete: Command = {
+  path: ['node', 'delete'],
+  summary: 'remove a node that is gone for good from the cluster store now (its peers drop its routes at once), instead of waiting for its lease to expire',
+  usage: 'NAME [--socket PATH]',
+  flags: SOCKET_FLAG,
+  async run(ctx) {
+    const name = ctx.args.positionals[0];
+    if (!name) throw new MembraneError('node delete', { code: 'E_USAGE', cause: 'usage: membrane node delete NAME' });
+    const r = await apiCall<{ node: boolean; ips: number; references: number }>(agentSocket(ctx), 'DELETE', `/v1/nodes/${encodeURIComponent(name)}`);
+    if (ctx.json) return void ctx.out(json(r));
+    ctx.out(r.node || r.ips || r.references
+      ? `node ${name} removed from the store (${r.ips} pod IPs, ${r.references} identity references)\n`
+      : `node ${name}: nothing in the store\n`);
+  },
+};
+
 export const endpointList: Command = {
   path: ['endpoint', 'list'],
   summary: 'the node\'s endpoints: id, identity, labels, IP, interface, state',
