@@ -262,9 +262,25 @@ function validateConf(conf: NetConf, cmd: CniCommand, opts: CniHandlerOptions): 
   if (conf.prevResult !== undefined && !isObject(conf.prevResult)) throw new CniFailure('E_CNI_CONFIG', 'prevResult must be a JSON object');
 }
 
+/**
+ * Egress shaping cannot work on this datapath: the bandwidth plugin shapes a
+ * pod's egress with an ingress qdisc on the host-side veth redirecting to
+ * an ifb, but cil_from_container (tcx ingress) runs first and redirects the
+ * packet on. A runtime that passes an egress limit (the `bandwidth`
+ * capability, which membrane-cni declares in its conflist to see it) gets a
+ * clear refusal instead of a limit that silently does not hold.
+ */
+function refuseEgressShaping(conf: NetConf): void {
+  const bw = conf.runtimeConfig?.bandwidth as { egressRate?: unknown; egressBurst?: unknown } | undefined;
+  if (bw && ((Number(bw.egressRate) || 0) > 0 || (Number(bw.egressBurst) || 0) > 0)) {
+    throw new CniFailure('E_CNI_CONFIG', 'runtimeConfig.bandwidth: egress limits (egressRate, egressBurst) are not supported: membrane\'s program on the pod\'s host-side device redirects its packets before the tc ingress qdisc the bandwidth plugin shapes with; ingress limits (ingressRate, ingressBurst) work');
+  }
+}
+
 async function add(env: Record<string, string | undefined>, conf: NetConf, backend: EndpointBackend, signal?: AbortSignal): Promise<CniOutput> {
   const args = parseCniArgs(env.CNI_ARGS ?? '');
   const labels = labelsOf(conf);
+  refuseEgressShaping(conf);
   // A caller already gone (it gave up while the agent was busy or stopped) gets nothing done.
   signal?.throwIfAborted();
   const ep = await backend.add({

@@ -148,6 +148,27 @@ test('standard plugins chained after membrane: tuning (new MAC), portmap, bandwi
   assert.equal(deleted.exitCode, 0, `${deleted.stdoutText}${deleted.stderr}`);
   assert.deepEqual(podLinks(ns), ['lo']);
   assert.doesNotMatch(nsExec(node.ns, ['iptables-save', '-t', 'nat']), /18080/, 'portmap rules gone');
+
+  // Egress shaping cannot hold on this datapath: a runtime's egress limit is refused up front, clearly.
+  const shaped: Conflist = {
+    cniVersion: '1.0.0', name: 'membrane',
+    plugins: [
+      { type: 'membrane-cni', agentSocket: node.socket, capabilities: { bandwidth: true } },
+      { type: 'bandwidth', capabilities: { bandwidth: true } },
+    ],
+  };
+  const other = makeNetns(t, 'ch');
+  const egress = await runConflist(shaped, 'ADD', {
+    ...att, containerID: `ctr-${other}`, netns: `/run/netns/${other}`, capabilityArgs: { bandwidth: { egressRate: 1_000_000, egressBurst: 20_000 } },
+  });
+  assert.equal(egress.exitCode, 1, egress.stdoutText);
+  assert.equal(egress.stdout.code, 7);
+  assert.match(egress.stdout.msg, /egress limits \(egressRate, egressBurst\) are not supported/);
+  assert.deepEqual(podLinks(other), ['lo'], 'nothing was made');
+  const ingressOnly = await runConflist(shaped, 'ADD', {
+    ...att, containerID: `ctr-${other}`, netns: `/run/netns/${other}`, capabilityArgs: { bandwidth: { ingressRate: 8_000_000, ingressBurst: 100_000 } },
+  });
+  assert.equal(ingressOnly.exitCode, 0, `${ingressOnly.stdoutText}${ingressOnly.stderr}`);
 });
 
 test('the bpffs is root-only, and a node pin directory another user made is refused (fault 11)', { skip: rootOnly() }, async (t) => {

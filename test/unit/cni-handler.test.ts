@@ -86,6 +86,15 @@ describe('ADD', () => {
     await run(env('ADD'), conf({ args: { labels: { a: '1' }, cni: { labels: [{ key: 'b', value: '2' }] } } }), be);
     assert.deepEqual(be.calls[0]!.arg.labels, { a: '1', b: '2' });
   });
+
+  it('refuses an egress bandwidth limit from the runtime (code 7, before anything is done); an ingress one passes', async () => {
+    const be = new FakeBackend();
+    const r = await run(env('ADD'), conf({ runtimeConfig: { bandwidth: { ingressRate: 1000, ingressBurst: 100, egressRate: 8000, egressBurst: 100 } } }), be);
+    assertCniError(r, 7, /runtimeConfig\.bandwidth: egress limits \(egressRate, egressBurst\) are not supported/, /ingress limits \(ingressRate, ingressBurst\) work/);
+    assert.deepEqual(be.calls, [], 'the backend was not asked to add anything');
+    const ok = await run(env('ADD'), conf({ runtimeConfig: { bandwidth: { ingressRate: 1000, ingressBurst: 100 } } }));
+    assert.equal(ok.exitCode, 0, ok.text);
+  });
 });
 
 describe('validation: code, message naming the culprit, and nothing done', () => {
