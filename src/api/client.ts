@@ -17,7 +17,13 @@ export function agentError(status: number, body: unknown): MembraneError {
   return new MembraneError(`${message}${theirs}`, { code: 'E_API', hint });
 }
 
-export async function apiCall<T = unknown>(socketPath: string, method: string, path: string, body?: unknown): Promise<T> {
+/**
+ * One request to the agent. `timeoutMs` (default 60 s, for slow operations
+ * such as a CNI burst) is how long the agent may stay silent; pollers pass a
+ * short one so a stopped agent (SIGSTOP) does not hold them for a minute.
+ */
+export async function apiCall<T = unknown>(socketPath: string, method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise<T>((resolve, reject) => {
     const req = request({ socketPath, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} }, (res) => {
@@ -35,7 +41,7 @@ export async function apiCall<T = unknown>(socketPath: string, method: string, p
       code: 'E_UNAVAILABLE', cause: e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? 'agent not running' : e.message,
       hint: 'start it in the node\'s netns: membrane agent --config FILE',
     })));
-    req.setTimeout(60_000, () => req.destroy(new Error('timed out after 60 s')));
+    req.setTimeout(timeoutMs, () => req.destroy(new MembraneError(`no answer within ${timeoutMs / 1000} s`, { code: 'E_UNAVAILABLE' })));
     if (payload) req.write(payload);
     req.end();
   });

@@ -54,7 +54,7 @@ export async function agentReady(a: Pick<AgentProcess, 'name' | 'apiSocket' | 'r
     throwIfAborted(signal, what);
     if (!a.running()) throw new MembraneError(what, { code: 'E_LAB', cause: `it exited; ${a.outputName}:\n${a.output(6)}` });
     try {
-      const h = await apiCall<{ status: string }>(a.apiSocket, 'GET', '/v1/healthz');
+      const h = await apiCall<{ status: string }>(a.apiSocket, 'GET', '/v1/healthz', undefined, { timeoutMs: 1_000 });
       if (h.status === 'ok') return;
     } catch { /* not listening yet */ }
     await sleep(15);

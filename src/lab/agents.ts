@@ -60,8 +60,11 @@ export function waitAgentReady(n: NodeRecord, timeoutMs = 30_000, signal?: Abort
   return agentReady({ ...detachedProcess(n.agentPid, n.logFile), name: n.name, apiSocket: n.apiSocket }, timeoutMs, signal);
 }
 
+/** How long a lab poll waits for one agent's answer: a stopped agent must not hold a command for a minute. */
+const POLL_TIMEOUT_MS = 2_000;
+
 export function agentStatus(n: NodeRecord): Promise<StatusReply> {
-  return apiCall<StatusReply>(n.apiSocket, 'GET', '/v1/status');
+  return apiCall<StatusReply>(n.apiSocket, 'GET', '/v1/status', undefined, { timeoutMs: POLL_TIMEOUT_MS });
 }
 
 export function agentEndpoints(n: NodeRecord): Promise<EndpointState[]> {
@@ -69,7 +72,7 @@ export function agentEndpoints(n: NodeRecord): Promise<EndpointState[]> {
 }
 
 export async function agentRemoteNodes(n: NodeRecord): Promise<string[]> {
-  const r = await apiCall<{ remote: { name: string }[] }>(n.apiSocket, 'GET', '/v1/nodes');
+  const r = await apiCall<{ remote: { name: string }[] }>(n.apiSocket, 'GET', '/v1/nodes', undefined, { timeoutMs: POLL_TIMEOUT_MS });
   return r.remote.map((x) => x.name);
 }
 
