@@ -162,26 +162,23 @@ export function isOurs(pid: number | undefined, marker: string): boolean {
  * else that merely mentions the directory (a `tail -f` of a log) matches.
  */
 export function findLabProcesses(dir: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const pid = Number(d);
-    if (pid === process.pid) continue;
-    const argv = cmdline(pid);
-    if (argv?.some((a, i) => (a === '--config' || a === '--data-dir') && argv[i + 1]?.startsWith(`${dir}/`))) out.push(pid);
-  }
-  return out;
+  return findProcesses((argv) => argv.some((a, i) => (a === '--config' || a === '--data-dir') && argv[i + 1]?.startsWith(`${dir}/`)));
 }
 
 /** Pids of processes whose command line has `flag` followed by exactly `value` (e.g. an agent's --config FILE). */
 export function findProcessesWithArg(flag: string, value: string): number[] {
+  return findProcesses((argv) => argv.some((a, i) => a === flag && argv[i + 1] === value));
+}
+
+/** Pids (this process's excepted) whose command line satisfies `match`. */
+function findProcesses(match: (argv: string[]) => boolean): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     const pid = Number(d);
     if (pid === process.pid) continue;
     const argv = cmdline(pid);
-    if (argv?.some((a, i) => a === flag && argv[i + 1] === value)) out.push(pid);
+    if (argv && match(argv)) out.push(pid);
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { apiSocketIn } from '../../shared/config.ts';
 import { defaults } from '../../shared/defaults.ts';
 import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
-import type { Command, CommandContext } from '../command.ts';
+import { positional, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import { configFromArgs, CONFIG_FLAG_SPECS } from './datapath.ts';
 
@@ -97,8 +97,7 @@ export const nodeDelete: Command = {
   usage: 'NAME [--socket PATH]',
   flags: SOCKET_FLAG,
   async run(ctx) {
-    const name = ctx.args.positionals[0];
-    if (!name) throw new MembraneError('node delete', { code: 'E_USAGE', cause: 'usage: membrane node delete NAME' });
+    const name = positional(ctx, 'node delete', 'NAME');
     const r = await apiCall<{ node: boolean; ips: number; references: number }>(agentSocket(ctx), 'DELETE', `/v1/nodes/${encodeURIComponent(name)}`);
     if (ctx.json) return void ctx.out(json(r));
     ctx.out(r.node || r.ips || r.references

@@ -11,7 +11,7 @@ import { labStatus, statusOf, type LabStatus } from '../../lab/status.ts';
 import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { FlagSpec } from '../args.ts';
-import type { Command, CommandContext } from '../command.ts';
+import { positional, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 
 const NAME_FLAG: Record<string, FlagSpec> = {
@@ -146,8 +146,7 @@ export const labStopNodeCmd: Command = {
   usage: 'NODE [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
-    const node = ctx.args.positionals[0];
-    if (!node) throw new MembraneError('lab stop-node', { code: 'E_USAGE', cause: 'usage: membrane lab stop-node NODE' });
+    const node = positional(ctx, 'lab stop-node', 'NODE');
     await stopNode(labName(ctx), node, progressOf(ctx));
   },
 };
@@ -158,8 +157,7 @@ export const labRestartAgentCmd: Command = {
   usage: 'NODE [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
-    const node = ctx.args.positionals[0];
-    if (!node) throw new MembraneError('lab restart-agent', { code: 'E_USAGE', cause: 'usage: membrane lab restart-agent NODE' });
+    const node = positional(ctx, 'lab restart-agent', 'NODE');
     const r = await restartAgent(labName(ctx), node, progressOf(ctx));
     if (ctx.json) ctx.out(json({ node: r.node.name, oldPid: r.oldPid ?? null, agentPid: r.node.agentPid ?? null }));
   },
@@ -191,8 +189,7 @@ export const labDeletePodCmd: Command = {
   usage: 'POD [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
-    const pod = ctx.args.positionals[0];
-    if (!pod) throw new MembraneError('lab delete-pod', { code: 'E_USAGE', cause: 'usage: membrane lab delete-pod POD' });
+    const pod = positional(ctx, 'lab delete-pod', 'POD');
     await deletePod(labName(ctx), pod, progressOf(ctx));
   },
 };
