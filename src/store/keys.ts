@@ -7,6 +7,9 @@
 //   cilium/state/identities/v1/value/<labelKey>/<nodeSuffix>   ID in decimal (slave key, leased)
 //   cilium/state/identities/v1/locks/<labelKey>                allocation lock (leased)
 //   cilium/state/identities/v1/freed/<ID>                      Membrane: an ID the GC freed, kept out of reuse for a while
+//   cilium/state/policies/v1/cnp/<namespace>/<name>            Membrane: a CiliumNetworkPolicy as imported (JSON)
+//   cilium/state/policies/v1/ccnp/<name>                       Membrane: a CiliumClusterwideNetworkPolicy as imported (JSON)
+// (Cilium keeps policies in Kubernetes; with no API server here they live in the same store as the rest.)
 // Field names are Go's (PascalCase) so the values read like Cilium's.
 import { isIP } from 'node:net';
 import { MembraneError } from '../shared/errors.ts';
@@ -20,6 +23,8 @@ export const IDENTITY_VALUE_PREFIX = 'cilium/state/identities/v1/value/';
 export const IDENTITY_LOCK_PREFIX = 'cilium/state/identities/v1/locks/';
 /** Membrane's own: IDs the garbage collector freed, in quarantine (not handed to another label set) until it ends. */
 export const IDENTITY_FREED_PREFIX = 'cilium/state/identities/v1/freed/';
+
+export const POLICIES_PREFIX = 'cilium/state/policies/v1/';
 
 export const DEFAULT_CLUSTER = 'default';
 /** Cilium writes every ipcache entry under the "default" address space. */
@@ -206,6 +211,23 @@ export function parseLabelKey(labelKey: string): Labels {
 /** The same labels with every key written `source:key` (what parseLabelKey returns). */
 export function normalizeLabels(labels: Labels): Labels {
   return parseLabelKey(formatLabelKey(labels));
+}
+
+// ---- policies ----
+
+/** Where a policy lives: a namespaced CiliumNetworkPolicy, or a clusterwide one (namespace undefined). */
+export function policyKey(name: string, namespace?: string): string {
+  return namespace === undefined
+    ? `${POLICIES_PREFIX}ccnp/${segment('policy name', name)}`
+    : `${POLICIES_PREFIX}cnp/${segment('policy namespace', namespace)}/${segment('policy name', name)}`;
+}
+
+export function parsePolicyKey(key: string): { name: string; namespace?: string } | undefined {
+  if (!key.startsWith(POLICIES_PREFIX)) return undefined;
+  const parts = key.slice(POLICIES_PREFIX.length).split('/');
+  if (parts[0] === 'ccnp' && parts.length === 2 && parts[1]) return { name: parts[1] };
+  if (parts[0] === 'cnp' && parts.length === 3 && parts[1] && parts[2]) return { namespace: parts[1], name: parts[2] };
+  return undefined;
 }
 
 // ---- value codecs ----

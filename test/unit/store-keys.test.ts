@@ -5,7 +5,7 @@ import {
   decodeIdentityId, decodeIpIdentity, decodeNode, encodeIpIdentity, encodeNode, formatLabelKey,
   identityIdKey, identityLockKey, identityValueKey, identityValuePrefix, ipKey, ipMetadata, maskFromPrefixLength,
   nodeAddress, nodeKey, nodesPrefix, normalizeLabels, parseIdentityIdKey, parseIdentityValueKey, parseIpKey,
-  parseLabelKey, parseNodeKey, prefixLengthFromMask, type Labels, type NodeValue,
+  parseLabelKey, parseNodeKey, parsePolicyKey, policyKey, prefixLengthFromMask, type Labels, type NodeValue,
 } from '../../src/store/keys.ts';
 
 test('keys follow the cilium/state layout and parse back', () => {
@@ -26,6 +26,12 @@ test('keys follow the cilium/state layout and parse back', () => {
   assert.equal(identityLockKey(lk), `cilium/state/identities/v1/locks/${lk}`);
   assert.equal(decodeIdentityId('257'), 257);
   assert.equal(decodeIdentityId('x'), undefined);
+  assert.equal(policyKey('allow-web', 'default'), 'cilium/state/policies/v1/cnp/default/allow-web');
+  assert.equal(policyKey('host-fw'), 'cilium/state/policies/v1/ccnp/host-fw');
+  assert.deepEqual(parsePolicyKey(policyKey('allow-web', 'prod')), { namespace: 'prod', name: 'allow-web' });
+  assert.deepEqual(parsePolicyKey(policyKey('host-fw')), { name: 'host-fw' });
+  assert.equal(parsePolicyKey('cilium/state/policies/v1/cnp/only-ns'), undefined);
+  assert.throws(() => policyKey('a/b', 'default'), (e: any) => e.code === 'E_STORE_KEY');
 });
 
 test('keys refuse segments that would collide with other keys', () => {
