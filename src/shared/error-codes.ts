@@ -108,6 +108,13 @@ export const CATALOGUE = {
     meaning: 'The configuration is invalid; the message names every bad field and why.',
     fix: 'Correct the named keys in the node config (or the flags that set them), then run the command again.',
   },
+  // A policy file is configuration the user wrote, so it maps like E_CONFIG:
+  // bad input (HTTP 400), exit 3 "fix the named fields and run again".
+  E_POLICY_INVALID: {
+    area: 'general', cni: CniCode.INTERNAL, http: 400, exit: Exit.CONFIG,
+    meaning: 'A network policy document is invalid or uses a feature membrane does not support (named ports, L7 rules, IPv6, FQDNs); the message lists every problem with its document, field path, line and column.',
+    fix: 'Correct the named fields in the policy file and import it again; nothing of the file was applied, and the policies already in force stay in force.',
+  },
   E_NOT_ROOT: {
     area: 'general', cni: CniCode.INTERNAL, http: 500, exit: Exit.NOT_ROOT,
     meaning: 'The process lacks the capabilities it needs (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF); the message lists the missing ones.',
