@@ -352,6 +352,11 @@ export const CATALOGUE = {
     meaning: 'A datapath event record is truncated, unknown or from a newer format.',
     fix: 'The BPF objects and the TypeScript are from different versions: rebuild (make -C bpf) and restart the agent.',
   },
+  E_POLICY_MAP: {
+    area: 'datapath', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
+    meaning: 'An endpoint\'s (or the host\'s) policy map is missing, not installed in cilium_policy_maps or of another layout, or an endpoint id is outside 1..4095.',
+    fix: 'Restart the agent (restore makes missing policy maps); a pin of another layout must be removed first (the hint names it).',
+  },
 
   // ---- bpf ----
   E_BPFFS: {
