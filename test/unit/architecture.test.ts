@@ -47,11 +47,13 @@ const ALLOWED: Record<string, string[]> = {
   datapath: ['netlink', 'bpf', 'shared'],
   cni: ['shared'],
   api: ['shared'],
+  // The policy engine is pure: documents, selectors and policy map contents from policies and identities.
+  policy: ['shared'],
   // The agent decides state; the datapath decides what it means in the kernel. It serves the API and the CNI handler.
-  agent: ['datapath', 'store', 'shared', 'api', 'cni'],
+  agent: ['datapath', 'store', 'shared', 'api', 'cni', 'policy'],
   lab: ['agent', 'api', 'cni', 'datapath', 'shared', 'netlink'],
   connectivity: ['agent', 'api', 'datapath', 'lab', 'shared'],
-  cli: ['agent', 'api', 'connectivity', 'datapath', 'lab', 'shared'],
+  cli: ['agent', 'api', 'connectivity', 'datapath', 'lab', 'shared', 'policy'],
 };
 
 /** The one place outside src/datapath that uses src/netlink: the lab builds the machines (netns, bridge, veths), not a node's datapath. */
