@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing (apt, npm), builds the
-# BPF objects, type-checks, then runs unit tests (no root needed) and
-# privileged tests (root; each in throwaway network namespaces) with node's
-# test runner and an explicit file list (node 20 does not glob .ts files).
+# BPF objects, the CNI plugin and the CLI's JavaScript, type-checks, then
+# runs unit tests (no root needed) and privileged tests (root; each in
+# throwaway network namespaces) with node's test runner and an explicit file
+# list (node 20 does not glob .ts files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 make -s -C bpf
 make -s -C cni
+# The JavaScript bin/membrane runs (dist/cli/): the tests and the lab run the build, as users do.
+node scripts/build.mjs
 npx tsc -p tsconfig.json
 shopt -s nullglob
 files=(test/unit/*.test.ts test/privileged/*.test.ts)

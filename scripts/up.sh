@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 make -s -C bpf
 make -s -C cni
+# The JavaScript bin/membrane runs (dist/cli/; bin/membrane refuses a stale one).
+node scripts/build.mjs
 ./bin/membrane lab up "$@"
 echo
 ./bin/membrane lab status
