@@ -6,7 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { exitCodeOf, httpStatusOf } from '../../src/shared/error-codes.ts';
-import { PolicyError, formatSelector, parsePolicies, type Policy, type PolicyProblem } from '../../src/policy/index.ts';
+import { PolicyError, formatSelector, parsePolicies, parsePolicyValues, type Policy, type PolicyProblem } from '../../src/policy/index.ts';
 
 const TESTDATA = fileURLToPath(new URL('../testdata/policy/', import.meta.url));
 
@@ -142,6 +142,14 @@ spec:
     assert.equal((p.raw as { metadata: { name: string } }).metadata.name, 'all.ns');
     // The raw document parses again to the same policy.
     assert.deepEqual(parseOne(JSON.stringify(p.raw)).rules, p.rules);
+  });
+
+  it('reads plain values (what the store keeps: Policy.raw) to the same policies, without the YAML parser', () => {
+    const all = readdirSync(TESTDATA).flatMap((f) => parsePolicies(readFileSync(TESTDATA + f, 'utf8')).policies);
+    const again = parsePolicyValues(all.map((p) => JSON.parse(JSON.stringify(p.raw)))).policies;
+    assert.deepEqual(again.map((p) => ({ ...p, document: 0 })), all.map((p) => ({ ...p, document: 0 })));
+    const err = (() => { try { parsePolicyValues([{ ...(all[0]!.raw as object), spec: { endpointSelector: {}, ingress: [{ fromCIDR: ['x'] }] } }]); } catch (e) { return e as PolicyError; } })();
+    assert.equal(err?.message, 'read policies: document 1 (cidr-rule): spec.ingress[0].fromCIDR[0]: "x" is not an IPv4 CIDR (want a.b.c.d/n or a.b.c.d)');
   });
 
   it('takes spec and specs together, spec first', () => {
@@ -390,6 +398,13 @@ status: {}
     const json = problemsOf('{"apiVersion": "cilium.io/v2",\n "kind": "CiliumNetworkPolicy",\n "metadata": {"name": "x"}, "metadata": {}}');
     assert.equal(json.problems[0]!.line, 3);
     assert.match(json.problems[0]!.message, /unique/);
+  });
+
+  it('spells out the first 20 problems in the message and keeps them all in problems', () => {
+    const bad = Array.from({ length: 25 }, (_, i) => cnp('endpointSelector: {}\ningress: [{fromCIDR: [bad]}]', String(i))).join('---\n');
+    const err = problemsOf(bad);
+    assert.equal(err.problems.length, 25);
+    assert.match(err.message, /^parse policies: 25 problems: document 1 \(p0\): .*; document 20 \(p19\): [^;]*; and 5 more$/);
   });
 
   it('refuses an input with no policy', () => {
