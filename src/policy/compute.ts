@@ -50,11 +50,16 @@ export interface PolicyMapEntry {
 /** `enforced`: default deny in that direction (no entry = drop); `allow-all`: no rule puts the subject into default deny there. */
 export type Enforcement = 'enforced' | 'allow-all';
 
+/**
+ * Shared between subjects that the same rules select, so read-only: the
+ * object and the list are frozen, the entries typed Readonly (freezing each
+ * of 60,000 entries would cost more than computing them).
+ */
 export interface SubjectPolicy {
-  ingress: Enforcement;
-  egress: Enforcement;
+  readonly ingress: Enforcement;
+  readonly egress: Enforcement;
   /** Sorted by direction (ingress first), identity, protocol, port, prefix length. */
-  entries: PolicyMapEntry[];
+  readonly entries: readonly Readonly<PolicyMapEntry>[];
 }
 
 /**
@@ -69,6 +74,8 @@ export type Subject =
 export interface SelectedRule {
   readonly policy: Policy;
   readonly rule: PolicyRule;
+  /** Position among all the engine's rules. */
+  readonly seq: number;
 }
 
 /** Does one entity select an identity with these labels? (docs.cilium.io "Layer 3 Policies: Entities based") */
@@ -114,11 +121,14 @@ export class PolicyEngine {
   private readonly indexed = new Map<number, IndexedLabels>();
   private readonly peerCache = new WeakMap<RuleItem, 'any' | readonly number[]>();
   private readonly blockCache = new WeakMap<RuleItem, readonly PortBlock[]>();
+  /** A subject's entries depend only on which rules select it: results by that set. */
+  private readonly results = new Map<string, SubjectPolicy>();
 
   constructor(policies: readonly Policy[], universe: Universe) {
     this.policies = policies;
     this.universe = universe;
-    this.rules = policies.flatMap((policy) => policy.rules.map((rule) => ({ policy, rule })));
+    let seq = 0;
+    this.rules = policies.flatMap((policy) => policy.rules.map((rule) => ({ policy, rule, seq: seq++ })));
     for (const [id, labels] of universe) if (id !== 0) this.indexed.set(id, indexLabels(labels));
   }
 
@@ -169,36 +179,77 @@ export class PolicyEngine {
   /** The subject's policy map contents. */
   compute(subject: Subject): SubjectPolicy {
     const selected = this.selectingRules(subject);
+    const key = selected.map((r) => r.seq).join(',');
+    let result = this.results.get(key);
+    if (!result) {
+      result = this.build(selected);
+      this.results.set(key, result);
+    }
+    return result;
+  }
+
+  /**
+   * The entries for a set of selecting rules. Each identity's entries depend
+   * only on the items that select it (its contribution list), and broad rules
+   * (entities, empty selectors) give many identities the same list, so each
+   * distinct list is resolved once and its blocks emitted per identity.
+   */
+  private build(selected: readonly SelectedRule[]): SubjectPolicy {
     const out: PolicyMapEntry[] = [];
     const enforcement = {} as Record<Direction, Enforcement>;
     for (const dir of ['ingress', 'egress'] as const) {
+      const egress = dir === 'egress';
       const enforced = selected.some(({ rule }) => rule.defaultDeny[dir]);
       enforcement[dir] = enforced ? 'enforced' : 'allow-all';
-      const acc = new Map<number, { allow: Set<number>; deny: Set<number> }>();
-      const add = (identity: number, blocks: readonly PortBlock[], deny: boolean) => {
-        let a = acc.get(identity);
-        if (!a) acc.set(identity, (a = { allow: new Set(), deny: new Set() }));
-        const set = deny ? a.deny : a.allow;
-        for (const b of blocks) set.add(blockKey(b));
+      // identity -> the items (allow and deny) that select it, in rule order.
+      const contributions = new Map<number, RuleItem[]>();
+      const add = (identity: number, item: RuleItem) => {
+        const list = contributions.get(identity);
+        if (list) list.push(item);
+        else contributions.set(identity, [item]);
       };
-      if (!enforced) add(0, [ANY_BLOCK], false);
+      if (!enforced) add(0, ALLOW_ALL);
       const denySection = dir === 'ingress' ? 'ingressDeny' : 'egressDeny';
       for (const { rule } of selected) {
-        for (const [items, deny] of [[rule[dir], false], [rule[denySection], true]] as const) {
-          for (const item of items) {
-            const peers = this.peersOf(item);
-            const blocks = this.blocksOf(item);
-            if (peers === 'any') add(0, blocks, deny);
-            else for (const id of peers) add(id, blocks, deny);
-          }
+        for (const item of [...rule[dir], ...rule[denySection]]) {
+          const peers = this.peersOf(item);
+          if (peers === 'any') add(0, item);
+          else for (const id of peers) add(id, item);
         }
       }
-      resolve(acc, dir === 'egress', out);
+      const zero = this.blockSets(contributions.get(0) ?? []);
+      const groups = new Map<string, ResolvedBlock[]>();
+      const itemIds = new Map<RuleItem, number>();
+      for (const identity of [...contributions.keys()].sort((a, b) => a - b)) {
+        const items = contributions.get(identity)!;
+        const sig = items.map((i) => { let n = itemIds.get(i); if (n === undefined) itemIds.set(i, (n = itemIds.size)); return n; }).join(',');
+        const key = identity === 0 ? '0' : sig;
+        let blocks = groups.get(key);
+        if (!blocks) groups.set(key, (blocks = resolveBlocks(this.blockSets(items), identity === 0 ? undefined : zero)));
+        for (const { b, deny } of blocks) {
+          out.push({ identity, egress, protocol: b.protocol, port: b.port, portPrefixLen: b.prefixLen, deny });
+        }
+      }
     }
-    out.sort(compareEntries);
-    return { ingress: enforcement.ingress, egress: enforcement.egress, entries: out };
+    return Object.freeze({ ingress: enforcement.ingress, egress: enforcement.egress, entries: Object.freeze(out) });
+  }
+
+  /** The block keys of some items, allow and deny apart. */
+  private blockSets(items: readonly RuleItem[]): BlockSets {
+    const sets: BlockSets = { allow: new Set(), deny: new Set() };
+    for (const item of items) {
+      const set = item.section.endsWith('Deny') ? sets.deny : sets.allow;
+      for (const b of this.blocksOf(item)) set.add(blockKey(b));
+    }
+    return sets;
   }
 }
+
+/** The allow-all item a direction no rule puts into default deny gets (for identity 0). */
+const ALLOW_ALL: RuleItem = Object.freeze({ section: 'ingress' as const, index: -1, path: '', peers: { kind: 'all' as const } });
+
+interface BlockSets { allow: Set<number>; deny: Set<number> }
+interface ResolvedBlock { b: PortBlock; deny: boolean }
 
 function binarySearch(sorted: readonly number[], x: number): boolean {
   let lo = 0;
@@ -213,48 +264,47 @@ function binarySearch(sorted: readonly number[], x: number): boolean {
   return false;
 }
 
-/** Keys of every block containing `b`, itself last (blocks nest, so this is a chain of at most 18). */
-function ancestorKeys(b: PortBlock): number[] {
-  const keys = [blockKey(ANY_BLOCK)];
-  if (b.protocol === 0) return keys;
-  for (let len = 0; len <= b.prefixLen; len++) {
-    const mask = len === 0 ? 0 : (0xffff << (16 - len)) & 0xffff;
-    keys.push(blockKey({ protocol: b.protocol, port: b.port & mask, prefixLen: len }));
-  }
-  return keys;
-}
+const PORT_MASKS = Array.from({ length: 17 }, (_, len) => (len === 0 ? 0 : (0xffff << (16 - len)) & 0xffff));
+const ANY_KEY = blockKey(ANY_BLOCK);
 
-/** Is `b` (key k) inside a block of `set`: strictly (another block), or also itself. */
+/**
+ * Is `b` (key k) inside a block of `set`: strictly (another block), or also
+ * itself? Blocks nest, so the blocks containing `b` are a chain: every
+ * protocol, then b's protocol with each shorter port prefix, then b.
+ */
 function inside(set: Set<number> | undefined, b: PortBlock, k: number, strict: boolean): boolean {
   if (!set || set.size === 0) return false;
-  for (const a of ancestorKeys(b)) if (set.has(a) && (!strict || a !== k)) return true;
+  if (set.has(ANY_KEY) && !(strict && k === ANY_KEY)) return true;
+  if (b.protocol === 0) return false;
+  for (let len = 0; len <= b.prefixLen; len++) {
+    const a = ((b.protocol << 21) | (len << 16) | (b.port & PORT_MASKS[len]!)) >>> 0;
+    if (set.has(a) && (!strict || a !== k)) return true;
+  }
   return false;
 }
 
-function resolve(acc: Map<number, { allow: Set<number>; deny: Set<number> }>, egress: boolean, out: PolicyMapEntry[]): void {
-  const zero = acc.get(0);
-  for (const [identity, { allow, deny }] of acc) {
-    const other = identity === 0 ? undefined : zero;
-    for (const k of deny) {
-      const b = blockFromKey(k);
-      // A deny inside a wider deny of this identity, or of identity 0, changes no answer.
-      if (inside(deny, b, k, true) || inside(other?.deny, b, k, false)) continue;
-      out.push({ identity, egress, protocol: b.protocol, port: b.port, portPrefixLen: b.prefixLen, deny: true });
-    }
-    for (const k of allow) {
-      const b = blockFromKey(k);
-      // Deny precedence: the LPM would return this allow, not the wider deny of the same identity.
-      if (inside(deny, b, k, false)) continue;
-      // Redundant: a wider allow of this identity, or one of identity 0, answers the same.
-      if (inside(allow, b, k, true) || inside(other?.allow, b, k, false)) continue;
-      out.push({ identity, egress, protocol: b.protocol, port: b.port, portPrefixLen: b.prefixLen, deny: false });
-    }
+/**
+ * One identity's entries from its allow and deny blocks (and identity 0's,
+ * for an identity other than 0), sorted by protocol, port, prefix length.
+ */
+function resolveBlocks({ allow, deny }: BlockSets, zero: BlockSets | undefined): ResolvedBlock[] {
+  const out: ResolvedBlock[] = [];
+  for (const k of deny) {
+    const b = blockFromKey(k);
+    // A deny inside a wider deny of this identity, or of identity 0, changes no answer.
+    if (inside(deny, b, k, true) || inside(zero?.deny, b, k, false)) continue;
+    out.push({ b, deny: true });
   }
-}
-
-function compareEntries(a: PolicyMapEntry, b: PolicyMapEntry): number {
-  return Number(a.egress) - Number(b.egress) || a.identity - b.identity || a.protocol - b.protocol
-    || a.port - b.port || a.portPrefixLen - b.portPrefixLen || Number(a.deny) - Number(b.deny);
+  for (const k of allow) {
+    const b = blockFromKey(k);
+    // Deny precedence: the LPM would return this allow, not the wider deny of the same identity.
+    if (inside(deny, b, k, false)) continue;
+    // Redundant: a wider allow of this identity, or one of identity 0, answers the same.
+    if (inside(allow, b, k, true) || inside(zero?.allow, b, k, false)) continue;
+    out.push({ b, deny: false });
+  }
+  // An allow and a deny never share a block (the allow is inside the deny), so this order is total.
+  return out.sort((x, y) => x.b.protocol - y.b.protocol || x.b.port - y.b.port || x.b.prefixLen - y.b.prefixLen);
 }
 
 /** compute() for one subject, without keeping the engine. */
