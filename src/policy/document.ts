@@ -791,9 +791,8 @@ function parseCidrSet(c: Ctx, node: V, path: string): CidrSelector | undefined {
   return { cidr, except };
 }
 
-const PROTOCOLS: readonly ProtocolName[] = ['TCP', 'UDP', 'ICMP', 'ANY'];
+const PROTOCOLS: readonly ProtocolName[] = ['TCP', 'UDP', 'SCTP', 'ICMP', 'ANY'];
 const PROTOCOLS_REFUSED: Readonly<Record<string, string>> = {
-  SCTP: 'SCTP is not supported by membrane\'s datapath',
   ICMPV6: 'ICMPv6: membrane\'s network is IPv4 only',
   ICMPv6: 'ICMPv6: membrane\'s network is IPv4 only',
   VRRP: 'VRRP is not supported by membrane\'s datapath',

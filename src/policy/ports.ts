@@ -11,8 +11,11 @@ import type { PortProtocol } from './types.ts';
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+export const IPPROTO_SCTP = 132;
 
-export const PROTOCOL_NUMBERS: Readonly<Record<'TCP' | 'UDP' | 'ICMP', number>> = { TCP: IPPROTO_TCP, UDP: IPPROTO_UDP, ICMP: IPPROTO_ICMP };
+export const PROTOCOL_NUMBERS: Readonly<Record<'TCP' | 'UDP' | 'SCTP' | 'ICMP', number>> = {
+  TCP: IPPROTO_TCP, UDP: IPPROTO_UDP, SCTP: IPPROTO_SCTP, ICMP: IPPROTO_ICMP,
+};
 
 /**
  * One (protocol, port prefix) block. protocol 0 = every protocol (port 0,
@@ -43,13 +46,13 @@ export function rangeToPrefixes(lo: number, hi: number): { port: number; prefixL
 }
 
 /**
- * The blocks one `ports[]` item stands for. ANY with a port is TCP and UDP
- * with that port (Cilium expands ANY to its L4 protocols; this datapath has
- * no SCTP); ANY with port 0 is everything (protocol 0), ICMP or TCP/UDP with
- * port 0 is that protocol's every port.
+ * The blocks one `ports[]` item stands for. ANY with a port is TCP, UDP and
+ * SCTP with that port (Cilium expands ANY to its port-carrying protocols; the
+ * datapath reads SCTP ports too); ANY with port 0 is everything (protocol 0);
+ * another protocol with port 0 is that protocol's every port.
  */
 export function portBlocks(pp: PortProtocol): PortBlock[] {
-  const protocols = pp.protocol === 'ANY' ? (pp.port === 0 ? [0] : [IPPROTO_TCP, IPPROTO_UDP]) : [PROTOCOL_NUMBERS[pp.protocol]];
+  const protocols = pp.protocol === 'ANY' ? (pp.port === 0 ? [0] : [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP]) : [PROTOCOL_NUMBERS[pp.protocol]];
   // port 0 alone is every port; with an endPort (an ICMP type 0 from icmps) it is a range like any other.
   const ranges = pp.port === 0 && pp.endPort === undefined ? [{ port: 0, prefixLen: 0 }] : rangeToPrefixes(pp.port, pp.endPort ?? pp.port);
   return protocols.flatMap((protocol) => (protocol === 0 ? [ANY_BLOCK] : ranges.map((r) => ({ protocol, ...r }))));
@@ -91,7 +94,7 @@ export function blockFromKey(k: number): PortBlock {
 /** "TCP/80", "TCP/80-95", "UDP/*", "ICMP", "*" (for messages). */
 export function formatBlock(b: PortBlock): string {
   if (b.protocol === 0) return '*';
-  const name = b.protocol === IPPROTO_TCP ? 'TCP' : b.protocol === IPPROTO_UDP ? 'UDP' : b.protocol === IPPROTO_ICMP ? 'ICMP' : `proto ${b.protocol}`;
+  const name = Object.entries(PROTOCOL_NUMBERS).find(([, n]) => n === b.protocol)?.[0] ?? `proto ${b.protocol}`;
   if (b.prefixLen === 0) return b.protocol === IPPROTO_ICMP ? name : `${name}/*`;
   if (b.prefixLen === 16) return b.protocol === IPPROTO_ICMP ? `${name} type ${b.port}` : `${name}/${b.port}`;
   return `${name}/${b.port}-${b.port + (1 << (16 - b.prefixLen)) - 1}`;

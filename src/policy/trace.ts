@@ -8,7 +8,7 @@ import { MembraneError } from '../shared/errors.ts';
 import { identityOfAddress } from './cidr.ts';
 import { PolicyEngine, type Enforcement, type SelectedRule, type Subject } from './compute.ts';
 import { ReservedIdentity, type Labels, type Universe } from './labels.ts';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PROTOCOL_NUMBERS, blockMatches } from './ports.ts';
+import { IPPROTO_ICMP, PROTOCOL_NUMBERS, blockMatches } from './ports.ts';
 import { CNP, policyId, type Direction, type Policy, type PolicyKind, type RuleItem, type Section } from './types.ts';
 
 /**
@@ -26,9 +26,12 @@ export type TracePeer =
 export interface TraceRequest {
   readonly src: TracePeer;
   readonly dst: TracePeer;
-  /** TCP, UDP, ICMP or an IP protocol number. */
-  readonly protocol: 'TCP' | 'UDP' | 'ICMP' | number;
-  /** Destination port (ignored for ICMP; default 0). */
+  /** TCP, UDP, SCTP, ICMP or an IP protocol number. */
+  readonly protocol: 'TCP' | 'UDP' | 'SCTP' | 'ICMP' | number;
+  /**
+   * Destination port (default 0); for ICMP the ICMP type, as the datapath
+   * looks ICMP up by type (default 8, an echo request: what ping sends).
+   */
   readonly dport?: number;
 }
 
@@ -142,13 +145,15 @@ export function explainDirection(
   };
 }
 
+const ICMP_ECHO_REQUEST = 8;
+
 function protocolNumber(p: TraceRequest['protocol']): number {
   if (typeof p === 'number') {
     if (!Number.isInteger(p) || p < 0 || p > 255) throw new MembraneError(`trace policy: protocol ${p} is not an IP protocol number (0-255)`, { code: 'E_USAGE' });
     return p;
   }
   const n = PROTOCOL_NUMBERS[p];
-  if (n === undefined) throw new MembraneError(`trace policy: protocol ${JSON.stringify(p)} is not TCP, UDP or ICMP`, { code: 'E_USAGE' });
+  if (n === undefined) throw new MembraneError(`trace policy: protocol ${JSON.stringify(p)} is not TCP, UDP, SCTP or ICMP`, { code: 'E_USAGE' });
   return n;
 }
 
@@ -165,8 +170,11 @@ function peerName(p: TracePeer, identity: number): string {
  */
 export function tracePolicy(policies: readonly Policy[], universe: Universe, req: TraceRequest): TraceResult {
   const protocol = protocolNumber(req.protocol);
-  const dport = protocol === IPPROTO_ICMP ? 0 : req.dport ?? 0;
-  if (!Number.isInteger(dport) || dport < 0 || dport > 65535) throw new MembraneError(`trace policy: destination port ${dport} is not a port (0-65535)`, { code: 'E_USAGE' });
+  const dport = req.dport ?? (protocol === IPPROTO_ICMP ? ICMP_ECHO_REQUEST : 0);
+  const max = protocol === IPPROTO_ICMP ? 255 : 65535;
+  if (!Number.isInteger(dport) || dport < 0 || dport > max) {
+    throw new MembraneError(`trace policy: ${protocol === IPPROTO_ICMP ? 'ICMP type' : 'destination port'} ${dport} is out of range (0-${max})`, { code: 'E_USAGE' });
+  }
 
   const full = new Map(universe);
   for (const p of [req.src, req.dst]) if (p.kind !== 'address' && !full.has(p.identity)) full.set(p.identity, p.labels);
@@ -195,8 +203,8 @@ export function tracePolicy(policies: readonly Policy[], universe: Universe, req
   const ingress = side(req.dst, 'ingress', srcIdentity);
   const denied = [egress, ingress].find((d) => !d.allowed);
   const verdict: Verdict = !denied ? 'allowed' : denied.reason === 'denied-by-rule' ? 'denied-by-deny-rule' : 'denied-by-default';
-  const proto = protocol === IPPROTO_TCP ? 'TCP' : protocol === IPPROTO_UDP ? 'UDP' : protocol === IPPROTO_ICMP ? 'ICMP' : `protocol ${protocol}`;
-  const flow = `${peerName(req.src, srcIdentity)} -> ${peerName(req.dst, dstIdentity)} ${proto}${protocol === IPPROTO_ICMP ? '' : `/${dport}`}`;
+  const proto = Object.entries(PROTOCOL_NUMBERS).find(([, n]) => n === protocol)?.[0] ?? `protocol ${protocol}`;
+  const flow = `${peerName(req.src, srcIdentity)} -> ${peerName(req.dst, dstIdentity)} ${proto}${protocol === IPPROTO_ICMP ? ` type ${dport}` : `/${dport}`}`;
   const text = `${flow}: ${verdict === 'allowed' ? 'allowed' : `denied at ${denied!.direction}`}`;
   return { srcIdentity, dstIdentity, protocol, dport, egress, ingress, verdict, text };
 }

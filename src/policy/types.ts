@@ -19,7 +19,7 @@ export const ENTITIES: readonly Entity[] = [
   'host', 'remote-node', 'world', 'world-ipv4', 'cluster', 'all', 'health', 'init', 'unmanaged', 'kube-apiserver', 'ingress',
 ];
 
-export type ProtocolName = 'TCP' | 'UDP' | 'ICMP' | 'ANY';
+export type ProtocolName = 'TCP' | 'UDP' | 'SCTP' | 'ICMP' | 'ANY';
 
 /**
  * One `toPorts[].ports[]` item. `port` 0 = every port; `endPort` (>= port)

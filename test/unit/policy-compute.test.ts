@@ -77,11 +77,11 @@ describe('entries', () => {
       [[DB, 6, 5432, 16]]);
   });
 
-  it('wildcards: no peer field is identity 0, no toPorts is protocol 0, port 0 is every port, ANY with a port is TCP and UDP', () => {
+  it('wildcards: no peer field is identity 0, no toPorts is protocol 0, port 0 is every port, ANY with a port is TCP, UDP and SCTP', () => {
     assert.deepEqual(entries(web('ingress:\n- toPorts: [{ports: [{port: "80", protocol: TCP}]}]')).in, [[0, 6, 80, 16]]);
     assert.deepEqual(entries(web('ingress: [{}]')).in, [[0, 0, 0, 0]]);
     assert.deepEqual(entries(web('ingress:\n- toPorts: [{ports: [{port: "0", protocol: UDP}, {port: 53}, {protocol: ICMP}]}]')).in,
-      [[0, 1, 0, 0], [0, 6, 53, 16], [0, 17, 0, 0]]);
+      [[0, 1, 0, 0], [0, 6, 53, 16], [0, 17, 0, 0], [0, 132, 53, 16]]);
   });
 
   it('ICMP types from icmps are exact entries keyed by type', () => {

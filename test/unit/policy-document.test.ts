@@ -289,7 +289,7 @@ spec:
     assert.match(err.message, /^parse policies: 5 problems: document 1 \(one\): spec\.endpointSelector/);
     assert.match(err.problems[0]!.message, /"Equals" is not an operator \(In, NotIn, Exists, DoesNotExist\)/);
     assert.match(err.problems[1]!.message, /prefix length 33 is more than 32/);
-    assert.match(err.problems[2]!.message, /"TPC" is not a protocol \(TCP, UDP, ICMP, ANY\)/);
+    assert.match(err.problems[2]!.message, /"TPC" is not a protocol \(TCP, UDP, SCTP, ICMP, ANY\)/);
     assert.match(err.problems[3]!.message, /endPort 80 is less than port 444/);
     assert.match(err.problems[4]!.message, /unknown field "egres" \(did you mean egress\?\)/);
   });
@@ -309,7 +309,7 @@ spec:
     ['endPort with port 0', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "0", endPort: 80}]}]', 'spec.ingress[0].toPorts[0].ports[0].endPort', /needs a port of 1 or more/, 8],
     ['unknown protocol', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "80", protocol: HTTP}]}]', 'spec.ingress[0].toPorts[0].ports[0].protocol', /"HTTP" is not a protocol/, 8],
     ['lower-case protocol', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "80", protocol: tcp}]}]', 'spec.ingress[0].toPorts[0].ports[0].protocol', /protocols are upper case \(TCP\)/, 8],
-    ['SCTP', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "80", protocol: SCTP}]}]', 'spec.ingress[0].toPorts[0].ports[0].protocol', /SCTP is not supported/, 8],
+    ['VRRP', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "0", protocol: VRRP}]}]', 'spec.ingress[0].toPorts[0].ports[0].protocol', /VRRP is not supported/, 8],
     ['ICMP with a port', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: "8", protocol: ICMP}]}]', 'spec.ingress[0].toPorts[0].ports[0].port', /ICMP has no ports/, 8],
     ['named port', 'endpointSelector: {}\ningress:\n- toPorts: [{ports: [{port: http-alt, protocol: TCP}]}]', 'spec.ingress[0].toPorts[0].ports[0].port', /named ports \("http-alt"\) are not supported: write the port number/, 8],
     ['L7 rules', 'endpointSelector: {}\ningress:\n- toPorts:\n  - ports: [{port: "80", protocol: TCP}]\n    rules: {http: [{method: GET}]}', 'spec.ingress[0].toPorts[0].rules', /L7 rules \(HTTP, Kafka, DNS\) are not supported/, 10],

@@ -44,7 +44,7 @@ const CIDRS = ['10.0.0.0/8', '10.96.0.0/12', '10.1.0.0/16', '192.168.0.0/16', '1
 const POLICY_CIDRS = [...CIDRS, '10.0.0.0/7', '0.0.0.0/0', '192.168.1.128/25', '172.16.0.0/12'];
 const ENTITIES = ['host', 'remote-node', 'world', 'cluster', 'all', 'health', 'kube-apiserver'];
 const PORTS = [0, 22, 53, 79, 80, 81, 443, 1024, 8080, 65535];
-const PROTOCOLS = ['TCP', 'UDP', 'ANY', 'ICMP', undefined];
+const PROTOCOLS = ['TCP', 'UDP', 'SCTP', 'ANY', 'ICMP', undefined];
 
 function randomUniverse(r: Rng): Map<number, Labels> {
   const u = reservedUniverse();
@@ -136,7 +136,7 @@ function randomPolicies(r: Rng): string {
 /** Packets to try: [protocol, port]. */
 const PACKETS: [number, number][] = [
   ...[0, 1, 22, 53, 79, 80, 81, 82, 95, 96, 443, 444, 1023, 1024, 1124, 8080, 8095, 30000, 65535].flatMap((p) => [[6, p], [17, p]] as [number, number][]),
-  [1, 0], [1, 3], [1, 8], [1, 11], [132, 80],
+  [1, 0], [1, 3], [1, 8], [1, 11], [132, 53], [132, 80], [132, 8080], [47, 0],
 ];
 
 function checkShape(entries: readonly PolicyMapEntry[], seed: number): void {

@@ -87,7 +87,7 @@ describe('trace', () => {
     const b = tracePolicy(policies, u, { src: WEB, dst: { kind: 'address', address: '1.1.1.1' }, protocol: 'ICMP' });
     assert.equal(b.dstIdentity, R.WORLD);
     assert.equal(b.verdict, 'denied-by-default');
-    assert.equal(b.text, 'web (identity 256) -> 1.1.1.1 (identity 2) ICMP: denied at egress');
+    assert.equal(b.text, 'web (identity 256) -> 1.1.1.1 (identity 2) ICMP type 8: denied at egress');
     const c = tracePolicy(policies, u, { src: { kind: 'address', address: '1.1.1.1' }, dst: CLIENT, protocol: 'TCP', dport: 80 });
     assert.equal(c.srcIdentity, R.WORLD);
     assert.equal(c.egress.reason, 'outside');
@@ -101,6 +101,19 @@ describe('trace', () => {
     assert.equal(t.ingress.text, 'denied: default deny for ingress (selected by CiliumClusterwideNetworkPolicy host-fw spec) and no rule allows it');
   });
 
+  it('ICMP: the destination port is the ICMP type, as the datapath looks it up (default 8, a ping)', () => {
+    const { policies: p } = parsePolicies(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ping}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress: [{icmps: [{fields: [{type: EchoRequest}]}]}]
+`);
+    assert.equal(tracePolicy(p, u, { src: CLIENT, dst: DB, protocol: 'ICMP' }).verdict, 'allowed');
+    assert.equal(tracePolicy(p, u, { src: CLIENT, dst: DB, protocol: 'ICMP', dport: 13 }).verdict, 'denied-by-default');
+    assert.throws(() => tracePolicy(p, u, { src: CLIENT, dst: DB, protocol: 'ICMP', dport: 256 }), { code: 'E_USAGE', message: /ICMP type 256 is out of range \(0-255\)/ });
+  });
+
   it('a peer missing from the universe is added with the labels given', () => {
     const newWeb: TracePeer = { kind: 'endpoint', identity: 300, labels: securityLabels({ app: 'web' }, 'default'), name: 'web-2' };
     assert.equal(tracePolicy(policies, u, { src: newWeb, dst: DB, protocol: 'TCP', dport: 5432 }).verdict, 'allowed');
@@ -109,7 +122,8 @@ describe('trace', () => {
   it('refuses a bad address, protocol or port', () => {
     assert.throws(() => tracePolicy(policies, u, { src: WEB, dst: { kind: 'address', address: 'db' }, protocol: 'TCP', dport: 1 }),
       { code: 'E_INVALID_ADDRESS', message: /^trace policy: destination address "db": "db" is not a valid IPv4 address/ });
-    assert.throws(() => tracePolicy(policies, u, { src: WEB, dst: DB, protocol: 'SCTP' as 'TCP', dport: 1 }), { code: 'E_USAGE' });
+    assert.throws(() => tracePolicy(policies, u, { src: WEB, dst: DB, protocol: 'GRE' as 'TCP', dport: 1 }), { code: 'E_USAGE' });
+    assert.equal(tracePolicy(policies, u, { src: WEB, dst: DB, protocol: 'SCTP', dport: 5432 }).text, 'web (identity 256) -> db (identity 257) SCTP/5432: denied at ingress');
     assert.throws(() => tracePolicy(policies, u, { src: WEB, dst: DB, protocol: 'TCP', dport: 70000 }), { code: 'E_USAGE' });
   });
 });
