@@ -44,6 +44,8 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   external: EXTERNAL,
+  // Class and function names as written: errors print err.name (MembraneError, not esbuild's _MembraneError).
+  keepNames: true,
   sourcemap: 'linked',
   sourcesContent: false,
   // Chunks flat next to the entry (see the header: the depth under the repository matters).

@@ -145,6 +145,11 @@ export const CATALOGUE = {
     meaning: 'A sysctl could not be set; the message names it and the value.',
     fix: 'Run as root in the node\'s netns; a read-only /proc/sys (some containers) cannot be changed.',
   },
+  E_NOT_BUILT: {
+    area: 'general', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
+    meaning: 'Something membrane runs was not built, or is older than its sources: a BPF object (bpf/*.o), or the JavaScript bin/membrane runs (dist/cli/).',
+    fix: 'Build it: make -C bpf for the objects, npm run build for everything; the message names what is missing or stale.',
+  },
 
   // ---- cli ----
   E_USAGE: {
@@ -341,11 +346,6 @@ export const CATALOGUE = {
     area: 'datapath', cni: CniCode.INTERNAL, http: 409, exit: Exit.FAILURE,
     meaning: 'An ipcache entry was not written because a higher-ranked writer holds its prefix (this node over its endpoints over the cluster); the message names the holder.',
     fix: 'One IP is claimed twice, e.g. a pod IP that is also a node or router IP: check podCIDR, routerIP and nodeIP across the nodes.',
-  },
-  E_NOT_BUILT: {
-    area: 'datapath', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
-    meaning: 'A BPF object file is missing: the datapath programs were not built.',
-    fix: 'Build them: make -C bpf.',
   },
   E_EVENT_DECODE: {
     area: 'datapath', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,

@@ -1,17 +1,25 @@
 // `membrane agent` (the daemon) and the commands that ask it: status, endpoint list.
+//
+// This module is read for every command line (the registry lists its
+// commands), so it imports only what describes them; what they run is
+// imported inside run(): the daemon (store, libbpf), netlink (koffi) to find
+// the node, node:http for the API.
 import { existsSync } from 'node:fs';
-import { apiCall } from '../../api/client.ts';
-import { Agent } from '../../agent/daemon.ts';
 import type { StatusReply } from '../../agent/routes.ts';
 import type { EndpointState } from '../../agent/state-file.ts';
-import { currentNode } from '../../datapath/node-marker.ts';
-import { apiSocketIn } from '../../shared/config.ts';
-import { defaults } from '../../shared/defaults.ts';
+import { apiSocketIn, defaults } from '../../shared/defaults.ts';
 import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import { positional, type Command, type CommandContext } from '../command.ts';
 import { json, table } from '../output.ts';
 import { configFromArgs, CONFIG_FLAG_SPECS } from './datapath.ts';
+
+/** GET/DELETE on the agent's API (node:http, loaded when a command asks the agent). */
+async function ask<T>(ctx: CommandContext, method: string, path: string): Promise<T> {
+  const socket = await agentSocket(ctx);
+  const { apiCall } = await import('../../api/client.ts');
+  return apiCall<T>(socket, method, path);
+}
 
 export const agentCmd: Command = {
   path: ['agent'],
@@ -19,7 +27,8 @@ export const agentCmd: Command = {
   usage: '--config FILE',
   flags: CONFIG_FLAG_SPECS,
   async run(ctx) {
-    const cfg = configFromArgs(ctx, 'agent');
+    const cfg = await configFromArgs(ctx, 'agent');
+    const { Agent } = await import('../../agent/daemon.ts');
     const log = (s: string) => process.stderr.write(`${new Date().toISOString()} agent ${cfg.nodeName}: ${s}\n`);
     const agent = await Agent.start(cfg, log);
     log('ready');
@@ -40,11 +49,12 @@ export const agentCmd: Command = {
 const SOCKET_FLAG = { socket: { type: 'string' as const, help: 'agent API socket (default: found from the node in this netns)' } };
 
 /** The API socket of the agent of the node this netns belongs to. */
-export function agentSocket(ctx: CommandContext): string {
+export async function agentSocket(ctx: CommandContext): Promise<string> {
   if (typeof ctx.args.flags.socket === 'string') return ctx.args.flags.socket;
   const fromEnv = env().agentSocket;
   if (fromEnv) return fromEnv;
   // The agent records its socket in the node marker; a node set up by `datapath init` alone names none.
+  const { currentNode } = await import('../../datapath/node-marker.ts');
   const path = currentNode().apiSocket ?? apiSocketIn(defaults.stateDir);
   // Say where we looked rather than letting the connect fail as "agent not running" (which may be false).
   if (!existsSync(path)) {
@@ -61,7 +71,7 @@ export const statusCmd: Command = {
   summary: 'agent state: node, store, IPAM use, endpoints',
   flags: SOCKET_FLAG,
   async run(ctx) {
-    const s = await apiCall<StatusReply>(agentSocket(ctx), 'GET', '/v1/status');
+    const s = await ask<StatusReply>(ctx, 'GET', '/v1/status');
     if (ctx.json) return void ctx.out(json(s));
     ctx.out([
       `Node:       ${s.node} (node IP ${s.nodeIP ?? 'unset'}, router IP ${s.routerIP})`,
@@ -82,7 +92,7 @@ export const nodeList: Command = {
   summary: 'nodes known from the cluster store (this one first)',
   flags: SOCKET_FLAG,
   async run(ctx) {
-    const n = await apiCall<{ self: { name: string; nodeIP: string; routerIP: string; podCIDR: string }; remote: { name: string; nodeIP: string; routerIP?: string; podCIDR: string }[] }>(agentSocket(ctx), 'GET', '/v1/nodes');
+    const n = await ask<{ self: { name: string; nodeIP: string; routerIP: string; podCIDR: string }; remote: { name: string; nodeIP: string; routerIP?: string; podCIDR: string }[] }>(ctx, 'GET', '/v1/nodes');
     if (ctx.json) return void ctx.out(json(n));
     ctx.out(table(['NAME', 'NODE IP', 'ROUTER IP', 'POD CIDR', 'SOURCE'], [
       [n.self.name, n.self.nodeIP, n.self.routerIP, n.self.podCIDR, 'local'],
@@ -98,7 +108,7 @@ export const nodeDelete: Command = {
   flags: SOCKET_FLAG,
   async run(ctx) {
     const name = positional(ctx, 'node delete', 'NAME');
-    const r = await apiCall<{ node: boolean; ips: number; references: number }>(agentSocket(ctx), 'DELETE', `/v1/nodes/${encodeURIComponent(name)}`);
+    const r = await ask<{ node: boolean; ips: number; references: number }>(ctx, 'DELETE', `/v1/nodes/${encodeURIComponent(name)}`);
     if (ctx.json) return void ctx.out(json(r));
     ctx.out(r.node || r.ips || r.references
       ? `node ${name} removed from the store (${r.ips} pod IPs, ${r.references} identity references)\n`
@@ -111,7 +121,7 @@ export const endpointList: Command = {
   summary: 'the node\'s endpoints: id, identity, labels, IP, interface, state',
   flags: SOCKET_FLAG,
   async run(ctx) {
-    const eps = await apiCall<EndpointState[]>(agentSocket(ctx), 'GET', '/v1/endpoints');
+    const eps = await ask<EndpointState[]>(ctx, 'GET', '/v1/endpoints');
     if (ctx.json) return void ctx.out(json(eps));
     ctx.out(table(['ENDPOINT', 'IDENTITY', 'LABELS', 'IPv4', 'INTERFACE', 'POD', 'STATUS'], eps.map((e) => [
       e.id, e.identity, Object.entries(e.labels).map(([k, v]) => `k8s:${k}=${v}`).join(',') || undefined, e.ip, e.hostIfname,

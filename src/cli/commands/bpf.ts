@@ -1,24 +1,21 @@
 // `membrane bpf ...`: listings of attachments and maps, read straight from
 // the kernel (the node's pinned maps are found through cilium_host's marker).
-import { listNodeAttachments } from '../../datapath/explain.ts';
-import { listIpcache } from '../../datapath/ipcache.ts';
-import { ipcacheFlagNames } from '../../datapath/maps/ipcache.ts';
-import { ENDPOINT_F_HOST } from '../../datapath/maps/endpoints.ts';
-import { identityName } from '../../datapath/maps/identities.ts';
-import { currentNode, markerPinDir } from '../../datapath/node-marker.ts';
-import { listEndpointMap, listMetrics } from '../../datapath/node-maps.ts';
+// The datapath modules (libbpf and netlink through koffi) are imported when a
+// listing runs: the registry reads this module for every command line.
 import type { Command } from '../command.ts';
 import { json, table } from '../output.ts';
 
 /** The pin directory of the node whose netns this process runs in. */
-export function currentNodeDir(): string {
+export async function currentNodeDir(): Promise<string> {
+  const { currentNode, markerPinDir } = await import('../../datapath/node-marker.ts');
   return markerPinDir(currentNode());
 }
 
 export const bpfNet: Command = {
   path: ['bpf', 'net'],
   summary: 'tc/tcx program attachments of this netns, as `bpftool net` shows them',
-  run(ctx) {
+  async run(ctx) {
+    const { listNodeAttachments } = await import('../../datapath/explain.ts');
     const att = listNodeAttachments();
     if (ctx.json) return void ctx.out(json(att));
     ctx.out('tc:\n');
@@ -32,8 +29,10 @@ export const bpfNet: Command = {
 export const bpfIpcache: Command = {
   path: ['bpf', 'ipcache', 'list'],
   summary: 'cilium_ipcache_v2: prefix -> identity and tunnel endpoint, and which part of the agent wrote it (node, cluster, endpoint)',
-  run(ctx) {
-    const rows = listIpcache(currentNodeDir());
+  async run(ctx) {
+    const [{ listIpcache }, { ipcacheFlagNames }, { identityName }] = await Promise.all([
+      import('../../datapath/ipcache.ts'), import('../../datapath/maps/ipcache.ts'), import('../../datapath/maps/identities.ts')]);
+    const rows = listIpcache(await currentNodeDir());
     if (ctx.json) return void ctx.out(json(rows));
     ctx.out(table(['IP PREFIX/ADDRESS', 'IDENTITY', 'SOURCE'], rows.map((r) => [r.prefix,
       `identity=${r.identity} (${identityName(r.identity)}) encryptkey=${r.key ?? 0} tunnelendpoint=${r.tunnelEndpoint ?? '0.0.0.0'} flags=${ipcacheFlagNames(r).join(',') || '<none>'}`, r.owner])));
@@ -43,8 +42,9 @@ export const bpfIpcache: Command = {
 export const bpfEndpoints: Command = {
   path: ['bpf', 'endpoint', 'list'],
   summary: 'cilium_lxc: local endpoint IPs -> ifindex, endpoint id, identity, MACs',
-  run(ctx) {
-    const rows = listEndpointMap(currentNodeDir()).sort((a, b) => a.ip.localeCompare(b.ip, undefined, { numeric: true }));
+  async run(ctx) {
+    const [{ listEndpointMap }, { ENDPOINT_F_HOST }] = await Promise.all([import('../../datapath/node-maps.ts'), import('../../datapath/maps/endpoints.ts')]);
+    const rows = listEndpointMap(await currentNodeDir()).sort((a, b) => a.ip.localeCompare(b.ip, undefined, { numeric: true }));
     if (ctx.json) return void ctx.out(json(rows));
     ctx.out(table(['IP ADDRESS', 'LOCAL ENDPOINT INFO'], rows.map((e) => [e.ip, (e.flags & ENDPOINT_F_HOST)
       ? '(localhost)'
@@ -55,8 +55,9 @@ export const bpfEndpoints: Command = {
 export const bpfMetrics: Command = {
   path: ['bpf', 'metrics', 'list'],
   summary: 'cilium_metrics: forwarded and dropped packets per reason, direction and source line',
-  run(ctx) {
-    const rows = listMetrics(currentNodeDir());
+  async run(ctx) {
+    const { listMetrics } = await import('../../datapath/node-maps.ts');
+    const rows = listMetrics(await currentNodeDir());
     if (ctx.json) return void ctx.out(json(rows));
     ctx.out(table(['REASON', 'DIRECTION', 'PACKETS', 'BYTES', 'LINE'], rows.map((r) => [r.reasonText, r.direction, r.packets, r.bytes, r.site])));
   },

@@ -1,7 +1,8 @@
 // `membrane connectivity test`: the scenario suite against a lab
 // (src/connectivity/suite.ts). One line per scenario as it completes; exit 1
 // if any failed.
-import { runConnectivityTest, type ScenarioResult } from '../../connectivity/suite.ts';
+// The suite (netns sockets through koffi) is imported when the command runs.
+import type { ScenarioResult } from '../../connectivity/suite.ts';
 import type { Command } from '../command.ts';
 import { Exit } from '../command.ts';
 import { json } from '../output.ts';
@@ -21,6 +22,7 @@ export const connectivityTestCmd: Command = {
   },
   async run(ctx) {
     const name = labName(ctx);
+    const { runConnectivityTest } = await import('../../connectivity/suite.ts');
     const r = await runConnectivityTest(name, {
       allowDrops: ctx.args.flags.allowDrop as string[] | undefined,
       onResult: ctx.json ? undefined : (x) => ctx.out(line(x)),

@@ -1,9 +1,9 @@
-// `membrane datapath init` and `membrane datapath explain`.
-import { readConfigFile, validateNodeConfig } from '../../shared/config.ts';
+// `membrane datapath init` and `membrane datapath explain`, and the config
+// flags the agent shares. Read for every command line (the registry lists
+// these commands): the config parser (yaml) and the datapath (netlink, libbpf
+// through koffi) are imported inside the functions that use them.
+import type { NodeConfig } from '../../shared/config.ts';
 import { defaults } from '../../shared/defaults.ts';
-import { explainNode } from '../../datapath/explain.ts';
-import { renderExplain } from '../render-explain.ts';
-import { initNode } from '../../datapath/init.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { FlagSpec } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
@@ -30,7 +30,8 @@ function num(s: string): unknown {
 }
 
 /** Reads --config (if given) and applies flag overrides, then validates. */
-export function configFromArgs(ctx: CommandContext, what = 'datapath init') {
+export async function configFromArgs(ctx: CommandContext, what = 'datapath init'): Promise<NodeConfig> {
+  const { readConfigFile, validateNodeConfig } = await import('../../shared/config.ts');
   const f = ctx.args.flags;
   const path = f.config as string | undefined;
   const raw: Record<string, unknown> = path ? readConfigFile(path) : {};
@@ -51,8 +52,9 @@ export const datapathInit: Command = {
   summary: 'create/update this node\'s devices, addresses, routes and host programs (run inside the node\'s netns; idempotent)',
   usage: '--config FILE [flags]',
   flags: CONFIG_FLAG_SPECS,
-  run(ctx) {
-    const cfg = configFromArgs(ctx);
+  async run(ctx) {
+    const cfg = await configFromArgs(ctx);
+    const { initNode } = await import('../../datapath/init.ts');
     const r = initNode(cfg);
     if (ctx.json) {
       ctx.out(json(r));
@@ -68,7 +70,8 @@ export const datapathInit: Command = {
 export const datapathExplain: Command = {
   path: ['datapath', 'explain'],
   summary: 'the seed\'s device table from live state: type, addresses, MTU, programs per hook, calls maps, routes',
-  run(ctx) {
+  async run(ctx) {
+    const [{ explainNode }, { renderExplain }] = await Promise.all([import('../../datapath/explain.ts'), import('../render-explain.ts')]);
     const e = explainNode();
     ctx.out(ctx.json ? json(e) : renderExplain(e));
   },

@@ -1,13 +1,14 @@
 // `membrane lab ...`: a multi-node lab on this machine (src/lab/), and its
 // status, exec, node join/leave and teardown. Progress goes to stdout, or to
 // stderr with -o json so stdout stays one JSON document.
+//
+// The registry reads this module for every command line, so the lab itself
+// (netlink through koffi, yaml, the agent's API client) is imported inside
+// run().
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { addNode, addPod, deletePod, labDown, labEtcd, labUp, restartAgent, stopNode } from '../../lab/lab.ts';
 import { checkLabName, DEFAULT_LAB } from '../../lab/layout.ts';
-import { loadLab } from '../../lab/record.ts';
-import { buildSpec, parseLabels } from '../../lab/spec.ts';
-import { labStatus, statusOf, type LabStatus } from '../../lab/status.ts';
+import type { LabStatus } from '../../lab/status.ts';
 import { env } from '../../shared/env.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { FlagSpec } from '../args.ts';
@@ -59,6 +60,7 @@ export const labUpCmd: Command = {
     labFile: { type: 'string', help: 'YAML/JSON lab file: store, deviceMTU, nodes (count or [{pods: count | [{name, labels}]}]), podsPerNode, labels' },
   },
   async run(ctx) {
+    const [{ labUp }, { buildSpec }, { statusOf }] = await Promise.all([import('../../lab/lab.ts'), import('../../lab/spec.ts'), import('../../lab/status.ts')]);
     const name = labName(ctx);
     const spec = buildSpec({
       nodes: intFlag(ctx, 'nodes'), podsPerNode: intFlag(ctx, 'podsPerNode'), store: ctx.args.flags.store as string | undefined,
@@ -91,6 +93,7 @@ export const labStatusCmd: Command = {
   summary: 'the lab\'s nodes and pods (-o json: the stable interface, see docs/lab.md)',
   flags: NAME_FLAG,
   async run(ctx) {
+    const { labStatus } = await import('../../lab/status.ts');
     const s = await labStatus(labName(ctx));
     ctx.out(ctx.json ? json(s) : renderStatus(s));
   },
@@ -101,6 +104,7 @@ export const labDownCmd: Command = {
   summary: 'remove the lab: agents, etcd, namespaces, pins, files (also after a crashed lab up; idempotent)',
   flags: NAME_FLAG,
   async run(ctx) {
+    const { labDown } = await import('../../lab/lab.ts');
     const name = labName(ctx);
     const r = await labDown(name, progressOf(ctx));
     if (ctx.json) return void ctx.out(json(r));
@@ -113,7 +117,8 @@ export const labExecCmd: Command = {
   summary: 'run a command in a pod\'s (or node\'s, or "underlay") network namespace; its exit code is passed through',
   usage: 'POD|NODE -- CMD [ARGS...]',
   flags: NAME_FLAG,
-  run(ctx) {
+  async run(ctx) {
+    const { loadLab } = await import('../../lab/record.ts');
     const target = ctx.args.positionals[0];
     const cmd = ctx.args.rest.length ? ctx.args.rest : ctx.args.positionals.slice(1);
     if (!target || !cmd.length) throw new MembraneError('lab exec', { code: 'E_USAGE', cause: 'usage: membrane lab exec POD -- CMD [ARGS...]' });
@@ -135,6 +140,7 @@ export const labAddNodeCmd: Command = {
   summary: 'add one node (next index) with its pods to a running lab; waits until every node knows it',
   flags: { ...NAME_FLAG, podsPerNode: { type: 'string', help: 'pods on the new node (default 2)' } },
   async run(ctx) {
+    const [{ addNode }, { statusOf }] = await Promise.all([import('../../lab/lab.ts'), import('../../lab/status.ts')]);
     const { rec, node } = await addNode(labName(ctx), intFlag(ctx, 'podsPerNode') ?? 2, progressOf(ctx));
     if (ctx.json) ctx.out(json({ node: node.name, status: await statusOf(rec) }));
   },
@@ -146,6 +152,7 @@ export const labStopNodeCmd: Command = {
   usage: 'NODE [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
+    const { stopNode } = await import('../../lab/lab.ts');
     const node = positional(ctx, 'lab stop-node', 'NODE');
     await stopNode(labName(ctx), node, progressOf(ctx));
   },
@@ -157,6 +164,7 @@ export const labRestartAgentCmd: Command = {
   usage: 'NODE [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
+    const { restartAgent } = await import('../../lab/lab.ts');
     const node = positional(ctx, 'lab restart-agent', 'NODE');
     const r = await restartAgent(labName(ctx), node, progressOf(ctx));
     if (ctx.json) ctx.out(json({ node: r.node.name, oldPid: r.oldPid ?? null, agentPid: r.node.agentPid ?? null }));
@@ -174,6 +182,7 @@ export const labAddPodCmd: Command = {
     labels: { type: 'string', help: 'labels K=V,... (app=<pod name> is always set unless given)' },
   },
   async run(ctx) {
+    const [{ addPod }, { parseLabels }] = await Promise.all([import('../../lab/lab.ts'), import('../../lab/spec.ts')]);
     const node = ctx.args.flags.node as string | undefined;
     if (!node) throw new MembraneError('lab add-pod', { code: 'E_USAGE', cause: '--node is required' });
     const labels = typeof ctx.args.flags.labels === 'string' ? parseLabels(ctx.args.flags.labels) : undefined;
@@ -189,6 +198,7 @@ export const labDeletePodCmd: Command = {
   usage: 'POD [--name LAB]',
   flags: NAME_FLAG,
   async run(ctx) {
+    const { deletePod } = await import('../../lab/lab.ts');
     const pod = positional(ctx, 'lab delete-pod', 'POD');
     await deletePod(labName(ctx), pod, progressOf(ctx));
   },
@@ -198,14 +208,14 @@ export const labEtcdStopCmd: Command = {
   path: ['lab', 'etcd', 'stop'],
   summary: 'kill the lab\'s etcd (SIGKILL: a store outage; the datapath keeps forwarding)',
   flags: NAME_FLAG,
-  async run(ctx) { await labEtcd(labName(ctx), 'stop', progressOf(ctx)); },
+  async run(ctx) { const { labEtcd } = await import('../../lab/lab.ts'); await labEtcd(labName(ctx), 'stop', progressOf(ctx)); },
 };
 
 export const labEtcdStartCmd: Command = {
   path: ['lab', 'etcd', 'start'],
   summary: 'start the lab\'s etcd again (same data dir and address); waits until healthy',
   flags: NAME_FLAG,
-  async run(ctx) { await labEtcd(labName(ctx), 'start', progressOf(ctx)); },
+  async run(ctx) { const { labEtcd } = await import('../../lab/lab.ts'); await labEtcd(labName(ctx), 'start', progressOf(ctx)); },
 };
 
 export const labCommands: Command[] = [
