@@ -16,6 +16,7 @@ import { cniHttpHandler } from '../cni/http.ts';
 import { NodeDatapath } from '../datapath/node.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { ConfigError, MembraneError, wrap } from '../shared/errors.ts';
+import { PhaseTimer } from '../shared/phase-timer.ts';
 import { missingCapabilities } from '../shared/privileges.ts';
 import { IdentityAllocator } from '../store/identity-allocator.ts';
 import { openStore, type KVStore, type Lease } from '../store/store.ts';
@@ -66,11 +67,15 @@ export class Agent {
     const missing = missingCapabilities();
     if (missing.length > 0) throw new MembraneError('start agent', { code: 'E_NOT_ROOT', cause: `must run as root (lacks ${missing.join(', ')})` });
     if (!cfg.nodeIP) throw new ConfigError('start agent', ['nodeIP: required by the agent (the underlay address other nodes tunnel to)']);
+    // MEMBRANE_TIMING=1: one line with every phase, the first from the process's start (Node and module loading).
+    const timer = new PhaseTimer(`agent start ${cfg.nodeName}`, { from: 0 });
+    timer.mark('process start');
     // First, before the kernel or the store is touched: a refused agent changes nothing.
     const lock = NodeLock.acquire(cfg);
+    timer.mark('lock');
     let dp: NodeDatapath;
     try {
-      dp = NodeDatapath.open(cfg, { prune: false, apiSocket: cfg.paths.apiSocket });
+      dp = NodeDatapath.open(cfg, { prune: false, apiSocket: cfg.paths.apiSocket, timer });
     } catch (e) {
       lock.release();
       throw e;
@@ -79,6 +84,7 @@ export class Agent {
     let store: KVStore;
     try {
       store = await openStore(cfg.store);
+      timer.mark('store open');
     } catch (e) {
       dp.close();
       lock.release();
@@ -88,9 +94,11 @@ export class Agent {
     try {
       const health = new StoreHealth(store, log);
       const lease = await store.grantLease(cfg.leaseTTL);
+      timer.mark('lease');
       const identities = await IdentityAllocator.create(store, {
         node: cfg.nodeName, leaseTtlSeconds: cfg.leaseTTL, onError: (e) => log(`identities: ${e.message}`),
       });
+      timer.mark('identities');
       undo.push(() => identities.close({ revoke: false }));
       // The publisher renews its lease itself if it is lost (store outage past the TTL).
       const publisher = new Publisher(store, lease, cfg, log);
@@ -104,19 +112,24 @@ export class Agent {
       const warning = leftAt === undefined ? traceWarning(await storeTrace(store, cfg, recorded), cfg, recorded) : undefined;
       if (warning) log(`WARNING: ${warning}`);
       if (leftAt !== undefined) log(`joining the cluster again (this node left it at ${leftAt})`);
+      timer.mark('state and store trace');
       const endpoints = new EndpointManager(dp, identities, publisher, log);
       const sync = new ClusterSync(dp, store, log, { ownKeyDeleted: (k) => publisher.ownKeyDeleted(k), storeError: (e) => health.failed(e) });
       undo.push(() => sync.stop());
       const agent = new Agent(cfg, lock, dp, store, lease, endpoints, identities, publisher, sync, health);
       if (warning) agent.warnings.push(warning);
       const r = await endpoints.restore();
+      timer.mark('restore');
       log(`endpoints restored: ${r.restored} kept, ${r.reloaded} reloaded, ${r.removed} gone, ${r.orphans} orphans removed`);
       await publisher.registerNode(agent.bootID);
+      timer.mark('publish');
       // What an earlier run left claiming this node: pod IPs and identity references of endpoints that are gone.
       const ips = await publisher.sweepStaleIps(endpoints.list().map((e) => e.ip));
       const refs = await identities.sweepReferences();
       if (ips || refs) log(`store: removed ${ips} stale pod IP keys and ${refs} stale identity references of this node`);
+      timer.mark('sweep store');
       await sync.start();
+      timer.mark('first sync');
       log(`cluster synced: ${sync.nodes.size} remote nodes, ${sync.pods.size} pod IPs`);
       health.start();
       undo.push(() => health.stop());
@@ -125,6 +138,8 @@ export class Agent {
       agentRoutes(agent, agent.api);
       agent.api.raw('POST', '/v1/cni', cniHttpHandler(agent.cniBackend(), { networkName: CNI_NETWORK_NAME }));
       await agent.api.listen(cfg.paths.apiSocket);
+      timer.mark('api listen');
+      timer.done();
       log(`serving API on ${cfg.paths.apiSocket}`);
       return agent;
     } catch (e) {

@@ -7,6 +7,7 @@ import { BpfObject } from '../bpf/index.ts';
 import type { Link } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { wrap } from '../shared/errors.ts';
+import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { attachProgram, type AttachResult, type Hook } from './attach.ts';
 import { HOST_ENDPOINT_ID } from './constants.ts';
 import { objectPath, type ObjectName } from './objects.ts';
@@ -30,7 +31,7 @@ interface Plan {
 }
 
 /** Loads one object for one device and attaches its entry programs; the object's fds are closed afterwards (pins keep it all alive). */
-function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback): AttachedProgram[] {
+function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback, timer?: PhaseTimer): AttachedProgram[] {
   const nodeDir = cfg.paths.pinDir;
   const globals = globalsDir(nodeDir);
   let obj: BpfObject;
@@ -43,11 +44,14 @@ function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback): AttachedProgram[
   } catch (e) {
     throw wrap(`load ${p.object}.o for ${p.device.name}`, e);
   }
+  timer?.mark(`load ${p.object} for ${p.device.name}`);
   try {
-    return p.attach.map(({ program, hook }) => ({
+    const attached = p.attach.map(({ program, hook }) => ({
       ...attachProgram({ prog: obj.program(program), ifindex: p.device.index, ifname: p.device.name, hook, linkPin: deviceLinkPin(nodeDir, p.device.name, program), legacyTc: cfg.forceLegacyTc, rb }),
       device: p.device.name, ifindex: p.device.index, hook, program, callsMap: p.callsMap,
     }));
+    timer?.mark(`attach ${p.device.name}`);
+    return attached;
   } finally {
     obj.close();
   }
@@ -58,7 +62,7 @@ function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback): AttachedProgram[
  * cil_to_host (ingress) to cilium_net, and cil_from_overlay / cil_to_overlay
  * to cilium_vxlan. Existing tcx links are updated in place.
  */
-export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback): AttachedProgram[] {
+export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback, timer?: PhaseTimer): AttachedProgram[] {
   const plans: Plan[] = [
     {
       object: 'bpf_host', device: devs.host, callsMap: callsMapName.hostns(HOST_ENDPOINT_ID),
@@ -75,5 +79,5 @@ export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Lin
       attach: [{ program: 'cil_from_overlay', hook: 'ingress' }, { program: 'cil_to_overlay', hook: 'egress' }],
     },
   ];
-  return plans.flatMap((p) => loadAndAttach(cfg, p, rb));
+  return plans.flatMap((p) => loadAndAttach(cfg, p, rb, timer));
 }

@@ -9,6 +9,7 @@ import { ensureBpffs, removePinTree } from '../bpf/index.ts';
 import { linkList, NetlinkHandle } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
+import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { missingCapabilities } from '../shared/privileges.ts';
 import { VXLAN_DEVICE } from './constants.ts';
 import { addHostDeviceAddr, checkVxlanPort, setupBaseDevice, setupVxlanDevice } from './devices.ts';
@@ -74,6 +75,8 @@ export interface InitOptions {
   traceEvents?: boolean;
   /** Recorded in the node marker so CLI commands run in this netns find the agent. */
   apiSocket?: string;
+  /** Marks the setup's phases (the agent's start timing, MEMBRANE_TIMING=1). */
+  timer?: PhaseTimer;
 }
 
 export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
@@ -88,7 +91,9 @@ export function initNode(cfg: NodeConfig, opts: InitOptions = {}): InitResult {
 /** initNode on a handle the caller owns (the agent keeps its handle for later reconciles). */
 export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOptions = {}): InitResult {
   const remotes = opts.remoteNodes ?? cfg.remoteNodes;
+  const timer = opts.timer;
   preflight(cfg, h);
+  timer?.mark('datapath preflight');
   const nodeDir = cfg.paths.pinDir;
   const freshPins = !existsSync(nodeDir);
   return Rollback.guard((rb) => {
@@ -98,18 +103,22 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
     if (freshPins) rb.push(`pins under ${nodeDir}`, () => removePinTree(nodeDir));
     const notes: string[] = [];
     applySysctls(GLOBAL_SYSCTLS, rb);
+    timer?.mark('sysctls');
     const existed = new Set(linkList(h).map((l) => l.name));
     const { host, net } = setupBaseDevice(h, cfg.deviceMTU, rb);
     const vx = setupVxlanDevice(h, { port: cfg.tunnelPort, srcPortLow: cfg.tunnelSrcPortLow, srcPortHigh: cfg.tunnelSrcPortHigh, mtu: cfg.deviceMTU }, rb);
     notes.push(...vx.notes);
     addHostDeviceAddr(h, host, cfg.routerIP, rb);
     writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot, apiSocket: opts.apiSocket });
+    timer?.mark('devices');
     const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes(cfg, host.index, remotes.map((r) => r.podCIDR)), rb, { prune: opts.prune });
+    timer?.mark('routes');
     // The maps are pinned by the first object loaded, so entries come after the programs.
-    const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb);
+    const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb, timer);
     writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceEvents);
     syncNodeEntries(cfg);
     reconcileIpcache(nodeDir, 'cluster', desiredRemoteIpcache(cfg, remotes), { prune: opts.prune });
+    timer?.mark('map entries');
     return {
       nodeName: cfg.nodeName,
       devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
