@@ -1,6 +1,6 @@
 // From policies and the identity universe to one subject's policy map.
 //
-// The datapath (reference 4.4; bpf/lib/policy.h once it exists) keys its
+// The datapath (reference 4.4; bpf/lib/policy.h) keys its
 // per-endpoint policy map by (remote identity, direction, protocol, port) in
 // an LPM trie whose prefix runs over protocol then port, within an exact
 // identity and direction. For a packet it looks up (remote, dir, proto,
@@ -106,8 +106,6 @@ function selectsAll(peers: Peers): boolean {
   return peers.kind === 'all' || (peers.kind === 'entities' && peers.entities.includes('all'));
 }
 
-const EMPTY_LABELS: IndexedLabels = new Map();
-
 /**
  * Policies and a universe, compiled once; compute() then answers per subject.
  * Keep one engine for as long as neither the policies nor the universe
@@ -130,11 +128,6 @@ export class PolicyEngine {
     let seq = 0;
     this.rules = policies.flatMap((policy) => policy.rules.map((rule) => ({ policy, rule, seq: seq++ })));
     for (const [id, labels] of universe) if (id !== 0) this.indexed.set(id, indexLabels(labels));
-  }
-
-  /** The labels the engine knows for an identity (empty for 0 and unknown ones). */
-  labelsOf(identity: number): IndexedLabels {
-    return this.indexed.get(identity) ?? EMPTY_LABELS;
   }
 
   /** Every rule whose endpointSelector (pods) or nodeSelector (the host) selects the subject, in policy order. */

@@ -94,11 +94,3 @@ export function indexLabels(labels: Labels): IndexedLabels {
 export function hasReserved(labels: IndexedLabels, name: string): boolean {
   return labels.get(name)?.some(([s]) => s === SOURCE_RESERVED) ?? false;
 }
-
-/** Labels as `source:key=value` lines, sorted (for messages). */
-export function formatLabels(labels: Labels): string {
-  return Object.entries(labels)
-    .map(([name, value]) => { const { source, key } = splitLabelName(name); return `${source}:${key}${value === '' ? '' : `=${value}`}`; })
-    .sort()
-    .join(', ');
-}

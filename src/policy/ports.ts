@@ -65,13 +65,6 @@ export function itemBlocks(ports: readonly PortProtocol[] | undefined): PortBloc
 
 const portMask = (prefixLen: number) => (prefixLen === 0 ? 0 : (0xffff << (16 - prefixLen)) & 0xffff);
 
-/** Is `inner` inside `outer` (or equal)? Blocks are nested or disjoint, never partly overlapping. */
-export function blockContains(outer: PortBlock, inner: PortBlock): boolean {
-  if (outer.protocol === 0) return true;
-  return outer.protocol === inner.protocol && outer.prefixLen <= inner.prefixLen
-    && (inner.port & portMask(outer.prefixLen)) === outer.port;
-}
-
 /** Does a packet (protocol, destination port) fall in the block? */
 export function blockMatches(b: PortBlock, protocol: number, port: number): boolean {
   return b.protocol === 0 || (b.protocol === protocol && (port & portMask(b.prefixLen)) === b.port);

@@ -7,7 +7,7 @@
 import { MembraneError } from '../shared/errors.ts';
 import { identityOfAddress } from './cidr.ts';
 import { PolicyEngine, type Enforcement, type SelectedRule, type Subject } from './compute.ts';
-import { ReservedIdentity, type Labels, type Universe } from './labels.ts';
+import type { Labels, Universe } from './labels.ts';
 import { IPPROTO_ICMP, PROTOCOL_NUMBERS, blockMatches } from './ports.ts';
 import { CNP, policyId, type Direction, type Policy, type PolicyKind, type RuleItem, type Section } from './types.ts';
 
@@ -207,9 +207,4 @@ export function tracePolicy(policies: readonly Policy[], universe: Universe, req
   const flow = `${peerName(req.src, srcIdentity)} -> ${peerName(req.dst, dstIdentity)} ${proto}${protocol === IPPROTO_ICMP ? ` type ${dport}` : `/${dport}`}`;
   const text = `${flow}: ${verdict === 'allowed' ? 'allowed' : `denied at ${denied!.direction}`}`;
   return { srcIdentity, dstIdentity, protocol, dport, egress, ingress, verdict, text };
-}
-
-/** The reserved identity a node has as seen from a pod: host on its own node, remote-node elsewhere. */
-export function nodeIdentity(sameNode: boolean): number {
-  return sameNode ? ReservedIdentity.HOST : ReservedIdentity.REMOTE_NODE;
 }

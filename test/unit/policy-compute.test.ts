@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { securityLabels } from '../../src/agent/labels.ts';
 import {
-  PolicyEngine, ReservedIdentity as R, cidrIdentityLabels, cidrPrefixes, computePolicy, identityOfAddress, lookupEntries,
+  PolicyEngine, ReservedIdentity as R, cidrIdentityLabels, cidrPrefixes, computePolicy, formatBlock, identityOfAddress, lookupEntries,
   parsePolicies, rangeToPrefixes, reservedUniverse, type Labels, type PolicyMapEntry, type Subject,
 } from '../../src/policy/index.ts';
 
@@ -94,6 +94,8 @@ describe('entries', () => {
     assert.deepEqual(rangeToPrefixes(0, 65535), [{ port: 0, prefixLen: 0 }]);
     assert.deepEqual(rangeToPrefixes(1024, 65535), [1024, 2048, 4096, 8192, 16384, 32768].map((port, i) => ({ port, prefixLen: 6 - i })));
     assert.deepEqual(rangeToPrefixes(8080, 8080), [{ port: 8080, prefixLen: 16 }]);
+    assert.deepEqual([{ protocol: 6, port: 80, prefixLen: 12 }, { protocol: 17, port: 0, prefixLen: 0 }, { protocol: 1, port: 8, prefixLen: 16 }, { protocol: 0, port: 0, prefixLen: 0 }, { protocol: 132, port: 5, prefixLen: 16 }].map(formatBlock),
+      ['TCP/80-95', 'UDP/*', 'ICMP type 8', '*', 'SCTP/5']);
     // Every port of a range, and no other, falls in its blocks.
     for (const [lo, hi] of [[1, 65535], [79, 81], [1000, 1999], [65535, 65535], [0, 7]] as const) {
       const blocks = rangeToPrefixes(lo, hi);
