@@ -13,11 +13,16 @@ export const MEMBRANE = MEMBRANE_BIN;
 
 let built = false;
 
-/** Builds the BPF objects and the CNI plugin once per test process (make is a no-op when they are current). */
+/**
+ * Builds the BPF objects, the CNI plugin and the JavaScript bin/membrane runs
+ * once per test process (each is a no-op when current), so a test file run
+ * alone after an edit runs the edited code, as scripts/test.sh does.
+ */
 export function buildOnce(): void {
   if (built) return;
   execFileSync('make', ['-s', '-C', `${REPO}bpf`], { stdio: 'inherit' });
   execFileSync('make', ['-s', '-C', `${REPO}cni`], { stdio: 'inherit' });
+  execFileSync(process.execPath, [`${REPO}scripts/build.mjs`]);
   built = true;
 }
 
