@@ -2,7 +2,7 @@
 // touches the bpf() syscall or tc netlink for BPF goes through here.
 export { BpfObject, type BpfObjectOptions } from './object.ts';
 export { constantPatches, type ConstantValue } from './constants.ts';
-export { BpfMap, mapInfoByFd, type UpdateFlag } from './map.ts';
+export { BpfMap, mapInfoByFd, type CreateMapOptions, type UpdateFlag } from './map.ts';
 export { BpfProgram } from './program.ts';
 export { ElfObject, type ElfMap, type ElfProgram, type ElfSection, type ElfSymbol, type ElfVariable } from './elf.ts';
 export {
@@ -20,5 +20,5 @@ export { progTestRun, type TestRunOptions, type TestRunResult } from './test-run
 export { haveTcx, requireTcx } from './features.ts';
 export { linkInfoByFd, progFullName, progInfoByFd, progNameById } from './info.ts';
 export { parseCpuList, possibleCpus } from './cpus.ts';
-export { MAP_TYPE, mapTypeName } from './native/structs.ts';
+export { MAP_F_NO_PREALLOC, MAP_TYPE, mapTypeName } from './native/structs.ts';
 export { closeFd, libbpfLinesSince, libbpfMark } from './native/libbpf.ts';

@@ -7,17 +7,40 @@
 // - PERCPU_*: one slot per possible CPU, each roundup(valueSize, 8) bytes
 //   (lookup() returns all slots concatenated, lookupPerCpu() splits them);
 // - PROG_ARRAY: update() takes a program fd (u32), lookup() returns the
-//   program id (u32) — the kernel translates both ways.
+//   program id (u32) — the kernel translates both ways;
+// - ARRAY_OF_MAPS, HASH_OF_MAPS: likewise a map fd in, a map id out
+//   (setInnerMap / innerMapId).
 import { KernelError, MembraneError } from '../shared/errors.ts';
 import { possibleCpus } from './cpus.ts';
 import { mapInfoByFd } from './info.ts';
 import { bpf, closeFd, dupFd } from './native/libbpf.ts';
-import { mapTypeName, PERCPU_MAP_TYPES, UPDATE_FLAGS, type MapInfo } from './native/structs.ts';
+import {
+  encodeMapBatchOpts, encodeMapCreateOpts, MAP_IN_MAP_TYPES, mapTypeName, PERCPU_MAP_TYPES, UPDATE_FLAGS, type MapInfo,
+} from './native/structs.ts';
 import { pinFd } from './pin.ts';
 
 export type UpdateFlag = keyof typeof UPDATE_FLAGS;
 
+/** A map made by BpfMap.create (not from an object file). */
+export interface CreateMapOptions {
+  /** MAP_TYPE.* */
+  type: number;
+  /** Name for messages; the kernel keeps `kernelName` (default: the first 15 characters of this). */
+  name: string;
+  kernelName?: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  /** BPF_F_* map flags (LPM tries need MAP_F_NO_PREALLOC). */
+  flags?: number;
+  /** Map-in-map types: a map like the ones it will hold (the kernel checks every inner map against it). */
+  innerMap?: BpfMap;
+}
+
 const ENOENT = 2;
+const ENOSPC = 28;
+/** BPF_OBJ_NAME_LEN - 1: the kernel keeps this many characters of a map name. */
+const KERNEL_NAME_MAX = 15;
 
 export class BpfMap {
   readonly name: string;
@@ -44,6 +67,25 @@ export class BpfMap {
     this.maxEntries = info.maxEntries;
     this.flags = info.flags;
     this.id = info.id;
+  }
+
+  /**
+   * Creates a map (bpf_map_create). The caller owns the result; close()
+   * releases the fd, and the map dies then unless it was pinned or put
+   * into another map. Throws KernelError (EINVAL for a bad combination,
+   * EPERM/ENOMEM over the memory limit).
+   */
+  static create(o: CreateMapOptions): BpfMap {
+    const kernelName = (o.kernelName ?? o.name).slice(0, KERNEL_NAME_MAX);
+    const opts = encodeMapCreateOpts({ flags: o.flags, innerMapFd: o.innerMap?.fd });
+    const fd = bpf.map_create(o.type, kernelName, o.keySize, o.valueSize, o.maxEntries, opts);
+    if (fd < 0) throw new KernelError(`create ${mapTypeName(o.type)} map ${o.name}`, fd);
+    try {
+      return new BpfMap(fd, mapInfoByFd(fd), true, o.name);
+    } catch (err) {
+      closeFd(fd);
+      throw new MembraneError(`create map ${o.name}`, { cause: err });
+    }
   }
 
   /** Takes ownership of `fd` (closed by close()). Throws KernelError if `fd` is not a map. */
@@ -146,6 +188,25 @@ export class BpfMap {
     if (rc < 0) throw new KernelError(`update map ${this.name}`, rc);
   }
 
+  /**
+   * Map-in-map: puts `inner` at `key` (replacing what was there; the outer
+   * map holds its own reference, so `inner` may be closed afterwards).
+   * Throws KernelError (EINVAL if `inner` does not match the outer map's
+   * inner definition: type, key or value size, flags).
+   */
+  setInnerMap(key: Buffer, inner: BpfMap): void {
+    this.checkMapInMap('update');
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(inner.fd);
+    this.update(key, v);
+  }
+
+  /** Map-in-map: the id of the map at `key`, or undefined if the slot is empty. */
+  innerMapId(key: Buffer): number | undefined {
+    this.checkMapInMap('lookup');
+    return this.lookup(key)?.readUInt32LE(0);
+  }
+
   /** Deletes `key`; false if it was not there. Throws KernelError otherwise (EINVAL on arrays). */
   delete(key: Buffer): boolean {
     this.checkKey('delete', key);
@@ -170,6 +231,68 @@ export class BpfMap {
       yield next;
       prev = next;
     }
+  }
+
+  /**
+   * Every key/value pair, read `chunk` entries per syscall
+   * (BPF_MAP_LOOKUP_BATCH) instead of two syscalls per entry: for big hash
+   * maps (conntrack). Per-CPU values come as with lookup(). Not a snapshot:
+   * entries changed meanwhile may be seen old or new, not twice.
+   */
+  *batchEntries(chunk = 4096): Generator<[Buffer, Buffer]> {
+    const vsize = this.valueBufferSize;
+    let size = chunk;
+    let keys = Buffer.alloc(size * this.keySize);
+    let values = Buffer.alloc(size * vsize);
+    const count = Buffer.alloc(4);
+    // The batch token: a bucket number for hash maps (4 bytes), a key for the others.
+    const tokenSize = Math.max(this.keySize, 8);
+    let inBatch: Buffer | null = null;
+    const outBatch = Buffer.alloc(tokenSize);
+    const opts = encodeMapBatchOpts();
+    for (;;) {
+      count.writeUInt32LE(size);
+      const rc = bpf.map_lookup_batch(this.fd, inBatch, outBatch, keys, values, count, opts);
+      if (rc === -ENOSPC && count.readUInt32LE(0) === 0) {
+        // One hash bucket holds more entries than fit: retry it with more room.
+        size *= 2;
+        keys = Buffer.alloc(size * this.keySize);
+        values = Buffer.alloc(size * vsize);
+        continue;
+      }
+      if (rc < 0 && rc !== -ENOENT) throw new KernelError(`read map ${this.name} in batches`, rc);
+      const n = count.readUInt32LE(0);
+      for (let i = 0; i < n; i++) {
+        yield [Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)), Buffer.from(values.subarray(i * vsize, (i + 1) * vsize))];
+      }
+      if (rc === -ENOENT) return; // the end of the map
+      inBatch = Buffer.from(outBatch);
+    }
+  }
+
+  /**
+   * Deletes `keys` with BPF_MAP_DELETE_BATCH (one syscall per up to 4096
+   * keys); keys already gone are skipped. Returns how many were deleted.
+   */
+  deleteBatch(keys: readonly Buffer[]): number {
+    const opts = encodeMapBatchOpts();
+    const count = Buffer.alloc(4);
+    let deleted = 0;
+    for (let start = 0; start < keys.length;) {
+      const part = keys.slice(start, start + 4096);
+      for (const k of part) this.checkKey('delete', k);
+      count.writeUInt32LE(part.length);
+      const rc = bpf.map_delete_batch(this.fd, Buffer.concat(part), count, opts);
+      const n = count.readUInt32LE(0);
+      deleted += n;
+      if (rc === -ENOENT) {
+        start += n + 1; // that key was gone already (the datapath's LRU or another GC)
+        continue;
+      }
+      if (rc < 0) throw new KernelError(`delete from map ${this.name} in batches`, rc);
+      start += part.length;
+    }
+    return deleted;
   }
 
   /** Key/value pairs (entries deleted between the key walk and the lookup are skipped). */
@@ -206,6 +329,12 @@ export class BpfMap {
   /** @internal Called by the owning BpfObject when it closes the fd. */
   invalidate(): void {
     this.#fd = -1;
+  }
+
+  private checkMapInMap(op: string): void {
+    if (!MAP_IN_MAP_TYPES.has(this.type)) {
+      throw new MembraneError(`${op} inner map of ${this.name}`, { code: 'E_BPF_MAP', cause: `${this.typeName} map does not hold maps` });
+    }
   }
 
   private checkKey(op: string, key: Buffer): void {

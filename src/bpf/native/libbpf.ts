@@ -62,6 +62,12 @@ export const bpf = {
   map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)') as (fd: number, key: Buffer, value: Buffer) => number,
   map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)') as (fd: number, key: Buffer) => number,
   map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)') as (fd: number, key: Buffer | null, next: Buffer) => number,
+  map_create: lib.func('int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)') as
+    (type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, opts: Buffer | null) => number,
+  map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)') as
+    (fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer | null) => number,
+  map_delete_batch: lib.func('int bpf_map_delete_batch(int fd, const void *keys, void *count, const void *opts)') as
+    (fd: number, keys: Buffer, count: Buffer, opts: Buffer | null) => number,
   obj_pin: lib.func('int bpf_obj_pin(int fd, const char *path)') as (fd: number, path: string) => number,
   obj_get: lib.func('int bpf_obj_get(const char *path)') as (path: string) => number,
   obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)') as (fd: number, info: Buffer, len: Buffer) => number,

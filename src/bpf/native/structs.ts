@@ -197,3 +197,35 @@ export interface LinkInfo {
 export function decodeLinkInfo(b: Buffer): LinkInfo {
   return { type: b.readUInt32LE(0), id: b.readUInt32LE(4), progId: b.readUInt32LE(8), tcxIfindex: b.readUInt32LE(16), tcxAttachType: b.readUInt32LE(20) };
 }
+
+export interface MapCreateOptions {
+  innerMapFd?: number;
+  flags?: number;
+}
+
+/**
+ * struct bpf_map_create_opts (56 bytes): sz@0, btf_fd@8, btf_key_type_id@12,
+ * btf_value_type_id@16, btf_vmlinux_value_type_id@20, inner_map_fd@24,
+ * map_flags@28, map_extra@32, numa_node@40, map_ifindex@44,
+ * value_type_btf_obj_fd@48, token_fd@52.
+ */
+export function encodeMapCreateOpts(o: MapCreateOptions): Buffer {
+  const b = Buffer.alloc(56);
+  b.writeBigUInt64LE(56n, 0);
+  b.writeUInt32LE(o.innerMapFd ?? 0, 24);
+  b.writeUInt32LE(o.flags ?? 0, 28);
+  return b;
+}
+
+/** struct bpf_map_batch_opts { size_t sz; __u64 elem_flags; __u64 flags; } = 24 bytes */
+export function encodeMapBatchOpts(): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0);
+  return b;
+}
+
+/** BPF_F_NO_PREALLOC: required for LPM tries. */
+export const MAP_F_NO_PREALLOC = 1;
+
+/** Map types whose values are other maps (update with a map fd, lookup gives a map id). */
+export const MAP_IN_MAP_TYPES: ReadonlySet<number> = new Set([MAP_TYPE.ARRAY_OF_MAPS, MAP_TYPE.HASH_OF_MAPS]);
