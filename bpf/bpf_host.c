@@ -5,9 +5,13 @@
  * kernel routed to a pod CIDR via cilium_host. Local pods are entered
  * directly, local host IPs are turned around to cilium_net as PACKET_HOST,
  * remote pods are encapsulated with identity REMOTE_NODE, and anything else is
- * dropped as unroutable so it cannot loop through cilium_host.
+ * dropped as unroutable so it cannot loop through cilium_host. The host
+ * firewall's egress (policy.h; only while a host policy exists) applies to
+ * what the host itself sends; a local pod's ingress policy to everything
+ * delivered into it.
  * cil_to_host (cilium_host and cilium_net tc ingress = BPF -> host stack):
- * recovers the source identity from skb->mark, traces and passes.
+ * recovers the source identity from skb->mark, enforces the host firewall's
+ * ingress for what comes from the overlay, traces and passes.
  */
 #include <common.h>
 #include <config/host.h>
@@ -21,6 +25,8 @@
 #include <lookup.h>
 #include <local_delivery.h>
 #include <encap.h>
+#include <conntrack.h>
+#include <policy.h>
 #include <tailcall.h>
 #include <drop.h>
 
@@ -51,8 +57,10 @@ static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
 	const struct remote_endpoint_info *info;
 	const struct endpoint_info *ep;
 	__u32 src_label = ctx_load_meta(ctx, CB_SRC_LABEL);
+	struct ct_packet pkt;
 	struct ethhdr *eth;
 	struct iphdr *ip;
+	int ret;
 
 	if (!cfg)
 		return DROP(DROP_HOST_NOT_READY);
@@ -60,8 +68,22 @@ static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
 		return DROP(DROP_INVALID);
 
 	ep = lookup_endpoint(ip->daddr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST))
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+		ctx_store_meta(ctx, CB_DST_LABEL, ep->sec_id);
+		ctx_store_meta(ctx, CB_DST_ID, ep->lxc_id);
+		ret = ct_parse(ctx, ip, &pkt);
+		if (ret < 0)
+			return ret;
+		/* A pod's packet routed back through cilium_host (its identity
+		 * in the mark) is not the host's: its egress was checked.
+		 */
+		if (src_label == IDENTITY_HOST) {
+			ret = host_policy_check(ctx, &pkt, ep->sec_id, CT_EGRESS);
+			if (ret < 0)
+				return ret;
+		}
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+	}
 	if (ep) {
 		/* A local host IP: make the frame PACKET_HOST on cilium_net,
 		 * whose MAC the kernel did not use (NOARP cilium_host puts its
@@ -77,11 +99,20 @@ static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
 	info = lookup_ipcache(ip->daddr);
 	if (info)
 		ctx_store_meta(ctx, CB_DST_LABEL, info->sec_identity);
-	if (ipcache_wants_tunnel(info))
+	if (ipcache_wants_tunnel(info)) {
+		if (src_label == IDENTITY_HOST) {
+			ret = ct_parse(ctx, ip, &pkt);
+			if (ret < 0)
+				return ret;
+			ret = host_policy_check(ctx, &pkt, info->sec_identity, CT_EGRESS);
+			if (ret < 0)
+				return ret;
+		}
 		return encap_and_redirect(ctx, cfg, info->tunnel_endpoint,
 					  src_label == IDENTITY_HOST ?
 					  IDENTITY_REMOTE_NODE : src_label,
 					  info->sec_identity);
+	}
 	/* No pod behind this address: passing it on would send it back to
 	 * cilium_host through the pod CIDR route.
 	 */
@@ -93,15 +124,44 @@ __declare_tail(CILIUM_CALL_IPV4_FROM_HOST, ipv4_from_host)
 	return ctx_finish(ctx, ipv4_from_host(ctx), METRIC_EGRESS);
 }
 
+/* Into the host stack: from the overlay (bpf_overlay redirects to
+ * cilium_host's ingress with the sender's identity in the mark) or turned
+ * around by cil_from_host (cilium_net's ingress). Pods' packets for host
+ * addresses never come here (bpf_lxc checks them).
+ */
+static __always_inline int to_host(struct __sk_buff *ctx)
+{
+	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_WORLD);
+	struct ct_packet pkt;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	int ret;
+
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_HOST);
+	if (eth_proto(ctx) == bpf_htons(ETH_P_IP)) {
+		if (!ipv4_headers(ctx, &eth, &ip))
+			return DROP(DROP_INVALID);
+		src_label = stack_source_identity(ctx->mark, ip->saddr);
+		ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+		if (src_label != IDENTITY_HOST) {
+			ret = ct_parse(ctx, ip, &pkt);
+			if (ret < 0)
+				return ret;
+			ret = host_policy_check(ctx, &pkt, src_label, CT_INGRESS);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	send_trace_notify(ctx, TRACE_TO_STACK, src_label, IDENTITY_HOST, 0, ctx->ifindex);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int cil_to_host(struct __sk_buff *ctx)
 {
-	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_WORLD);
-
 	ctx_clear_meta(ctx);
-	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
-	send_trace_notify(ctx, TRACE_TO_STACK, src_label, IDENTITY_HOST, 0, ctx->ifindex);
-	return ctx_finish(ctx, TC_ACT_OK, METRIC_INGRESS);
+	return ctx_finish(ctx, to_host(ctx), METRIC_INGRESS);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

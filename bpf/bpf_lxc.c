@@ -3,10 +3,13 @@
  *
  * cil_from_container (tc ingress = packets leaving the pod): ARP for the
  * gateway is answered in place (and the pod's MAC learned from its ARP); IPv4 is checked against the pod's own address
- * (anti-spoofing) and then delivered straight into a local peer pod, handed to
- * the host stack, or encapsulated towards the node hosting the destination.
+ * (anti-spoofing) and the pod's egress policy (policy.h, against the
+ * destination's identity), and then delivered straight into a local peer pod
+ * (whose ingress policy is enforced here, before the redirect), handed to
+ * the host stack (a host address: the host firewall's ingress is enforced
+ * here), or encapsulated towards the node hosting the destination.
  * cil_to_container (tc egress, only with endpoint routes): packets the kernel
- * routed to the pod; traced and passed (policy comes later).
+ * routed to the pod, or redirected to it; the pod's ingress policy.
  * Per-endpoint values are load-time constants (include/config/lxc.h).
  */
 #include <common.h>
@@ -22,6 +25,8 @@
 #include <lookup.h>
 #include <local_delivery.h>
 #include <encap.h>
+#include <conntrack.h>
+#include <policy.h>
 #include <tailcall.h>
 #include <drop.h>
 
@@ -93,9 +98,11 @@ static __always_inline int ipv4_from_lxc(struct __sk_buff *ctx)
 	const struct remote_endpoint_info *info;
 	const struct endpoint_info *ep;
 	__u32 src_label = LXC_SECLABEL;
+	struct ct_packet pkt;
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 dst_label;
+	int ret;
 
 	if (!cfg)
 		return DROP(DROP_HOST_NOT_READY);
@@ -103,21 +110,44 @@ static __always_inline int ipv4_from_lxc(struct __sk_buff *ctx)
 		return DROP(DROP_INVALID);
 	if (ip->saddr != LXC_IPV4)
 		return DROP(DROP_INVALID_SIP);
+	ret = ct_parse(ctx, ip, &pkt);
+	if (ret < 0)
+		return ret;
 
 	ep = lookup_endpoint(ip->daddr);
+	if (ep && (ep->flags & ENDPOINT_F_HOST)) {
+		ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_HOST);
+		ret = policy_check(ctx, &pkt, LXC_ID, src_label, IDENTITY_HOST, CT_EGRESS);
+		if (ret < 0)
+			return ret;
+		/* Pods reach host addresses through the stack, never through
+		 * cilium_host's cil_to_host: the host firewall's ingress is here.
+		 */
+		ret = host_policy_check(ctx, &pkt, src_label, CT_INGRESS);
+		if (ret < 0)
+			return ret;
+		return pass_to_stack(ctx, src_label, IDENTITY_HOST);
+	}
 	if (ep) {
-		if (ep->flags & ENDPOINT_F_HOST)
-			return pass_to_stack(ctx, src_label, IDENTITY_HOST);
+		ctx_store_meta(ctx, CB_DST_LABEL, ep->sec_id);
+		ctx_store_meta(ctx, CB_DST_ID, ep->lxc_id);
+		ret = policy_check(ctx, &pkt, LXC_ID, src_label, ep->sec_id, CT_EGRESS);
+		if (ret < 0)
+			return ret;
 		/* With endpoint routes the kernel routes to the pod's own
 		 * lxc device, where cil_to_container runs.
 		 */
 		if (cfg->flags & NODE_F_ENDPOINT_ROUTES)
 			return pass_to_stack(ctx, src_label, ep->sec_id);
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label);
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
 	}
 
 	info = lookup_ipcache(ip->daddr);
 	dst_label = info ? info->sec_identity : IDENTITY_WORLD;
+	ctx_store_meta(ctx, CB_DST_LABEL, dst_label);
+	ret = policy_check(ctx, &pkt, LXC_ID, src_label, dst_label, CT_EGRESS);
+	if (ret < 0)
+		return ret;
 	if (ipcache_wants_tunnel(info))
 		return encap_and_redirect(ctx, cfg, info->tunnel_endpoint, src_label,
 					  dst_label);
@@ -130,16 +160,42 @@ __declare_tail(CILIUM_CALL_IPV4_FROM_LXC, ipv4_from_lxc)
 	return ctx_finish(ctx, ipv4_from_lxc(ctx), METRIC_EGRESS);
 }
 
-SEC("tc")
-int cil_to_container(struct __sk_buff *ctx)
+static __always_inline int to_container(struct __sk_buff *ctx)
 {
 	__u32 src_label = identity_from_mark(ctx->mark, IDENTITY_WORLD);
+	struct ct_packet pkt;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	int ret;
 
-	ctx_clear_meta(ctx);
+	ctx_store_meta(ctx, CB_DST_LABEL, LXC_SECLABEL);
+	ctx_store_meta(ctx, CB_DST_ID, LXC_ID);
+	if (eth_proto(ctx) != bpf_htons(ETH_P_IP)) {
+		ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+		send_trace_notify(ctx, TRACE_FROM_STACK, src_label, LXC_SECLABEL,
+				  (__u16)LXC_ID, ctx->ifindex);
+		return TC_ACT_OK;
+	}
+	if (!ipv4_headers(ctx, &eth, &ip))
+		return DROP(DROP_INVALID);
+	src_label = stack_source_identity(ctx->mark, ip->saddr);
 	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
 	send_trace_notify(ctx, TRACE_FROM_STACK, src_label, LXC_SECLABEL, (__u16)LXC_ID,
 			  ctx->ifindex);
-	return ctx_finish(ctx, TC_ACT_OK, METRIC_INGRESS);
+	ret = ct_parse(ctx, ip, &pkt);
+	if (ret < 0)
+		return ret;
+	ret = policy_check(ctx, &pkt, LXC_ID, LXC_SECLABEL, src_label, CT_INGRESS);
+	if (ret < 0)
+		return ret;
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int cil_to_container(struct __sk_buff *ctx)
+{
+	ctx_clear_meta(ctx);
+	return ctx_finish(ctx, to_container(ctx), METRIC_INGRESS);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

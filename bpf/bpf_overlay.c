@@ -3,7 +3,8 @@
  *
  * cil_from_overlay (tc ingress = decapsulated packets from other nodes): the
  * source identity is the VNI (tunnel_id); a remote claiming HOST is dropped.
- * Packets for a local pod are delivered straight into it; everything else is
+ * Packets for a local pod are delivered straight into it, after its ingress
+ * policy (policy.h) with the VNI as the source identity; everything else is
  * for this host and is redirected to the ingress of cilium_host (cil_to_host).
  * cil_to_overlay (tc egress): counted and passed to the VXLAN driver.
  */
@@ -14,6 +15,8 @@
 #include <ipv4.h>
 #include <lookup.h>
 #include <local_delivery.h>
+#include <conntrack.h>
+#include <policy.h>
 #include <tailcall.h>
 #include <drop.h>
 
@@ -49,9 +52,11 @@ static __always_inline int ipv4_from_overlay(struct __sk_buff *ctx)
 	const struct node_config *cfg = node_config();
 	const struct endpoint_info *ep;
 	__u32 src_label = ctx_load_meta(ctx, CB_SRC_LABEL);
+	struct ct_packet pkt;
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 host_ifindex;
+	int ret;
 
 	/* Checked again after the tail call: this program trusts whatever
 	 * cb[CB_SRC_LABEL] holds, and a HOST source would be delivered with
@@ -68,8 +73,12 @@ static __always_inline int ipv4_from_overlay(struct __sk_buff *ctx)
 		return DROP(DROP_INVALID);
 
 	ep = lookup_endpoint(ip->daddr);
-	if (ep && !(ep->flags & ENDPOINT_F_HOST))
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label);
+	if (ep && !(ep->flags & ENDPOINT_F_HOST)) {
+		ret = ct_parse(ctx, ip, &pkt);
+		if (ret < 0)
+			return ret;
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+	}
 
 	/* For this host: hand it to cilium_host's ingress as PACKET_HOST. */
 	host_ifindex = cfg->host_ifindex;

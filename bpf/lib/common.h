@@ -37,7 +37,7 @@ enum {
 	CB_DST_LABEL = 1,	/* destination security identity, once known */
 	CB_DST_ID = 2,		/* destination endpoint id, once known */
 	CB_EXT_ERROR = 3,	/* extended error for the drop event (e.g. helper errno) */
-	CB_4 = 4,		/* unused */
+	CB_CT_STATE = 4,	/* conntrack state + 1 once known (0: none), for traces */
 };
 
 /* Metric / event direction, as in Cilium's METRIC_INGRESS / METRIC_EGRESS. */

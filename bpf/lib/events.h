@@ -150,6 +150,17 @@ static __always_inline bool trace_enabled(void)
 	return cfg && (cfg->flags & NODE_F_TRACE_EVENTS);
 }
 
+/* The trace reason: the conntrack state of the packet, once a checkpoint
+ * looked it up (policy.h stores it + 1 in cb[CB_CT_STATE]), else unknown.
+ * enum ct_status and the trace reasons share their values.
+ */
+static __always_inline __u8 trace_reason(struct __sk_buff *ctx)
+{
+	__u32 state = ctx_load_meta(ctx, CB_CT_STATE);
+
+	return state ? (__u8)(state - 1) : TRACE_REASON_UNKNOWN;
+}
+
 /* Emits a trace event at observation point `point`. `ifindex` is the device
  * the packet goes to (or came from, for FROM_* points).
  */
@@ -168,7 +179,7 @@ static __always_inline void send_trace_notify(struct __sk_buff *ctx, __u8 point,
 	n->src_label = src_label;
 	n->dst_label = dst_label;
 	n->dst_id = dst_id;
-	n->reason = TRACE_REASON_UNKNOWN;
+	n->reason = trace_reason(ctx);
 	n->flags = 0;
 	n->ifindex = ifindex;
 	n->orig_ip = 0;

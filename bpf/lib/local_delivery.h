@@ -2,6 +2,8 @@
 /* Delivery to a local pod and hand-over to the host stack.
  *
  * ipv4_local_delivery() routes a packet straight into a pod on this node:
+ * enforce the pod's ingress policy (policy.h; with endpoint routes the
+ * pod's cil_to_container does, which the redirect below passes through),
  * decrement the TTL (dropping at TTL <= 1), rewrite L2 (source = the pod's
  * host-side lxc MAC, destination = the pod's MAC), stamp the source identity
  * into skb->mark, trace TO_LXC and bpf_redirect() to the egress of the pod's
@@ -16,16 +18,25 @@
 #include "ipv4.h"
 #include "eth.h"
 #include "events.h"
+#include "policy.h"
 
 static __always_inline int ipv4_local_delivery(struct __sk_buff *ctx, struct ethhdr *eth,
 					       struct iphdr *ip,
 					       const struct endpoint_info *ep,
-					       __u32 src_label)
+					       __u32 src_label,
+					       const struct node_config *cfg,
+					       const struct ct_packet *p)
 {
 	__u32 ifindex = ep->ifindex;
+	int ret;
 
 	ctx_store_meta(ctx, CB_DST_LABEL, ep->sec_id);
 	ctx_store_meta(ctx, CB_DST_ID, ep->lxc_id);
+	if (!(cfg->flags & NODE_F_ENDPOINT_ROUTES)) {
+		ret = policy_check(ctx, p, ep->lxc_id, ep->sec_id, src_label, CT_INGRESS);
+		if (ret < 0)
+			return ret;
+	}
 	if (ip->ttl <= 1)
 		return DROP(DROP_TTL_EXCEEDED);
 	ipv4_dec_ttl(ip);

@@ -171,6 +171,197 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_metrics SEC(".maps");
 
+/* --- cilium_policy_maps + cilium_policy_v2_<epID>: per-endpoint policy ---- */
+
+/* One LPM trie per endpoint (Cilium's cilium_policy_v2_<epID>), created by the
+ * agent, pinned as tc/globals/cilium_policy_v2_<epID 5 digits> and installed
+ * in slot <epID> of the outer array cilium_policy_maps, so any program (the
+ * sender's bpf_lxc, bpf_overlay, bpf_host) reaches the policy of the endpoint
+ * it delivers to with one array lookup; Cilium tail-calls into the
+ * destination's policy program instead, which costs a program per endpoint.
+ * Slot HOST_ENDPOINT_ID (1) holds the host firewall's map, and only while a
+ * host policy exists (policy.h).
+ *
+ * Key: prefixlen counts the bits after it. sec_label and egress (40 bits) are
+ * always matched; protocol (8) and dport (16) follow, so a wildcard protocol
+ * is prefixlen 40, a wildcard port 48, one port 64 and a port range a few
+ * power-of-two blocks (48 + bits). "Any identity" is sec_label 0, found by a
+ * second lookup. dport is the destination port for TCP/UDP/SCTP and the ICMP
+ * type for ICMP, network order.
+ */
+#define POLICY_MAP_SIZE		16384
+/* Endpoint ids run 1..4095 (src/datapath/constants.ts MAX_ENDPOINT_ID). */
+#define POLICY_MAPS_SIZE	4096
+#define POLICY_STATIC_PREFIX	40	/* sec_label + egress */
+#define POLICY_FULL_PREFIX	64	/* + protocol + dport */
+
+struct policy_key {
+	__u32 prefixlen;	/* bpf_lpm_trie_key header */
+	__u32 sec_label;	/* remote identity; 0 = any */
+	__u8 egress;		/* 0 ingress, 1 egress (the endpoint's view) */
+	__u8 protocol;		/* IPPROTO_*; 0 = any (prefixlen 40) */
+	__be16 dport;		/* network order; ICMP: the type */
+};
+
+#define POLICY_F_DENY	0x01
+
+/* cookie: the agent's tag for the rule the entry came from (listings); the
+ * programs never read it.
+ */
+struct policy_entry {
+	__u8 flags;		/* POLICY_F_* */
+	__u8 pad[3];
+	__u32 cookie;
+};
+
+_Static_assert(sizeof(struct policy_key) == 12, "policy_key is ABI");
+_Static_assert(sizeof(struct policy_entry) == 8, "policy_entry is ABI");
+
+/* The inner map template: the agent creates every endpoint's map with exactly
+ * these parameters (the kernel refuses an inner map of another type, key or
+ * value size, or flags). Sizes, not __type(): clang emits the key and value
+ * structs of a definition reached only through __array() as BTF forward
+ * declarations, and libbpf cannot size those ("can't determine key size").
+ */
+struct policy_map {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(key_size, sizeof(struct policy_key));
+	__uint(value_size, sizeof(struct policy_entry));
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);	/* required for LPM tries */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, POLICY_MAPS_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct policy_map);
+} cilium_policy_maps SEC(".maps");
+
+/* Each endpoint's policy revision, by endpoint id: the agent increments it
+ * after every change of the endpoint's policy map (and when it makes or
+ * removes one). A conntrack entry remembers the revision and remote identity
+ * its connection was last allowed at, so an established connection costs no
+ * policy lookup until either changes (policy.h).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, POLICY_MAPS_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_policy_rev SEC(".maps");
+
+/* --- cilium_ct4_global, cilium_ct_any4_global: connection tracking -------- */
+
+/* Two global LRU tables as in Cilium: TCP in one, everything else in the
+ * other, so a flood of UDP or ICMP flows evicts its own kind and never the TCP
+ * connections whose replies depend on their entries. Entries are keyed by the
+ * connection's original direction (initiator -> responder) plus the side that
+ * made them: CT_F_OUT at the initiator's egress, CT_F_IN at the responder's
+ * ingress (conntrack.h). Sizes are Cilium's smallest dynamic size for TCP and
+ * half that for the rest (LRU maps are preallocated: ~140 bytes per entry).
+ */
+#define CT_MAP_SIZE_TCP		131072
+#define CT_MAP_SIZE_ANY		65536
+
+#define CT_F_OUT	0	/* made at the initiator's egress */
+#define CT_F_IN		1	/* made at the responder's ingress */
+
+struct ct4_tuple {
+	__be32 saddr;		/* initiator */
+	__be32 daddr;		/* responder */
+	__be16 sport;		/* ICMP echo: 0 */
+	__be16 dport;		/* ICMP echo: the echo id */
+	__u8 proto;		/* IPPROTO_* */
+	__u8 flags;		/* CT_F_OUT / CT_F_IN */
+	__u16 pad;		/* 0 */
+};
+
+#define CT_ENTRY_F_RX_CLOSING	0x0001	/* FIN or RST from the responder */
+#define CT_ENTRY_F_TX_CLOSING	0x0002	/* FIN or RST from the initiator */
+#define CT_ENTRY_F_SEEN_NON_SYN	0x0004	/* the TCP handshake got past SYN */
+#define CT_ENTRY_F_NAT		0x0008	/* masquerade (issue 9): nat_* are valid */
+
+/* lifetime and created are seconds of CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns
+ * / 1e9), the clock the agent's garbage collection reads too. Room kept for
+ * masquerade: the address and port before and after translation and a flag;
+ * and for accounting (packets, bytes: not maintained today, a per-packet write
+ * to an entry two CPUs share costs more than it tells). policy_rev and
+ * policy_remote cache the last policy verdict (cilium_policy_rev).
+ */
+struct ct_entry {
+	__u64 packets;		/* reserved: accounting */
+	__u64 bytes;		/* reserved: accounting */
+	__u32 lifetime;		/* expires at this second */
+	__u32 created;		/* made at this second */
+	__u16 flags;		/* CT_ENTRY_F_* */
+	__u8 tx_flags_seen;	/* TCP flags seen from the initiator */
+	__u8 rx_flags_seen;	/* TCP flags seen from the responder */
+	__u32 src_sec_id;	/* identity of the initiator */
+	__be32 nat_orig_addr;	/* NAT: address before translation */
+	__be32 nat_addr;	/* NAT: address after translation */
+	__be16 nat_orig_port;	/* NAT: port before translation */
+	__be16 nat_port;	/* NAT: port after translation */
+	__u32 policy_rev;	/* the entry's endpoint's policy revision ... */
+	__u32 policy_remote;	/* ... and the remote identity it was last allowed at */
+	__u32 reserved[3];	/* 0 */
+};
+
+_Static_assert(sizeof(struct ct4_tuple) == 16, "ct4_tuple is ABI");
+_Static_assert(sizeof(struct ct_entry) == 64, "ct_entry is ABI");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_SIZE_TCP);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_SIZE_ANY);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct_any4_global SEC(".maps");
+
+/* --- cilium_ipv4_frag_datagrams: L4 ports of fragmented datagrams -------- */
+
+/* Only the first fragment of a datagram carries its ports; conntrack and
+ * policy need them for every fragment. The first fragment records them here,
+ * the others look them up (as Cilium's fragment tracking).
+ */
+#define FRAG_MAP_SIZE		8192
+
+struct ipv4_frag_id {
+	__be32 daddr;
+	__be32 saddr;
+	__be16 id;		/* IPv4 identification */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct ipv4_frag_l4 {
+	__be16 sport;
+	__be16 dport;
+	__be16 policy_port;	/* what policy matches (ICMP: the type) */
+	__u16 pad;
+};
+
+_Static_assert(sizeof(struct ipv4_frag_id) == 12, "ipv4_frag_id is ABI");
+_Static_assert(sizeof(struct ipv4_frag_l4) == 8, "ipv4_frag_l4 is ABI");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_frag_id);
+	__type(value, struct ipv4_frag_l4);
+	__uint(max_entries, FRAG_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipv4_frag_datagrams SEC(".maps");
+
 /* --- cilium_events: drop and trace notifications (events.h) -------------- */
 
 #define EVENTS_RINGBUF_SIZE	(1 << 20)

@@ -29,8 +29,8 @@ enum trace_point {
 #undef __TRACE_POINT_ENUM
 };
 
-/* Trace reason = connection-tracking state of the packet. There is no
- * conntrack yet, so every trace carries TRACE_REASON_UNKNOWN.
+/* Trace reason = connection-tracking state of the packet (enum ct_status in
+ * conntrack.h has the same values); UNKNOWN before any checkpoint looked it up.
  * TRACE_REASON(value, NAME, "cli text"); POLICY means a new connection.
  */
 #define TRACE_REASONS(TRACE_REASON)					\

@@ -11,6 +11,8 @@ import {
   attachEndpointPrograms, endpointEntry, isEndpointDevice, type EndpointDevices, type EndpointSpec,
 } from './endpoint.ts';
 import { putEndpointIpcache, reconcileIpcache } from './ipcache.ts';
+import type { PolicyMapEntry } from './maps/policy.ts';
+import { endpointPolicyMapInstalled, ensureEndpointPolicyMap, sweepPolicyMaps } from './policy-maps.ts';
 import * as endpointsMap from './maps/endpoints.ts';
 import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 import { callsMapName, endpointLinkPin, globalsDir } from './paths.ts';
@@ -33,10 +35,14 @@ export function endpointPresent(h: NetlinkHandle, ep: Pick<EndpointRecord, 'host
  * `reload` says the loaded program is stale (another object, or the
  * identity, a load-time constant, changed) or its tcx link pin is missing
  * (the agent died before moving it from legacy tc), and its cilium_lxc and
- * ipcache entries are rewritten only if missing or different.
+ * ipcache entries are rewritten only if missing or different. Its policy
+ * map comes first: an endpoint an older agent made has none, and gets one
+ * with `policy` (default allow-all both ways, what it had) before the new
+ * program that looks it up; an existing map is kept as it is.
  */
-export function restoreEndpoint(cfg: NodeConfig, ep: EndpointRecord, reload: boolean): RestoreOutcome {
+export function restoreEndpoint(cfg: NodeConfig, ep: EndpointRecord, reload: boolean, policy?: readonly PolicyMapEntry[]): RestoreOutcome {
   let outcome: RestoreOutcome = 'kept';
+  ensureEndpointPolicyMap(cfg.paths.pinDir, ep.id, policy);
   if (reload || !pinExists(endpointLinkPin(cfg.paths.pinDir, ep.id, 'cil_from_container'))) {
     Rollback.guard((rb) => attachEndpointPrograms(cfg, ep, ep, rb));
     outcome = 'reloaded';
@@ -110,6 +116,7 @@ export function checkEndpoint(cfg: NodeConfig, h: NetlinkHandle, ep: EndpointRec
   const lxc = entry && endpointsMap.decodeValue(entry);
   if (!lxc || lxc.lxcId !== ep.id) throw broken(`cilium_lxc has no entry for ${ep.ip}`);
   if (!existsSync(`${globalsDir(cfg.paths.pinDir)}/${callsMapName.endpoint(ep.id)}`)) throw broken('its calls map is not pinned');
+  if (!endpointPolicyMapInstalled(cfg.paths.pinDir, ep.id)) throw broken('its policy map is not installed in cilium_policy_maps');
 
   const pod = inspectPod(ep);
   const inPod = `${ep.ifname} in ${ep.netns}`;
@@ -133,9 +140,10 @@ export function checkEndpoint(cfg: NodeConfig, h: NetlinkHandle, ep: EndpointRec
 
 /**
  * Removes every endpoint remain that belongs to none of `keep`: lxc
- * devices, endpoint pin directories and calls maps, cilium_lxc pod entries
- * and endpoint-owned ipcache entries (an ADD cut short by a crash leaves
- * any of these). Host entries and other owners' entries are never touched.
+ * devices, endpoint pin directories, calls maps and policy maps, cilium_lxc
+ * pod entries and endpoint-owned ipcache entries (an ADD cut short by a crash
+ * leaves any of these). Host entries (and the host's policy map) and other
+ * owners' entries are never touched.
  * Returns how many things it removed.
  */
 export function sweepEndpoints(cfg: NodeConfig, h: NetlinkHandle, keep: readonly EndpointRecord[]): number {
@@ -166,5 +174,6 @@ export function sweepEndpoints(cfg: NodeConfig, h: NetlinkHandle, keep: readonly
   });
   const want = new Map(keep.map((e) => [`${e.ip}/32`, { identity: e.identity }]));
   n += reconcileIpcache(nodeDir, 'endpoint', want).deleted;
+  n += sweepPolicyMaps(nodeDir, ids);
   return n;
 }

@@ -2,7 +2,7 @@
 // the lxc veth pair (peer created straight in the pod netns, renamed to the
 // CNI ifname), the pod's /32 address and routes, bpf_lxc.o loaded once per
 // endpoint with its values as load-time constants (no compiler run), its
-// tcx attachment, and its cilium_lxc and ipcache entries. Every step
+// tcx attachment, its policy map, and its cilium_lxc and ipcache entries. Every step
 // registers its undo; deleteEndpointDatapath tolerates anything missing.
 // Restore, check and sweep of existing endpoints are in endpoint-restore.ts.
 import { createHash, randomBytes } from 'node:crypto';
@@ -22,6 +22,8 @@ import * as endpoints from './maps/endpoints.ts';
 import { encodeLxcConfig } from './maps/load-config.ts';
 import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 import { objectPath } from './objects.ts';
+import { deleteEndpointPolicyMap, ensureEndpointPolicyMap } from './policy-maps.ts';
+import type { PolicyMapEntry } from './maps/policy.ts';
 import { callsMapName, endpointDir, endpointLinkPin, globalsDir } from './paths.ts';
 import type { Rollback } from './rollback.ts';
 import type { PhaseTimer } from '../shared/phase-timer.ts';
@@ -73,8 +75,13 @@ function endpointRoute(ip: string, hostIndex: number): Route {
   return { dst: `${ip}/32`, oif: hostIndex, scope: 'link', protocol: 'kernel' };
 }
 
-/** Creates the endpoint's devices, addresses, routes, program and map entries. */
-export function createEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, s: EndpointSpec, rb: Rollback, timer?: PhaseTimer): CreatedEndpoint {
+export interface CreateEndpointOptions {
+  /** The endpoint's policy map entries from the start (default: allow-all both ways, until the agent sets its policy). */
+  policy?: readonly PolicyMapEntry[];
+}
+
+/** Creates the endpoint's devices, addresses, routes, policy map, program and map entries. */
+export function createEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, s: EndpointSpec, rb: Rollback, timer?: PhaseTimer, opts: CreateEndpointOptions = {}): CreatedEndpoint {
   const name = hostIfname(s.containerID, s.ifname);
   if (linkGet(h, name)) {
     throw new MembraneError(`create endpoint ${s.id}`, { code: 'E_ENDPOINT_EXISTS', cause: `host device ${name} already exists` });
@@ -95,6 +102,7 @@ export function createEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, s: End
 
   configurePod(cfg, s, tmp);
   timer?.mark('pod netns');
+  createPolicyMap(cfg.paths.pinDir, s.id, opts.policy, rb);
   const upgrade = attachEndpointPrograms(cfg, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb, timer, { deferTcx: true });
   if (upgrade) rb.push('loaded bpf_lxc.o', () => upgrade.cancel());
   timer?.mark('bpf attach');
@@ -108,6 +116,22 @@ export function createEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, s: End
   writeEndpointEntries(cfg.paths.pinDir, s, { hostIfname: name, hostIfindex: host.index, hostMac, podMac }, rb);
   timer?.mark('maps');
   return { hostIfname: name, hostIfindex: host.index, hostMac, podMac, upgrade };
+}
+
+/**
+ * The endpoint's policy map, filled and in its slot of cilium_policy_maps
+ * before its program is attached and its cilium_lxc entry written: no packet
+ * may reach an endpoint (or leave it) before its policy is there. A pin left
+ * under this id by an endpoint that died half-made is replaced, never reused.
+ */
+function createPolicyMap(nodeDir: string, id: number, policy: readonly PolicyMapEntry[] | undefined, rb: Rollback): void {
+  try {
+    deleteEndpointPolicyMap(nodeDir, id);
+    ensureEndpointPolicyMap(nodeDir, id, policy);
+  } catch (e) {
+    throw wrap(`create endpoint ${id}: policy map`, e);
+  }
+  rb.push(`policy map of endpoint ${id}`, () => deleteEndpointPolicyMap(nodeDir, id));
 }
 
 /** Names, addresses and routes the pod side; it needs no undo of its own: it goes away with the veth. */
@@ -277,4 +301,6 @@ export function deleteEndpointDatapath(cfg: NodeConfig, h: NetlinkHandle, ep: { 
   for (const prog of ENDPOINT_PROGRAMS) unpin(endpointLinkPin(nodeDir, ep.id, prog));
   unpin(`${globalsDir(nodeDir)}/${callsMapName.endpoint(ep.id)}`);
   removePinTree(endpointDir(nodeDir, ep.id));
+  // Last: until the device is gone its program may still run and look its policy up.
+  deleteEndpointPolicyMap(nodeDir, ep.id);
 }

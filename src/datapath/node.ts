@@ -10,14 +10,22 @@ import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
 import type { PhaseTimer } from '../shared/phase-timer.ts';
 import { HOST_DEVICE } from './constants.ts';
-import { createEndpointDatapath, deleteEndpointDatapath, hostIfname, type CreatedEndpoint, type EndpointSpec } from './endpoint.ts';
+import { gcConntrack, listConntrack, type CtGcResult, type CtListEntry } from './conntrack.ts';
+import { createEndpointDatapath, deleteEndpointDatapath, hostIfname, type CreateEndpointOptions, type CreatedEndpoint, type EndpointSpec } from './endpoint.ts';
 import { checkEndpoint, endpointPresent, inspectPod, restoreEndpoint, sweepEndpoints, type EndpointRecord, type RestoreOutcome } from './endpoint-restore.ts';
 import { initNodeWith, type InitOptions, type InitResult } from './init.ts';
 import { objectPath } from './objects.ts';
+import type { PolicyMapEntry } from './maps/policy.ts';
+import {
+  listEndpointPolicy, listHostPolicy, setHostPolicy, syncEndpointPolicy, type HostPolicyResult, type PolicySyncResult,
+} from './policy-maps.ts';
 import { reconcileRemotes, type RemoteNodeEntry, type RemotePodEntry } from './remote-nodes.ts';
 import { Rollback } from './rollback.ts';
 
-export type { CreatedEndpoint, EndpointSpec, TcxUpgrade } from './endpoint.ts';
+export type { CreateEndpointOptions, CreatedEndpoint, EndpointSpec, TcxUpgrade } from './endpoint.ts';
+export type { CtGcResult, CtListEntry } from './conntrack.ts';
+export type { PolicyMapEntry } from './maps/policy.ts';
+export type { HostPolicyResult, PolicySyncResult } from './policy-maps.ts';
 export type { EndpointRecord, RestoreOutcome } from './endpoint-restore.ts';
 export type { RemoteNodeEntry, RemotePodEntry } from './remote-nodes.ts';
 
@@ -40,9 +48,12 @@ export class NodeDatapath {
     }
   }
 
-  /** Creates an endpoint's datapath; on failure everything it made is undone. The endpoint runs on a legacy tc filter until `upgrade` (if any) moves it to tcx. */
-  createEndpoint(spec: EndpointSpec, timer?: PhaseTimer): CreatedEndpoint {
-    return Rollback.guard((rb) => createEndpointDatapath(this.cfg, this.h, spec, rb, timer));
+  /**
+   * Creates an endpoint's datapath; on failure everything it made is undone. The endpoint runs on a legacy tc filter until `upgrade` (if any) moves it to tcx.
+   * Its policy map is in place before anything else can reach it: `opts.policy`, or allow-all both ways until setEndpointPolicy.
+   */
+  createEndpoint(spec: EndpointSpec, timer?: PhaseTimer, opts?: CreateEndpointOptions): CreatedEndpoint {
+    return Rollback.guard((rb) => createEndpointDatapath(this.cfg, this.h, spec, rb, timer, opts));
   }
 
   /** Removes an endpoint's datapath; tolerates any part being gone already. */
@@ -61,9 +72,45 @@ export class NodeDatapath {
     return endpointPresent(this.h, ep);
   }
 
-  /** Brings back a present endpoint after a restart, touching it only where it drifted; `reload` forces a fresh program. */
-  restoreEndpoint(ep: EndpointRecord, reload: boolean): RestoreOutcome {
-    return restoreEndpoint(this.cfg, ep, reload);
+  /**
+   * Brings back a present endpoint after a restart, touching it only where it drifted; `reload` forces a fresh program.
+   * An endpoint without a policy map (made by an older agent) gets one with `policy` (default allow-all both ways); an existing map is kept.
+   */
+  restoreEndpoint(ep: EndpointRecord, reload: boolean, policy?: readonly PolicyMapEntry[]): RestoreOutcome {
+    return restoreEndpoint(this.cfg, ep, reload, policy);
+  }
+
+  /**
+   * Makes endpoint `id`'s policy map exactly `entries` (deny wins over an allow it covers) without a gap: new and changed
+   * entries first, stale ones after. No program is reloaded. Throws E_POLICY_MAP for an endpoint without a map.
+   */
+  setEndpointPolicy(id: number, entries: readonly PolicyMapEntry[]): PolicySyncResult {
+    return syncEndpointPolicy(this.cfg.paths.pinDir, id, entries);
+  }
+
+  /** Endpoint `id`'s policy map entries (for `membrane bpf policy get`). */
+  endpointPolicy(id: number): PolicyMapEntry[] {
+    return listEndpointPolicy(this.cfg.paths.pinDir, id);
+  }
+
+  /** The host firewall: `entries` when a host policy selects this node, undefined when none does (firewall off: everything allowed). */
+  setHostPolicy(entries: readonly PolicyMapEntry[] | undefined): HostPolicyResult {
+    return setHostPolicy(this.cfg.paths.pinDir, entries);
+  }
+
+  /** The host firewall's entries, undefined while it is off. */
+  hostPolicy(): PolicyMapEntry[] | undefined {
+    return listHostPolicy(this.cfg.paths.pinDir);
+  }
+
+  /** Deletes expired conntrack entries; `now` in seconds of CLOCK_MONOTONIC (default: now). Call it periodically (e.g. every 30 s). */
+  conntrackGc(now?: number): CtGcResult {
+    return gcConntrack(this.cfg.paths.pinDir, now);
+  }
+
+  /** The node's conntrack entries (for `membrane bpf ct list`). */
+  listConntrack(): CtListEntry[] {
+    return listConntrack(this.cfg.paths.pinDir);
   }
 
   /** Throws E_ENDPOINT naming what is broken, host and pod side, and what differs from the runtime's prevResult (CNI CHECK). */

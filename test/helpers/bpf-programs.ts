@@ -3,14 +3,19 @@
 // fresh and shared with nothing else), writes the map contents the case
 // names, runs one program with BPF_PROG_TEST_RUN on a crafted frame and
 // collects everything the program left behind: verdict, output frame and
-// skb mark, cilium_metrics (summed over CPUs) and the cilium_events records.
+// skb mark, cilium_metrics (summed over CPUs), the cilium_events records and
+// the conntrack tables. Every endpoint the case names (the lxc program's own
+// and each cilium_lxc pod entry) gets an allow-all policy map in its slot of
+// cilium_policy_maps unless the case gives its entries (or null: no map).
 // No network device is created or touched: a test run without ctx ifindex
 // runs on the netns' loopback, and bpf_redirect only sets the verdict.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import { BpfObject, possibleCpus, progTestRun, removePinTree } from '../../src/bpf/index.ts';
+import { BpfMap, BpfObject, MAP_F_NO_PREALLOC, MAP_TYPE, possibleCpus, progTestRun, removePinTree } from '../../src/bpf/index.ts';
+import * as ct from '../../src/datapath/maps/conntrack.ts';
+import * as policy from '../../src/datapath/maps/policy.ts';
 import { RingBufferReader } from '../../src/bpf/ringbuf.ts';
 import * as endpoints from '../../src/datapath/maps/endpoints.ts';
 import { decodeEvent, type DatapathEvent } from '../../src/datapath/maps/events.ts';
@@ -107,28 +112,69 @@ export interface Ipv4FrameSpec {
   id?: number;
   /** IPv4 identification (default 0x1234); see ipIdForChecksum. */
   ipId?: number;
+  /** Another L4 than the ICMP echo request: protocol number and bytes (tcpHeader, udpHeader, icmpMessage). */
+  l4?: { proto: number; bytes: Buffer };
+  /** Flags and fragment offset word (default 0x4000: DF). */
+  fragOff?: number;
 }
 
-/** Ethernet + IPv4 (valid header checksum) + ICMP echo request, 74 bytes. */
+/** A TCP header (20 bytes, no options) with these ports and flags (FIN 1, SYN 2, RST 4, ACK 0x10). */
+export function tcpHeader(sport: number, dport: number, flags: number): Buffer {
+  const b = Buffer.alloc(20);
+  b.writeUInt16BE(sport, 0);
+  b.writeUInt16BE(dport, 2);
+  b.writeUInt32BE(1000, 4);
+  b[12] = 5 << 4;
+  b[13] = flags;
+  b.writeUInt16BE(64240, 14);
+  return b;
+}
+
+/** A UDP header and 8 bytes of payload. */
+export function udpHeader(sport: number, dport: number): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt16BE(sport, 0);
+  b.writeUInt16BE(dport, 2);
+  b.writeUInt16BE(16, 4);
+  return b;
+}
+
+/** An ICMP message: type, code, then `rest` (id/sequence, or 4 unused bytes and the quoted packet of an error). */
+export function icmpMessage(type: number, code: number, rest: Buffer): Buffer {
+  const b = Buffer.concat([Buffer.from([type, code, 0, 0]), rest]);
+  b.writeUInt16BE(inetChecksum(b.length % 2 ? Buffer.concat([b, Buffer.alloc(1)]) : b), 2);
+  return b;
+}
+
+/** The IPv4 header and first 8 L4 bytes of `frame`: what an ICMP error quotes. */
+export function quoted(frame: Buffer): Buffer {
+  return frame.subarray(14, 14 + 20 + 8);
+}
+
+/** Ethernet + IPv4 (valid header checksum) + ICMP echo request (74 bytes), or the L4 of `s.l4`. */
 export function ipv4Frame(s: Ipv4FrameSpec): Buffer {
-  const icmp = Buffer.alloc(8 + 32);
-  icmp[0] = 8;
-  icmp.writeUInt16BE(s.id ?? 0x4d, 4);
-  icmp.writeUInt16BE(1, 6);
-  for (let i = 8; i < icmp.length; i++) icmp[i] = i;
-  icmp.writeUInt16BE(inetChecksum(icmp), 2);
+  let l4 = s.l4?.bytes;
+  if (!l4) {
+    const icmp = Buffer.alloc(8 + 32);
+    icmp[0] = 8;
+    icmp.writeUInt16BE(s.id ?? 0x4d, 4);
+    icmp.writeUInt16BE(1, 6);
+    for (let i = 8; i < icmp.length; i++) icmp[i] = i;
+    icmp.writeUInt16BE(inetChecksum(icmp), 2);
+    l4 = icmp;
+  }
   const ip = Buffer.alloc(20);
   ip[0] = 0x45;
-  ip.writeUInt16BE(20 + icmp.length, 2);
+  ip.writeUInt16BE(20 + l4.length, 2);
   ip.writeUInt16BE(s.ipId ?? 0x1234, 4);
-  ip.writeUInt16BE(0x4000, 6); // DF
+  ip.writeUInt16BE(s.fragOff ?? 0x4000, 6);
   ip[8] = s.ttl ?? 64;
-  ip[9] = 1;
+  ip[9] = s.l4?.proto ?? 1;
   Buffer.from(ipBytes(s.src)).copy(ip, 12);
   Buffer.from(ipBytes(s.dst)).copy(ip, 16);
   ip.writeUInt16BE(inetChecksum(ip), 10);
   const eth = Buffer.from([...macBytes(s.dstMac), ...macBytes(s.srcMac), 0x08, 0x00]);
-  return Buffer.concat([eth, ip, icmp]);
+  return Buffer.concat([eth, ip, l4]);
 }
 
 /** An IPv4 identification that gives the frame of `s` the header checksum `check` (for checksum edge cases). */
@@ -201,6 +247,19 @@ export function skbCtx(c: SkbCtx = {}): Buffer {
 
 // --- cases -----------------------------------------------------------------------
 
+/** A conntrack entry written before the run; expiresIn is seconds from now. */
+export interface CtPreload {
+  tuple: ct.CtTuple;
+  expiresIn: number;
+  flags?: number;
+  srcSecId?: number;
+  txFlagsSeen?: number;
+  rxFlagsSeen?: number;
+  /** The cached verdict (default none). */
+  policyRev?: number;
+  policyRemote?: number;
+}
+
 export interface MapContents {
   /** Merged over the case's base node config. */
   nodeConfig?: Partial<nodeConfig.NodeConfig>;
@@ -208,6 +267,27 @@ export interface MapContents {
   ipcache?: { cidr: string; value: ipcache.IpcacheValue }[];
   /** Tail-call slots emptied after loading (the loader fills every tail_N_ program). */
   emptySlots?: number[];
+  /**
+   * Policy maps by endpoint id (slot of cilium_policy_maps): the entries, or
+   * null for an empty slot. Endpoints the case names (LXC_ID, cilium_lxc pod
+   * entries) default to allow-all both ways; the host's slot (1) to empty.
+   */
+  policy?: Record<number, policy.PolicyMapEntry[] | null>;
+  /** cilium_policy_rev by endpoint id (default 0). */
+  policyRev?: Record<number, number>;
+  conntrack?: CtPreload[];
+}
+
+/** A conntrack entry expected after the run: the tuple, and the fields given (expiresIn within 2 s). */
+export interface CtExpect {
+  tuple: ct.CtTuple;
+  expiresIn?: number;
+  flags?: number;
+  srcSecId?: number;
+  txFlagsSeen?: number;
+  rxFlagsSeen?: number;
+  policyRev?: number;
+  policyRemote?: number;
 }
 
 export interface MetricExpect {
@@ -245,6 +325,8 @@ export interface ProgramCase {
     events: EventExpect[];
     /** Every cilium_lxc entry after the run (omit: the program must not change the map). */
     endpoints?: endpoints.EndpointEntry[];
+    /** Every conntrack entry after the run, both tables (omit: not checked). */
+    conntrack?: CtExpect[];
   };
 }
 
@@ -256,6 +338,8 @@ export interface RunResult {
   events: DatapathEvent[];
   /** cilium_lxc after the run, sorted by IP. */
   endpoints: endpoints.EndpointEntry[];
+  /** Both conntrack tables after the run, with seconds left. */
+  conntrack: (ct.CtTuple & ct.CtEntry & { expiresIn: number })[];
 }
 
 export function lxcConstants(c: LxcConfig): Record<string, Buffer> {
@@ -264,6 +348,27 @@ export function lxcConstants(c: LxcConfig): Record<string, Buffer> {
 
 export function hostConstants(hostEndpointId: number): Record<string, Buffer> {
   return encodeHostConfig({ hostEndpointId });
+}
+
+/** An endpoint's policy map as the agent makes it (bpf/lib/maps.h struct policy_map), holding `entries`. */
+function makePolicyMap(epId: number, entries: policy.PolicyMapEntry[]): BpfMap {
+  const m = BpfMap.create({
+    type: MAP_TYPE.LPM_TRIE, name: policy.policyMapName(epId), keySize: policy.POLICY_KEY.size, valueSize: policy.POLICY_ENTRY.size,
+    maxEntries: policy.POLICY_MAP_MAX_ENTRIES, flags: MAP_F_NO_PREALLOC,
+  });
+  for (const e of policy.normalizePolicyEntries(entries)) {
+    const { key, value } = policy.encodeEntry(e);
+    m.update(key, value);
+  }
+  return m;
+}
+
+/** The endpoints a case involves: the lxc program's own (LXC_ID) and every pod in cilium_lxc. */
+function caseEndpointIds(c: ProgramCase): number[] {
+  const ids = new Set<number>();
+  if (c.constants?.LXC_ID) ids.add(c.constants.LXC_ID.readUInt32LE(0));
+  for (const e of c.maps?.endpoints ?? []) if (e.lxcId && !(e.flags & endpoints.ENDPOINT_F_HOST)) ids.add(e.lxcId);
+  return [...ids];
 }
 
 /**
@@ -284,6 +389,34 @@ export function runCase(t: TestContext, c: ProgramCase, baseNodeConfig: nodeConf
     obj.map(endpoints.ENDPOINTS_MAP_NAME).update(key, value);
   }
   for (const e of m.ipcache ?? []) obj.map(ipcache.IPCACHE_MAP_NAME).update(ipcache.encodeKey(e.cidr), ipcache.encodeValue(e.value));
+  const outer = obj.map(policy.POLICY_MAPS_NAME);
+  const maps: Record<number, policy.PolicyMapEntry[] | null> = Object.fromEntries(caseEndpointIds(c).map((id) => [id, [...policy.ALLOW_ALL]]));
+  Object.assign(maps, m.policy ?? {});
+  for (const [id, entries] of Object.entries(maps)) {
+    if (entries === null) continue;
+    const inner = makePolicyMap(Number(id), entries);
+    try {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(Number(id));
+      outer.setInnerMap(key, inner);
+    } finally {
+      inner.close(); // the slot holds its own reference
+    }
+  }
+  const now = ct.monotonicSeconds();
+  for (const p of m.conntrack ?? []) {
+    obj.map(ct.ctMapFor(p.tuple.proto)).update(ct.encodeKey(p.tuple), ct.encodeValue({
+      lifetime: now + p.expiresIn, created: now, flags: p.flags, srcSecId: p.srcSecId, txFlagsSeen: p.txFlagsSeen, rxFlagsSeen: p.rxFlagsSeen,
+      policyRev: p.policyRev, policyRemote: p.policyRemote,
+    }));
+  }
+  for (const [id, rev] of Object.entries(m.policyRev ?? {})) {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(Number(id));
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(rev);
+    obj.map(policy.POLICY_REV_NAME).update(key, value);
+  }
   for (const slot of m.emptySlots ?? []) {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(slot);
@@ -309,8 +442,14 @@ export function runCase(t: TestContext, c: ProgramCase, baseNodeConfig: nodeConf
     metrics: counters,
     events: records.map((rec) => decodeEvent(rec)),
     endpoints: sortedEndpoints([...obj.map(endpoints.ENDPOINTS_MAP_NAME).entries()].map(([k, v]) => endpoints.decodeEntry(k, v))),
+    conntrack: [ct.CT_TCP_MAP_NAME, ct.CT_ANY_MAP_NAME].flatMap((name) => [...obj.map(name).entries()].map(([k, v]) => {
+      const e = ct.decodeValue(v);
+      return { ...ct.decodeKey(k), ...e, expiresIn: e.lifetime - ct.monotonicSeconds() };
+    })),
   };
 }
+
+const tupleText = (t: ct.CtTuple) => ct.describeTuple(t);
 
 const sortedEndpoints = (es: endpoints.EndpointEntry[]) => [...es].sort((a, b) => a.ip.localeCompare(b.ip, undefined, { numeric: true }));
 
@@ -331,6 +470,19 @@ export function checkCase(c: ProgramCase, r: RunResult): void {
   }
   assert.equal(r.mark >>> 0, (x.mark ?? c.ctx?.mark ?? 0) >>> 0, 'skb->mark');
   assert.deepEqual(r.endpoints, sortedEndpoints(x.endpoints ?? c.maps?.endpoints ?? []), x.endpoints ? 'cilium_lxc after the run' : 'cilium_lxc (must be unchanged)');
+
+  if (x.conntrack) {
+    assert.deepEqual(r.conntrack.map(tupleText).sort(), x.conntrack.map((e) => tupleText(e.tuple)).sort(), 'conntrack entries after the run');
+    for (const want of x.conntrack) {
+      const got = r.conntrack.find((e) => tupleText(e) === tupleText(want.tuple))!;
+      const { tuple: _t, expiresIn, ...fields } = want;
+      const picked = Object.fromEntries(Object.keys(fields).map((k) => [k, (got as unknown as Record<string, unknown>)[k]]));
+      assert.deepEqual(picked, fields, `conntrack ${tupleText(want.tuple)}`);
+      if (expiresIn !== undefined) {
+        assert.ok(Math.abs(got.expiresIn - expiresIn) <= 2, `conntrack ${tupleText(want.tuple)}: expires in ${got.expiresIn} s, want ~${expiresIn} s`);
+      }
+    }
+  }
 
   const got = r.metrics.map((e) => describeMetric(e.key)).sort();
   const want = x.metrics.map((e) => `reason ${e.reason} dir ${e.dir} at ${e.site.file}:${e.site.line}`).sort();

@@ -5,17 +5,21 @@
 // cilium_metrics entry (reason, direction, file:line) and every cilium_events
 // record, in order. Root only; no network device is created or touched.
 //
-// To add a row (policy, observability, ...): append to CASES. Sites are
-// looked up in the C source with site(file, needle), so a row names the code
-// that must have decided, not a line number.
+// To add a row (observability, ...): append to CASES. Sites are looked up in
+// the C source with site(file, needle), so a row names the code that must
+// have decided, not a line number. Every endpoint a row names has an
+// allow-all policy map unless the row gives one (maps.policy); the policy
+// and conntrack rows are in POLICY_CASES.
 import { test } from 'node:test';
 import { IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD, identityToMark, MARK_MAGIC_HOST } from '../../src/datapath/maps/identities.ts';
 import { hostEndpoint, type EndpointEntry } from '../../src/datapath/maps/endpoints.ts';
+import { CT_ENTRY_F_RX_CLOSING, CT_ENTRY_F_SEEN_NON_SYN, CT_ENTRY_F_TX_CLOSING, CT_LIFETIME, type CtTuple } from '../../src/datapath/maps/conntrack.ts';
+import { portRangeBlocks, type PolicyMapEntry } from '../../src/datapath/maps/policy.ts';
 import { METRIC_EGRESS, METRIC_INGRESS } from '../../src/datapath/maps/metrics.ts';
 import type { NodeConfig } from '../../src/datapath/maps/node-config.ts';
 import {
-  arpFrame, checkCase, hostConstants, ipIdForChecksum, ipv4Frame, ipv6Frame, LOOPBACK_IFINDEX, lxcConstants, runCase, site,
-  TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type EventExpect, type ProgramCase,
+  arpFrame, checkCase, hostConstants, icmpMessage, ipIdForChecksum, ipv4Frame, ipv6Frame, LOOPBACK_IFINDEX, lxcConstants, quoted, runCase, site,
+  TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, tcpHeader, udpHeader, type CtExpect, type EventExpect, type ProgramCase,
 } from '../helpers/bpf-programs.ts';
 import { rootOnly } from '../helpers/skip.ts';
 
@@ -108,7 +112,7 @@ const LXC_IPV4_FORWARD = site('bpf_lxc.c', 'ctx_finish(ctx, ipv4_from_lxc(ctx)')
 const LXC_ARP_FORWARD = site('bpf_lxc.c', 'ctx_finish(ctx, arp_respond(');
 const HOST_FORWARD = site('bpf_host.c', 'ctx_finish(ctx, from_host(ctx)');
 const HOST_IPV4_FORWARD = site('bpf_host.c', 'ctx_finish(ctx, ipv4_from_host(ctx)');
-const TO_HOST_FORWARD = site('bpf_host.c', 'ctx_finish(ctx, TC_ACT_OK, METRIC_INGRESS)');
+const TO_HOST_FORWARD = site('bpf_host.c', 'ctx_finish(ctx, to_host(ctx), METRIC_INGRESS)');
 const OVERLAY_FORWARD = site('bpf_overlay.c', 'ctx_finish(ctx, from_overlay(ctx)');
 const OVERLAY_IPV4_FORWARD = site('bpf_overlay.c', 'ctx_finish(ctx, ipv4_from_overlay(ctx)');
 const TO_OVERLAY_FORWARD = site('bpf_overlay.c', 'ctx_finish(ctx, TC_ACT_OK, METRIC_EGRESS)');
@@ -576,7 +580,567 @@ const CASES: ProgramCase[] = [
   },
 ];
 
-for (const c of CASES) {
+// --- policy and conntrack ------------------------------------------------------------
+
+const DROP_POLICY = 133;
+const DROP_FRAG_NOSUPPORT = 157;
+const DROP_POLICY_DENY = 181;
+const DROP_EP_NOT_READY = 203;
+const FROM_STACK = 8;
+const ICMP = 1;
+const TCP = 6;
+const UDP = 17;
+const FIN = 0x01;
+const SYN = 0x02;
+const RST = 0x04;
+const ACK = 0x10;
+const HOST_SLOT = 1;
+/** Trace reasons = conntrack states. */
+const CT_NEW = 0;
+const CT_ESTABLISHED = 1;
+const CT_REPLY = 2;
+const CT_RELATED = 3;
+const INGRESS = false;
+const EGRESS = true;
+
+const allow = (identity: number, egress: boolean, protocol = 0, port = 0, portPrefixLen = protocol && port ? 16 : 0): PolicyMapEntry =>
+  ({ identity, egress, protocol, port, portPrefixLen, deny: false });
+const deny = (identity: number, egress: boolean, protocol = 0, port = 0, portPrefixLen = protocol && port ? 16 : 0): PolicyMapEntry =>
+  ({ ...allow(identity, egress, protocol, port, portPrefixLen), deny: true });
+
+const POLICY_SITE = site('policy.h', 'DROP(DROP_POLICY)');
+const DENY_SITE = site('policy.h', 'DROP(DROP_POLICY_DENY)');
+const NOT_READY_SITE = site('policy.h', 'DROP(DROP_EP_NOT_READY)');
+const TO_CONTAINER_FORWARD = site('bpf_lxc.c', 'ctx_finish(ctx, to_container(ctx)');
+
+const l4 = (proto: number, bytes: Buffer) => ({ proto, bytes });
+/** A TCP segment pod A sends to `dst`. */
+const tcpFromA = (dst: string, sport: number, dport: number, flags: number) =>
+  ipv4Frame({ srcMac: POD_A.podMac, dstMac: POD_A.lxcMac, src: POD_A.ip, dst, l4: l4(TCP, tcpHeader(sport, dport, flags)) });
+/** The same segment as delivered into pod B. */
+const tcpIntoB = (src: string, sport: number, dport: number, flags: number) =>
+  ipv4Frame({ srcMac: POD_B.nodeMac, dstMac: POD_B.mac, src, dst: POD_B.ip, ttl: 63, l4: l4(TCP, tcpHeader(sport, dport, flags)) });
+const udpFromA = (dst: string, sport: number, dport: number, o: { fragOff?: number } = {}) =>
+  ipv4Frame({ srcMac: POD_A.podMac, dstMac: POD_A.lxcMac, src: POD_A.ip, dst, fragOff: o.fragOff, l4: l4(UDP, udpHeader(sport, dport)) });
+const udpIntoB = (src: string, sport: number, dport: number) =>
+  ipv4Frame({ srcMac: POD_B.nodeMac, dstMac: POD_B.mac, src, dst: POD_B.ip, ttl: 63, l4: l4(UDP, udpHeader(sport, dport)) });
+const tuple = (saddr: string, sport: number, daddr: string, dport: number, proto: number, dir: 'out' | 'in'): CtTuple => ({ saddr, daddr, sport, dport, proto, dir });
+/** Pod A's connection to pod B (A:40000 -> B:port) as both sides track it. */
+const abOut = (dport = 80, proto = TCP) => tuple(POD_A.ip, 40000, POD_B.ip, dport, proto, 'out');
+const abIn = (dport = 80, proto = TCP) => tuple(POD_A.ip, 40000, POD_B.ip, dport, proto, 'in');
+
+/** B's map: everything out, and `ingress` in. */
+const bPolicy = (...ingress: PolicyMapEntry[]) => ({ [POD_B.lxcId]: [allow(0, EGRESS), ...ingress] });
+/** A packet from pod A delivered into pod B: verdict, frame, mark, forward metric, traces. */
+const deliveredAB = (frame: Buffer, reason: number, conntrack?: CtExpect[]) => ({
+  retval: TC_ACT_REDIRECT, frame, mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD),
+  events: [fromLxcTrace, { type: 'trace', point: TO_LXC, dstLabel: POD_B.secId, dstId: POD_B.lxcId, reason, packet: 'out' }] as EventExpect[],
+  ...(conntrack ? { conntrack } : {}),
+});
+/** Dropped in pod A's program at `at`, for pod B's ingress (or `f` to name other labels). */
+const droppedAB = (reason: number, at: ReturnType<typeof site>, f: Record<string, unknown> = {}): ProgramCase['expect'] => ({
+  retval: TC_ACT_SHOT,
+  metrics: [{ reason, dir: METRIC_EGRESS, site: at }],
+  events: [fromLxcTrace, drop(reason, at, { source: POD_A.id, srcLabel: POD_A.identity, dstLabel: POD_B.secId, dstId: POD_B.lxcId, ...f })],
+});
+const established = (t: CtTuple, o: { expiresIn?: number; flags?: number; srcSecId?: number } = {}) =>
+  ({ tuple: t, expiresIn: o.expiresIn ?? 1000, flags: o.flags ?? CT_ENTRY_F_SEEN_NON_SYN, srcSecId: o.srcSecId ?? POD_A.identity, txFlagsSeen: SYN | ACK, rxFlagsSeen: SYN | ACK });
+const RANGE_8000_8080 = portRangeBlocks(8000, 8080).map((b) => ({ ...allow(POD_A.identity, INGRESS, TCP), ...b }));
+const remoteUdp = tuple(POD_B.ip, 5000, REMOTE.ip, 53, UDP, 'out');
+
+const POLICY_CASES: ProgramCase[] = [
+  // ---- lookups: exact, wildcards, ranges, deny, default ----
+  {
+    name: 'policy: an exact allow (identity, TCP, port) lets a new connection in; both sides record it (SYN only: 60 s)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpSyn, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: 0, policyRev: 0, policyRemote: POD_B.secId },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpSyn, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: 0, policyRev: 0, policyRemote: POD_A.identity },
+    ]),
+  },
+  {
+    name: 'policy: the same endpoint, selected, denies another port (Policy denied, both identities and the endpoint in the event)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 81, SYN),
+    // Pod A's egress allowed it and recorded it before B's ingress said no (as a remote destination would).
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), conntrack: [{ tuple: abOut(81) }] },
+  },
+  {
+    name: 'policy: a TCP rule without a port (wildcard port, prefix 48) allows any TCP port',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP)) },
+    frame: tcpFromA(POD_B.ip, 40000, 443, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 443, SYN), CT_NEW),
+  },
+  {
+    name: 'policy: a rule without a protocol (wildcard protocol, prefix 40) allows UDP; the entry goes to the non-TCP table (60 s)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS)) },
+    frame: udpFromA(POD_B.ip, 40000, 53),
+    expect: deliveredAB(udpIntoB(POD_A.ip, 40000, 53), CT_NEW, [
+      { tuple: abOut(53, UDP), expiresIn: CT_LIFETIME.nonTcp, srcSecId: POD_A.identity },
+      { tuple: abIn(53, UDP), expiresIn: CT_LIFETIME.nonTcp, srcSecId: POD_A.identity },
+    ]),
+  },
+  {
+    name: 'policy: a rule for any identity (sec_label 0) allows pod A',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(0, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW),
+  },
+  {
+    name: 'policy: a port range 8000-8080 stored as prefix blocks allows 8070 (block 8064/12)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(...RANGE_8000_8080) },
+    frame: tcpFromA(POD_B.ip, 40000, 8070, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 8070, SYN), CT_NEW),
+  },
+  {
+    name: 'policy: the last port of the range (8080/16) is allowed',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(...RANGE_8000_8080) },
+    frame: tcpFromA(POD_B.ip, 40000, 8080, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 8080, SYN), CT_NEW),
+  },
+  {
+    name: 'policy: one past the range (8081) is denied',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(...RANGE_8000_8080) },
+    frame: tcpFromA(POD_B.ip, 40000, 8081, SYN),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+  },
+  {
+    name: 'policy: a deny for any identity beats an allow for pod A (Policy denied by denylist)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(deny(0, INGRESS), allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: droppedAB(DROP_POLICY_DENY, DENY_SITE),
+  },
+  {
+    name: "policy: a deny for pod A's identity on TCP beats a more specific allow of port 80 (stored as a deny: the LPM sees only one)",
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(0, INGRESS), deny(POD_A.identity, INGRESS, TCP), allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: droppedAB(DROP_POLICY_DENY, DENY_SITE),
+  },
+  {
+    name: 'policy: a deny of one port leaves the others of an allow-all',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(0, INGRESS), deny(POD_A.identity, INGRESS, TCP, 22)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW),
+  },
+  {
+    name: 'policy: an endpoint selected for ingress by rules for other identities denies pod A (default deny)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(999, INGRESS)) },
+    frame: fromPodA(POD_B.ip),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+  },
+  {
+    name: 'policy: egress selected (pod A may reach only pod B on TCP 80) and B not selected (allow-all): delivered',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: { [POD_A.id]: [allow(0, INGRESS), allow(POD_B.secId, EGRESS, TCP, 80)] } },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW),
+  },
+  {
+    name: "policy: pod A's egress policy denies a remote pod it does not name (checked against the ipcache identity)",
+    ...LXC,
+    maps: { ipcache: [REMOTE_POD], policy: { [POD_A.id]: [allow(0, INGRESS), allow(POD_B.secId, EGRESS, TCP, 80)] } },
+    frame: tcpFromA(REMOTE.ip, 40000, 80, SYN),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE, { dstLabel: REMOTE.identity, dstId: 0 }),
+  },
+  {
+    name: "policy: pod A's egress policy denies the world (8.8.8.8 has no ipcache entry: world)",
+    ...LXC,
+    maps: { policy: { [POD_A.id]: [allow(0, INGRESS), allow(POD_B.secId, EGRESS)] } },
+    frame: tcpFromA('8.8.8.8', 40000, 443, SYN),
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE, { dstLabel: IDENTITY_WORLD, dstId: 0 }), conntrack: [] },
+  },
+  {
+    name: 'policy: a destination endpoint without a policy map is not ready (drop 203), before any rewrite',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: { [POD_B.lxcId]: null } },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: droppedAB(DROP_EP_NOT_READY, NOT_READY_SITE),
+  },
+  {
+    name: 'policy: a sending endpoint without its own policy map is not ready (drop 203)',
+    ...LXC,
+    maps: { policy: { [POD_A.id]: null } },
+    frame: fromPodA('8.8.8.8'),
+    expect: droppedAB(DROP_EP_NOT_READY, NOT_READY_SITE, { dstLabel: IDENTITY_WORLD, dstId: 0 }),
+  },
+
+  // ---- conntrack ----
+  {
+    name: "conntrack: a reply passes both sides' denied directions (A's egress, B's ingress): CT_REPLY skips policy",
+    ...LXC,
+    maps: {
+      endpoints: [POD_B],
+      policy: { [POD_A.id]: [allow(0, INGRESS)], [POD_B.lxcId]: [allow(0, EGRESS)] },
+      // B:40000 -> A:80, made at B's egress and at A's ingress.
+      conntrack: [established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), { srcSecId: POD_B.secId }),
+        established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), { srcSecId: POD_B.secId })],
+    },
+    frame: tcpFromA(POD_B.ip, 80, 40000, ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 80, 40000, ACK), CT_REPLY, [
+      { tuple: tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), expiresIn: CT_LIFETIME.tcpEstablished },
+      { tuple: tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), expiresIn: CT_LIFETIME.tcpEstablished },
+    ]),
+  },
+  {
+    name: 'conntrack: the same reply without the entries is a new connection, and A may not open it (Policy denied)',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: { [POD_A.id]: [allow(0, INGRESS)], [POD_B.lxcId]: [allow(0, EGRESS)] } },
+    frame: tcpFromA(POD_B.ip, 80, 40000, ACK),
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), conntrack: [] },
+  },
+  {
+    name: 'conntrack: an ICMP echo reply (the echo id as port) passes a denied egress',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B],
+      policy: { [POD_A.id]: [allow(0, INGRESS)] },
+      // B pinged A with echo id 0x77: B's egress and A's ingress recorded it.
+      conntrack: [{ tuple: tuple(POD_B.ip, 0, POD_A.ip, 0x77, ICMP, 'out'), expiresIn: 30, srcSecId: POD_B.secId },
+        { tuple: tuple(POD_B.ip, 0, POD_A.ip, 0x77, ICMP, 'in'), expiresIn: 30, srcSecId: POD_B.secId }],
+    },
+    frame: ipv4Frame({ srcMac: POD_A.podMac, dstMac: POD_A.lxcMac, src: POD_A.ip, dst: POD_B.ip, l4: l4(ICMP, icmpMessage(0, 0, Buffer.from([0, 0x77, 0, 1]))) }),
+    expect: deliveredAB(ipv4Frame({ srcMac: POD_B.nodeMac, dstMac: POD_B.mac, src: POD_A.ip, dst: POD_B.ip, ttl: 63, l4: l4(ICMP, icmpMessage(0, 0, Buffer.from([0, 0x77, 0, 1]))) }), CT_REPLY, [
+      { tuple: tuple(POD_B.ip, 0, POD_A.ip, 0x77, ICMP, 'out'), expiresIn: CT_LIFETIME.nonTcp },
+      { tuple: tuple(POD_B.ip, 0, POD_A.ip, 0x77, ICMP, 'in'), expiresIn: CT_LIFETIME.nonTcp },
+    ]),
+  },
+  {
+    name: 'conntrack: an established connection is checked again: a policy that now denies it cuts it',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(), conntrack: [established(abOut()), established(abIn())] },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+  },
+  {
+    // The agent increments the revision after every change: this is what a packet sees before that.
+    name: 'conntrack: an established connection allowed at the current policy revision for the same identities skips the lookup',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B], policy: bPolicy(),
+      conntrack: [{ ...established(abOut()), policyRev: 0, policyRemote: POD_B.secId }, { ...established(abIn()), policyRev: 0, policyRemote: POD_A.identity }],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, ACK), CT_ESTABLISHED),
+  },
+  {
+    name: "conntrack: a newer revision of pod B's policy looks the connection up again: the change cuts it",
+    ...LXC,
+    maps: {
+      endpoints: [POD_B], policy: bPolicy(), policyRev: { [POD_B.lxcId]: 1 },
+      conntrack: [{ ...established(abOut()), policyRev: 0, policyRemote: POD_B.secId }, { ...established(abIn()), policyRev: 0, policyRemote: POD_A.identity }],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+  },
+  {
+    name: 'conntrack: a verdict cached for another remote identity (the peer got a new one) is looked up again',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B], policy: bPolicy(),
+      conntrack: [{ ...established(abOut()), policyRev: 0, policyRemote: POD_B.secId }, { ...established(abIn()), policyRev: 0, policyRemote: 999 }],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+  },
+  {
+    name: 'conntrack: allowed again at a newer revision, the entry takes the revision and the identity',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS)), policyRev: { [POD_A.id]: 3, [POD_B.lxcId]: 5 },
+      conntrack: [established(abOut()), established(abIn())],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, ACK), CT_ESTABLISHED, [
+      { tuple: abOut(), policyRev: 3, policyRemote: POD_B.secId },
+      { tuple: abIn(), policyRev: 5, policyRemote: POD_A.identity },
+    ]),
+  },
+  {
+    name: 'conntrack: a packet of an allowed established connection refreshes its entries to the established lifetime',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)), conntrack: [established(abOut(), { expiresIn: 100 }), established(abIn(), { expiresIn: 100 })] },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, ACK), CT_ESTABLISHED, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN },
+    ]),
+  },
+  {
+    name: 'conntrack: the ACK that completes the handshake moves SYN-only entries to established (8000 s)',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B],
+      conntrack: [{ tuple: abOut(), expiresIn: 50, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: SYN | ACK },
+        { tuple: abIn(), expiresIn: 50, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: SYN | ACK }],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, ACK), CT_ESTABLISHED, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN, txFlagsSeen: SYN | ACK },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN, txFlagsSeen: SYN | ACK },
+    ]),
+  },
+  {
+    name: 'conntrack: a FIN from one side marks it closing; the other side may still send, so the lifetime stays',
+    ...LXC,
+    maps: { endpoints: [POD_B], conntrack: [established(abOut()), established(abIn())] },
+    frame: tcpFromA(POD_B.ip, 40000, 80, FIN | ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, FIN | ACK), CT_ESTABLISHED, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_TX_CLOSING, txFlagsSeen: SYN | ACK | FIN },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpEstablished, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_TX_CLOSING, txFlagsSeen: SYN | ACK | FIN },
+    ]),
+  },
+  {
+    name: 'conntrack: a FIN after the other side closed moves the connection to closing (10 s)',
+    ...LXC,
+    maps: {
+      endpoints: [POD_B],
+      conntrack: [established(abOut(), { flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING }), established(abIn(), { flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING })],
+    },
+    frame: tcpFromA(POD_B.ip, 40000, 80, FIN | ACK),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, FIN | ACK), CT_ESTABLISHED, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpClosing, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING | CT_ENTRY_F_TX_CLOSING },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpClosing, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING | CT_ENTRY_F_TX_CLOSING },
+    ]),
+  },
+  {
+    name: 'conntrack: a RST closes at once (10 s)',
+    ...LXC,
+    maps: { endpoints: [POD_B], conntrack: [established(abOut()), established(abIn())] },
+    frame: tcpFromA(POD_B.ip, 40000, 80, RST),
+    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, RST), CT_ESTABLISHED, [
+      { tuple: abOut(), expiresIn: CT_LIFETIME.tcpClosing, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING | CT_ENTRY_F_TX_CLOSING },
+      { tuple: abIn(), expiresIn: CT_LIFETIME.tcpClosing, flags: CT_ENTRY_F_SEEN_NON_SYN | CT_ENTRY_F_RX_CLOSING | CT_ENTRY_F_TX_CLOSING },
+    ]),
+  },
+  {
+    name: 'conntrack: an expired entry counts as missing: the packet is new again and policy decides',
+    ...LXC,
+    maps: { endpoints: [POD_B], policy: bPolicy(), conntrack: [established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), { expiresIn: -5 })] },
+    frame: tcpFromA(POD_B.ip, 80, 40000, ACK),
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), conntrack: [{ tuple: tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), expiresIn: -5 }, { tuple: tuple(POD_A.ip, 80, POD_B.ip, 40000, TCP, 'out') }] },
+  },
+  {
+    name: 'conntrack: a fragment whose first fragment was not seen has no ports and is dropped',
+    ...LXC,
+    maps: { endpoints: [POD_B] },
+    frame: udpFromA(POD_B.ip, 40000, 53, { fragOff: 0x0010 }),
+    expect: droppedAB(DROP_FRAG_NOSUPPORT, site('conntrack.h', 'DROP(DROP_FRAG_NOSUPPORT)'), { dstLabel: 0, dstId: 0 }),
+  },
+
+  // ---- the overlay: source identity = VNI ----
+  {
+    name: "overlay: pod B's ingress policy applies to a remote pod (identity from the VNI): not allowed",
+    ...OVERLAY_TAIL,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS)) },
+    frame: fromOverlay(POD_B.ip),
+    ctx: { cb: [REMOTE.identity] },
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_INGRESS, site: POLICY_SITE }],
+      events: [drop(DROP_POLICY, POLICY_SITE, { source: 0, srcLabel: REMOTE.identity, dstLabel: POD_B.secId, dstId: POD_B.lxcId })],
+    },
+  },
+  {
+    name: "overlay: pod B's ingress policy allows the remote pod's identity",
+    ...OVERLAY_TAIL,
+    maps: { endpoints: [POD_B], policy: bPolicy(allow(REMOTE.identity, INGRESS, ICMP, 8)) },
+    frame: fromOverlay(POD_B.ip),
+    ctx: { cb: [REMOTE.identity] },
+    expect: {
+      retval: TC_ACT_REDIRECT, frame: deliveredToB(REMOTE.ip), mark: identityToMark(REMOTE.identity), metrics: fwd(OVERLAY_IPV4_FORWARD, METRIC_INGRESS),
+      events: [{ type: 'trace', point: TO_LXC, srcLabel: REMOTE.identity, reason: CT_NEW, packet: 'out' }],
+      conntrack: [{ tuple: tuple(REMOTE.ip, 0, POD_B.ip, 0x4d, ICMP, 'in'), srcSecId: REMOTE.identity, expiresIn: CT_LIFETIME.nonTcp }],
+    },
+  },
+  {
+    name: 'overlay: an ICMP error for a connection pod B opened is related: it passes a denied ingress',
+    ...OVERLAY_TAIL,
+    maps: { endpoints: [POD_B], policy: bPolicy(), conntrack: [{ tuple: remoteUdp, expiresIn: 30, srcSecId: POD_B.secId }] },
+    frame: ipv4Frame({
+      srcMac: REMOTE_MAC, dstMac: NODE.encapMac, src: REMOTE.ip, dst: POD_B.ip,
+      l4: l4(ICMP, icmpMessage(3, 3, Buffer.concat([Buffer.alloc(4), quoted(ipv4Frame({ srcMac: POD_B.mac, dstMac: POD_B.nodeMac, src: POD_B.ip, dst: REMOTE.ip, l4: l4(UDP, udpHeader(5000, 53)) }))]))),
+    }),
+    ctx: { cb: [REMOTE.identity] },
+    expect: {
+      retval: TC_ACT_REDIRECT, mark: identityToMark(REMOTE.identity), metrics: fwd(OVERLAY_IPV4_FORWARD, METRIC_INGRESS),
+      frame: ipv4Frame({
+        srcMac: POD_B.nodeMac, dstMac: POD_B.mac, src: REMOTE.ip, dst: POD_B.ip, ttl: 63,
+        l4: l4(ICMP, icmpMessage(3, 3, Buffer.concat([Buffer.alloc(4), quoted(ipv4Frame({ srcMac: POD_B.mac, dstMac: POD_B.nodeMac, src: POD_B.ip, dst: REMOTE.ip, l4: l4(UDP, udpHeader(5000, 53)) }))]))),
+      }),
+      events: [{ type: 'trace', point: TO_LXC, reason: CT_RELATED, packet: 'out' }],
+      conntrack: [{ tuple: remoteUdp }],
+    },
+  },
+  {
+    name: 'overlay: an ICMP error for no known connection goes through policy (denied)',
+    ...OVERLAY_TAIL,
+    maps: { endpoints: [POD_B], policy: bPolicy() },
+    frame: ipv4Frame({
+      srcMac: REMOTE_MAC, dstMac: NODE.encapMac, src: REMOTE.ip, dst: POD_B.ip,
+      l4: l4(ICMP, icmpMessage(3, 3, Buffer.concat([Buffer.alloc(4), quoted(ipv4Frame({ srcMac: POD_B.mac, dstMac: POD_B.nodeMac, src: POD_B.ip, dst: REMOTE.ip, l4: l4(UDP, udpHeader(5000, 53)) }))]))),
+    }),
+    ctx: { cb: [REMOTE.identity] },
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_INGRESS, site: POLICY_SITE }],
+      events: [drop(DROP_POLICY, POLICY_SITE, { srcLabel: REMOTE.identity, dstLabel: POD_B.secId, dstId: POD_B.lxcId })],
+      conntrack: [],
+    },
+  },
+
+  // ---- cil_to_container (endpoint routes) ----
+  {
+    name: "to-container: pod A's ingress policy, source identity from the mark: allowed",
+    object: 'bpf_lxc', program: 'cil_to_container', constants: LXC_A,
+    maps: { policy: { [POD_A.id]: [allow(0, EGRESS), allow(POD_B.secId, INGRESS)] } },
+    frame: ipv4Frame({ srcMac: POD_A.lxcMac, dstMac: POD_A.podMac, src: POD_B.ip, dst: POD_A.ip }),
+    ctx: { mark: identityToMark(POD_B.secId) },
+    expect: {
+      retval: TC_ACT_OK, metrics: fwd(TO_CONTAINER_FORWARD, METRIC_INGRESS),
+      events: [{ type: 'trace', point: FROM_STACK, source: POD_A.id, srcLabel: POD_B.secId, dstLabel: POD_A.identity, dstId: POD_A.id }],
+    },
+  },
+  {
+    name: "to-container: pod A's ingress policy denies what it does not allow (ingress drop, both identities)",
+    object: 'bpf_lxc', program: 'cil_to_container', constants: LXC_A,
+    maps: { policy: { [POD_A.id]: [allow(0, EGRESS), allow(999, INGRESS)] } },
+    frame: ipv4Frame({ srcMac: POD_A.lxcMac, dstMac: POD_A.podMac, src: POD_B.ip, dst: POD_A.ip }),
+    ctx: { mark: identityToMark(POD_B.secId) },
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_INGRESS, site: POLICY_SITE }],
+      events: [
+        { type: 'trace', point: FROM_STACK, srcLabel: POD_B.secId },
+        drop(DROP_POLICY, POLICY_SITE, { source: POD_A.id, srcLabel: POD_B.secId, dstLabel: POD_A.identity, dstId: POD_A.id }),
+      ],
+    },
+  },
+  {
+    name: 'to-container: an unmarked packet from a host address (ipcache: host) is the host, not world',
+    object: 'bpf_lxc', program: 'cil_to_container', constants: LXC_A,
+    maps: { ipcache: [{ cidr: `${NODE.routerIp}/32`, value: { identity: IDENTITY_HOST } }], policy: { [POD_A.id]: [allow(0, EGRESS), allow(IDENTITY_HOST, INGRESS)] } },
+    frame: ipv4Frame({ srcMac: POD_A.lxcMac, dstMac: POD_A.podMac, src: NODE.routerIp, dst: POD_A.ip }),
+    expect: { retval: TC_ACT_OK, metrics: fwd(TO_CONTAINER_FORWARD, METRIC_INGRESS), events: [{ type: 'trace', point: FROM_STACK, srcLabel: IDENTITY_HOST }] },
+  },
+
+  // ---- host firewall (slot 1): off without a map ----
+  {
+    name: 'host firewall off (no host map): pod A reaches the router IP; both sides are tracked all the same',
+    ...LXC,
+    maps: { endpoints: [ROUTER] },
+    frame: fromPodA(NODE.routerIp),
+    expect: {
+      retval: TC_ACT_OK, mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD),
+      events: [fromLxcTrace, { type: 'trace', point: TO_STACK, dstLabel: IDENTITY_HOST, reason: CT_NEW }],
+      conntrack: [{ tuple: tuple(POD_A.ip, 0, NODE.routerIp, 0x4d, ICMP, 'out') }, { tuple: tuple(POD_A.ip, 0, NODE.routerIp, 0x4d, ICMP, 'in') }],
+    },
+  },
+  {
+    name: 'host firewall on: a host policy not allowing pod A drops its packet to the router IP',
+    ...LXC,
+    maps: { endpoints: [ROUTER], policy: { [HOST_SLOT]: [allow(0, EGRESS), allow(999, INGRESS)] } },
+    frame: fromPodA(NODE.routerIp),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE, { dstLabel: IDENTITY_HOST, dstId: 0 }),
+  },
+  {
+    name: 'host firewall on: a connection tracked while it was off is looked up (no verdict was cached), and denied',
+    ...LXC,
+    maps: {
+      endpoints: [ROUTER], policy: { [HOST_SLOT]: [allow(0, EGRESS), allow(999, INGRESS)] },
+      conntrack: [
+        { tuple: tuple(POD_A.ip, 0, NODE.routerIp, 0x4d, ICMP, 'out'), expiresIn: 30, srcSecId: POD_A.identity, policyRev: 0, policyRemote: IDENTITY_HOST },
+        { tuple: tuple(POD_A.ip, 0, NODE.routerIp, 0x4d, ICMP, 'in'), expiresIn: 30, srcSecId: POD_A.identity, policyRev: 0, policyRemote: 0 },
+      ],
+    },
+    frame: fromPodA(NODE.routerIp),
+    expect: droppedAB(DROP_POLICY, POLICY_SITE, { dstLabel: IDENTITY_HOST, dstId: 0 }),
+  },
+  {
+    name: 'host firewall on: a host policy allowing ICMP echo (type 8) from pod A lets it through',
+    ...LXC,
+    maps: { endpoints: [ROUTER], policy: { [HOST_SLOT]: [allow(0, EGRESS), allow(POD_A.identity, INGRESS, ICMP, 8)] } },
+    frame: fromPodA(NODE.routerIp),
+    expect: {
+      retval: TC_ACT_OK, mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD),
+      events: [fromLxcTrace, { type: 'trace', point: TO_STACK, dstLabel: IDENTITY_HOST }],
+    },
+  },
+  {
+    name: 'host firewall off: cil_to_host passes the overlay to the host',
+    object: 'bpf_host', program: 'cil_to_host', constants: HOST,
+    frame: fromOverlay(NODE.nodeIp),
+    ctx: { mark: identityToMark(REMOTE.identity) },
+    expect: { retval: TC_ACT_OK, metrics: fwd(TO_HOST_FORWARD, METRIC_INGRESS), events: [{ type: 'trace', point: TO_STACK, srcLabel: REMOTE.identity, reason: CT_NEW }] },
+  },
+  {
+    name: 'host firewall on: cil_to_host drops the overlay to the host when the host policy does not allow the sender',
+    object: 'bpf_host', program: 'cil_to_host', constants: HOST,
+    maps: { policy: { [HOST_SLOT]: [allow(0, EGRESS), allow(IDENTITY_REMOTE_NODE, INGRESS)] } },
+    frame: fromOverlay(NODE.nodeIp),
+    ctx: { mark: identityToMark(REMOTE.identity) },
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_INGRESS, site: POLICY_SITE }],
+      events: [drop(DROP_POLICY, POLICY_SITE, { source: HOST_EP_ID, srcLabel: REMOTE.identity, dstLabel: IDENTITY_HOST, dstId: 0 })],
+    },
+  },
+  {
+    name: 'host firewall on: the host reaching itself is never checked',
+    object: 'bpf_host', program: 'cil_to_host', constants: HOST,
+    maps: { policy: { [HOST_SLOT]: [] } },
+    frame: fromHost(NODE.routerIp),
+    ctx: { mark: MARK_MAGIC_HOST },
+    expect: { retval: TC_ACT_OK, metrics: fwd(TO_HOST_FORWARD, METRIC_INGRESS), events: [{ type: 'trace', point: TO_STACK, srcLabel: IDENTITY_HOST }], conntrack: [] },
+  },
+  {
+    name: 'host firewall on: its egress policy drops host -> local pod when it does not allow the pod',
+    ...FROM_HOST_PROG,
+    maps: { endpoints: [POD_B, ROUTER], policy: { [HOST_SLOT]: [allow(0, INGRESS)] } },
+    frame: fromHost(POD_B.ip),
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_EGRESS, site: POLICY_SITE }],
+      events: [fromHostTrace, drop(DROP_POLICY, POLICY_SITE, { source: HOST_EP_ID, srcLabel: IDENTITY_HOST, dstLabel: POD_B.secId, dstId: POD_B.lxcId })],
+    },
+  },
+  {
+    name: 'host firewall on: its egress policy drops host -> remote pod before encapsulation',
+    ...FROM_HOST_PROG,
+    maps: { ipcache: [REMOTE_POD], policy: { [HOST_SLOT]: [allow(0, INGRESS), allow(POD_B.secId, EGRESS)] } },
+    frame: fromHost(REMOTE.ip),
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_EGRESS, site: POLICY_SITE }],
+      events: [fromHostTrace, drop(DROP_POLICY, POLICY_SITE, { source: HOST_EP_ID, srcLabel: IDENTITY_HOST, dstLabel: REMOTE.identity, dstId: 0 })],
+    },
+  },
+  {
+    name: "host -> local pod: the pod's ingress policy applies with source identity host",
+    ...FROM_HOST_PROG,
+    maps: { endpoints: [POD_B, ROUTER], policy: bPolicy(allow(POD_A.identity, INGRESS)) },
+    frame: fromHost(POD_B.ip),
+    expect: {
+      retval: TC_ACT_SHOT,
+      metrics: [{ reason: DROP_POLICY, dir: METRIC_EGRESS, site: POLICY_SITE }],
+      events: [fromHostTrace, drop(DROP_POLICY, POLICY_SITE, { source: HOST_EP_ID, srcLabel: IDENTITY_HOST, dstLabel: POD_B.secId, dstId: POD_B.lxcId })],
+    },
+  },
+];
+
+for (const c of [...CASES, ...POLICY_CASES]) {
   test(c.name, { skip }, (t) => {
     checkCase(c, runCase(t, c, NODE));
   });

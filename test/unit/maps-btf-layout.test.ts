@@ -5,7 +5,7 @@
 // BTF is read by src/bpf/btf.ts, so no bpftool and no root.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ElfObject } from '../../src/bpf/elf.ts';
 import type { Btf } from '../../src/bpf/btf.ts';
@@ -16,6 +16,10 @@ import { NODE_CONFIG, NODE_CONFIG_MAP_NAME } from '../../src/datapath/maps/node-
 import { METRICS_KEY, METRICS_VALUE, METRICS_MAP_NAME, METRICS_MAX_ENTRIES } from '../../src/datapath/maps/metrics.ts';
 import { DEBUG_NOTIFY, DROP_NOTIFY, EVENT_HDR, EVENTS_MAP_NAME, TRACE_NOTIFY } from '../../src/datapath/maps/events.ts';
 import { encodeHostConfig, encodeLxcConfig } from '../../src/datapath/maps/load-config.ts';
+import { POLICY_ENTRY, POLICY_KEY, POLICY_MAP_MAX_ENTRIES, POLICY_MAPS_MAX_ENTRIES, POLICY_MAPS_NAME } from '../../src/datapath/maps/policy.ts';
+import {
+  CT_ANY_MAP_NAME, CT_ANY_MAX_ENTRIES, CT_ENTRY, CT_TCP_MAP_NAME, CT_TCP_MAX_ENTRIES, CT_TUPLE, FRAG_ID, FRAG_L4, FRAG_MAP_NAME,
+} from '../../src/datapath/maps/conntrack.ts';
 
 const BPF = fileURLToPath(new URL('../../bpf/', import.meta.url));
 
@@ -42,12 +46,14 @@ function assertLayout(info: Btf, layout: StructLayout, where: string): void {
   );
 }
 
-const MAP_STRUCTS = [IPCACHE_KEY, IPCACHE_VALUE, ENDPOINT_KEY, ENDPOINT_INFO, NODE_CONFIG, METRICS_KEY, METRICS_VALUE];
+const MAP_STRUCTS = [IPCACHE_KEY, IPCACHE_VALUE, ENDPOINT_KEY, ENDPOINT_INFO, NODE_CONFIG, METRICS_KEY, METRICS_VALUE, CT_TUPLE, CT_ENTRY, FRAG_ID, FRAG_L4];
+/** In bpf_alignchecker.o only: the programs see them as sizes (the inner map definition). */
+const POLICY_STRUCTS = [POLICY_KEY, POLICY_ENTRY];
 const EVENT_STRUCTS = [EVENT_HDR, DROP_NOTIFY, TRACE_NOTIFY, DEBUG_NOTIFY];
 
 test('every codec layout matches bpf_alignchecker.o', () => {
   const info = btf('bpf_alignchecker');
-  for (const l of [...MAP_STRUCTS, ...EVENT_STRUCTS]) assertLayout(info, l, 'bpf_alignchecker.o');
+  for (const l of [...MAP_STRUCTS, ...POLICY_STRUCTS, ...EVENT_STRUCTS]) assertLayout(info, l, 'bpf_alignchecker.o');
 });
 
 test('map key/value layouts match the program objects that use them', () => {
@@ -63,6 +69,9 @@ test('map names, key/value types and sizes match the codecs', () => {
     { name: IPCACHE_MAP_NAME, key: IPCACHE_KEY, value: IPCACHE_VALUE, max: IPCACHE_MAX_ENTRIES },
     { name: ENDPOINTS_MAP_NAME, key: ENDPOINT_KEY, value: ENDPOINT_INFO, max: ENDPOINTS_MAX_ENTRIES },
     { name: METRICS_MAP_NAME, key: METRICS_KEY, value: METRICS_VALUE, max: METRICS_MAX_ENTRIES },
+    { name: CT_TCP_MAP_NAME, key: CT_TUPLE, value: CT_ENTRY, max: CT_TCP_MAX_ENTRIES },
+    { name: CT_ANY_MAP_NAME, key: CT_TUPLE, value: CT_ENTRY, max: CT_ANY_MAX_ENTRIES },
+    { name: FRAG_MAP_NAME, key: FRAG_ID, value: FRAG_L4, max: 8192 },
   ];
   for (const e of expect) {
     const def = maps.get(e.name);
@@ -74,6 +83,20 @@ test('map names, key/value types and sizes match the codecs', () => {
   assert.equal(maps.get(NODE_CONFIG_MAP_NAME)?.value, `struct ${NODE_CONFIG.name}`);
   assert.equal(maps.get(NODE_CONFIG_MAP_NAME)?.maxEntries, 1);
   assert.ok(maps.has(EVENTS_MAP_NAME));
+  assert.equal(maps.get(POLICY_MAPS_NAME)?.maxEntries, POLICY_MAPS_MAX_ENTRIES, `${POLICY_MAPS_NAME} max_entries`);
+});
+
+test('the policy maps the agent creates match the inner map definition', () => {
+  // struct policy_map in maps.h: LPM trie, key/value by size, max_entries, BPF_F_NO_PREALLOC.
+  const src = readFileSync(`${BPF}lib/maps.h`, 'utf8');
+  const inner = /struct policy_map \{([^}]*)\}/.exec(src)?.[1] ?? '';
+  assert.match(inner, /BPF_MAP_TYPE_LPM_TRIE/);
+  assert.match(inner, /key_size, sizeof\(struct policy_key\)/);
+  assert.match(inner, /value_size, sizeof\(struct policy_entry\)/);
+  assert.match(inner, /max_entries, POLICY_MAP_SIZE/);
+  assert.match(inner, /BPF_F_NO_PREALLOC/);
+  assert.equal(Number(/#define POLICY_MAP_SIZE\s+(\d+)/.exec(src)?.[1]), POLICY_MAP_MAX_ENTRIES, 'POLICY_MAP_SIZE');
+  assert.equal(Number(/#define POLICY_MAPS_SIZE\s+(\d+)/.exec(src)?.[1]), POLICY_MAPS_MAX_ENTRIES, 'POLICY_MAPS_SIZE');
 });
 
 test('load-time constant encoders cover exactly the .rodata symbols, with their sizes', () => {

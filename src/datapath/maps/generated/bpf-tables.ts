@@ -87,4 +87,6 @@ export const SOURCE_FILE_TABLE: readonly GeneratedSourceFile[] = [
   { id: 23, name: "source_files.h" },
   { id: 24, name: "drop_reasons.h" },
   { id: 25, name: "trace_points.h" },
+  { id: 26, name: "conntrack.h" },
+  { id: 27, name: "policy.h" },
 ];

@@ -1,0 +1,259 @@
+// The policy and conntrack datapath from TypeScript, on a real node: a node
+// netns set up by NodeDatapath (no agent), pods made by createEndpoint in
+// their own netns, real pings between them. Covers the policy map's
+// lifecycle with its endpoint (made and installed before the program and the
+// cilium_lxc entry, removed on delete and by rollback, made by restore for
+// an endpoint that has none, swept), policy changes without a gap under
+// traffic, the host firewall on and off, and conntrack GC deleting only
+// expired entries.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test, type TestContext } from 'node:test';
+import { BpfMap, pinExists } from '../../src/bpf/index.ts';
+import { gcConntrack, listConntrack } from '../../src/datapath/conntrack.ts';
+import { createEndpointDatapath, type CreatedEndpoint, type EndpointSpec } from '../../src/datapath/endpoint.ts';
+import * as ct from '../../src/datapath/maps/conntrack.ts';
+import { IDENTITY_HOST } from '../../src/datapath/maps/identities.ts';
+import { ALLOW_ALL, allowAll, type PolicyMapEntry } from '../../src/datapath/maps/policy.ts';
+import { NodeDatapath, type EndpointRecord } from '../../src/datapath/node.ts';
+import { listMetrics, withNodeMap } from '../../src/datapath/node-maps.ts';
+import { deleteEndpointPolicyMap, endpointPolicyMapInstalled, listEndpointPolicy, policyMapPin } from '../../src/datapath/policy-maps.ts';
+import { Rollback } from '../../src/datapath/rollback.ts';
+import { NetlinkHandle } from '../../src/netlink/index.ts';
+import { validateNodeConfig, type NodeConfig } from '../../src/shared/config.ts';
+import { withNetns } from '../../src/shared/netns.ts';
+import { buildOnce, projectBpffs, testNode } from '../helpers/membrane.ts';
+import { makeNetns, tempDir, uniqueName } from '../helpers/netns.ts';
+import { ping } from '../helpers/pods.ts';
+import { rootOnly } from '../helpers/skip.ts';
+
+const skip = rootOnly('requires root (netns, bpf)');
+
+const ROUTER = '10.244.77.1';
+const ICMP = 1;
+const TCP = 6;
+const allow = (identity: number, egress: boolean, protocol = 0): PolicyMapEntry => ({ identity, egress, protocol, port: 0, portPrefixLen: 0, deny: false });
+
+interface Node {
+  ns: string;
+  cfg: NodeConfig;
+  dp: NodeDatapath;
+  /** Runs fn in the node's netns (every datapath call must). */
+  in<T>(fn: () => T): T;
+}
+
+function node(t: TestContext): Node {
+  buildOnce();
+  const ns = makeNetns(t, 'pn');
+  const { nodeName } = testNode(t, 'pol');
+  const cfg = validateNodeConfig({
+    nodeName, routerIP: ROUTER, podCIDR: '10.244.77.0/24', nodeIP: '192.168.77.1',
+    bpffsRoot: projectBpffs(), stateDir: tempDir(t, `/tmp/${uniqueName('st')}`),
+  });
+  const inNs = <T>(fn: () => T): T => withNetns(ns, fn as () => never) as T;
+  const dp = inNs(() => NodeDatapath.open(cfg));
+  t.after(() => dp.close());
+  return { ns, cfg, dp, in: inNs };
+}
+
+interface Pod extends EndpointRecord {
+  podNs: string;
+}
+
+function pod(t: TestContext, n: Node, id: number, identity: number, opts: { policy?: readonly PolicyMapEntry[] } = {}): Pod {
+  const podNs = makeNetns(t, 'pp');
+  const spec: EndpointSpec = { id, containerID: `policy-test-${uniqueName('c')}`, ifname: 'eth0', netns: `/run/netns/${podNs}`, ip: `10.244.77.${id}`, identity };
+  const made: CreatedEndpoint = n.in(() => n.dp.createEndpoint(spec, undefined, opts));
+  made.upgrade?.cancel(); // stays on its legacy tc filter: enough here
+  const { upgrade: _u, ...devices } = made;
+  return { ...spec, ...devices, podNs };
+}
+
+/** The ids of the maps in cilium_policy_maps slot `id` and at the endpoint's pin. */
+function slotAndPin(n: Node, id: number): { slot?: number; pin?: number } {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(id);
+  const slot = withNodeMap(n.cfg.paths.pinDir, 'cilium_policy_maps', (m) => m.innerMapId(key));
+  const path = policyMapPin(n.cfg.paths.pinDir, id);
+  let pin: number | undefined;
+  if (pinExists(path)) {
+    const m = BpfMap.openPinned(path);
+    pin = m.id;
+    m.close();
+  }
+  return { slot, pin };
+}
+
+const drops = (n: Node, reason: number) => listMetrics(n.cfg.paths.pinDir).filter((r) => r.reason === reason).reduce((s, r) => s + r.packets, 0);
+
+test('policy datapath on a real node', { skip }, async (t) => {
+  const n = node(t);
+  const a = pod(t, n, 10, 1000);
+  const b = pod(t, n, 11, 1001);
+
+  await t.test('a new endpoint has its policy map pinned and in its slot, allowing everything both ways', () => {
+    for (const p of [a, b]) {
+      const s = slotAndPin(n, p.id);
+      assert.ok(s.pin, `endpoint ${p.id}: pinned`);
+      assert.equal(s.slot, s.pin, `endpoint ${p.id}: slot ${p.id} holds the pinned map`);
+      assert.deepEqual(n.dp.endpointPolicy(p.id), [...ALLOW_ALL]);
+    }
+    assert.deepEqual(ping(a.podNs, b.ip, { count: 2, interval: 0.05 }), { transmitted: 2, received: 2 });
+  });
+
+  await t.test('the policy map is made and installed before the program is loaded and the cilium_lxc entry written', () => {
+    // Each step registers its undo right after it succeeded: the order of the registrations is the order of the steps.
+    class Recorder extends Rollback {
+      readonly names: string[] = [];
+      override push(what: string, undo: () => void): void {
+        this.names.push(what);
+        super.push(what, undo);
+      }
+    }
+    const podNs = makeNetns(t, 'pp');
+    const spec: EndpointSpec = { id: 20, containerID: `policy-test-${uniqueName('c')}`, ifname: 'eth0', netns: `/run/netns/${podNs}`, ip: '10.244.77.20', identity: 1000 };
+    const rb = new Recorder();
+    const h = n.in(() => NetlinkHandle.open());
+    try {
+      const made = n.in(() => createEndpointDatapath(n.cfg, h, spec, rb));
+      made.upgrade?.cancel();
+      const at = (prefix: string) => {
+        const i = rb.names.findIndex((s) => s.startsWith(prefix));
+        assert.ok(i >= 0, `step "${prefix}" in ${rb.names.join(' | ')}`);
+        return i;
+      };
+      assert.ok(at('policy map of endpoint 20') < at('calls map'), 'policy map before the program');
+      assert.ok(at('policy map of endpoint 20') < at('cilium_lxc 10.244.77.20'), 'policy map before cilium_lxc');
+      assert.equal(slotAndPin(n, 20).slot, slotAndPin(n, 20).pin);
+
+      // A failure later in an ADD undoes it all, the policy map included.
+      n.in(() => rb.run());
+      assert.deepEqual(rb.undoErrors, []);
+      assert.deepEqual(slotAndPin(n, 20), { slot: undefined, pin: undefined });
+    } finally {
+      h.close();
+    }
+  });
+
+  await t.test('an endpoint created with a policy starts with it', () => {
+    const c = pod(t, n, 12, 1002, { policy: [allowAll(true), allow(1000, false, ICMP)] });
+    assert.deepEqual(n.dp.endpointPolicy(c.id).map((e) => `${e.egress ? 'out' : 'in'} ${e.identity} ${e.protocol}`), ['in 1000 1', 'out 0 0']);
+    assert.equal(ping(a.podNs, c.ip).received, 1, 'identity 1000 may ping it');
+    assert.equal(ping(b.podNs, c.ip).received, 0, 'identity 1001 may not');
+    n.in(() => n.dp.deleteEndpoint(c));
+  });
+
+  await t.test('enforced end to end: a denied ping is dropped and counted as "Policy denied"', () => {
+    const before = drops(n, 133);
+    const r = n.dp.setEndpointPolicy(b.id, [allowAll(true), allow(4242, false)]);
+    assert.deepEqual(r, { written: 1, deleted: 1, unchanged: 1 });
+    assert.equal(ping(a.podNs, b.ip, { count: 2, interval: 0.05 }).received, 0);
+    assert.ok(drops(n, 133) >= before + 2, 'two more policy drops');
+    n.dp.setEndpointPolicy(b.id, ALLOW_ALL);
+    assert.equal(ping(a.podNs, b.ip).received, 1);
+  });
+
+  await t.test('policy changes reach established traffic without a gap: new and changed entries first, stale ones after', async () => {
+    // Two policies that both allow A's ping through different entries: deleting first would open a window with neither.
+    const p1 = [allowAll(true), allow(1000, false, ICMP), allow(999, false, TCP)];
+    const p2 = [allowAll(true), allow(1000, false)];
+    n.dp.setEndpointPolicy(b.id, p1);
+    const count = 1500;
+    const child = spawn('ip', ['netns', 'exec', a.podNs, 'ping', '-n', '-q', '-i', '0.002', '-c', String(count), '-W', '1', b.ip], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => { out += c; });
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    await new Promise((r) => setTimeout(r, 300));
+    let changes = 0;
+    const until = Date.now() + 2000;
+    while (Date.now() < until) {
+      const r = n.dp.setEndpointPolicy(b.id, changes % 2 ? p1 : p2);
+      assert.ok(r.written >= 1 && r.deleted >= 1, 'each change writes and deletes');
+      changes++;
+    }
+    await exited;
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    assert.ok(m, `ping summary: ${out}`);
+    assert.equal(Number(m[2]), Number(m[1]), `every ping answered across ${changes} policy changes (${out.trim().split('\n').pop()})`);
+    assert.ok(changes > 50, `${changes} changes`);
+    n.dp.setEndpointPolicy(b.id, ALLOW_ALL);
+  });
+
+  await t.test('deleting an endpoint empties its slot and removes its pin', () => {
+    const c = pod(t, n, 13, 1003);
+    assert.ok(slotAndPin(n, 13).pin);
+    n.in(() => n.dp.deleteEndpoint(c));
+    assert.deepEqual(slotAndPin(n, 13), { slot: undefined, pin: undefined });
+    assert.throws(() => n.dp.endpointPolicy(13), { code: 'E_POLICY_MAP' });
+    assert.throws(() => n.dp.setEndpointPolicy(13, ALLOW_ALL), { code: 'E_POLICY_MAP' });
+  });
+
+  await t.test('restore makes a policy map for an endpoint that has none (an older agent\'s), keeps an existing one', () => {
+    n.dp.setEndpointPolicy(a.id, [allowAll(true), allow(1001, false)]);
+    n.in(() => n.dp.restoreEndpoint(a, false)); // reloads its program: these pods never moved to tcx
+    assert.deepEqual(n.dp.endpointPolicy(a.id).map((e) => e.identity), [1001, 0], 'existing entries kept');
+
+    deleteEndpointPolicyMap(n.cfg.paths.pinDir, b.id);
+    assert.equal(ping(a.podNs, b.ip).received, 0, 'an endpoint without a policy map is not reached');
+    assert.throws(() => n.in(() => n.dp.checkEndpoint(b, 'check')), /policy map is not installed/);
+    n.in(() => n.dp.restoreEndpoint(b, false));
+    assert.ok(endpointPolicyMapInstalled(n.cfg.paths.pinDir, b.id));
+    assert.deepEqual(listEndpointPolicy(n.cfg.paths.pinDir, b.id), [...ALLOW_ALL]);
+    n.in(() => n.dp.checkEndpoint(b, 'check'));
+    assert.equal(ping(a.podNs, b.ip).received, 1);
+    n.dp.setEndpointPolicy(a.id, ALLOW_ALL);
+  });
+
+  await t.test('the host firewall: off by default, on with a host policy, off again', () => {
+    assert.equal(n.dp.hostPolicy(), undefined);
+    assert.equal(ping(a.podNs, ROUTER).received, 1, 'off: the router IP answers');
+    const on = n.dp.setHostPolicy([allowAll(true), allow(1001, false, ICMP)]);
+    assert.deepEqual(on, { enabled: true, written: 2, deleted: 0, unchanged: 0 });
+    assert.equal(slotAndPin(n, 1).slot, slotAndPin(n, 1).pin);
+    assert.equal(ping(a.podNs, ROUTER).received, 0, 'on: identity 1000 is not allowed in');
+    assert.equal(ping(b.podNs, ROUTER).received, 1, 'on: identity 1001 is');
+    assert.deepEqual(n.dp.setHostPolicy([allowAll(true), allow(1000, false, ICMP)]), { enabled: true, written: 1, deleted: 1, unchanged: 1 });
+    assert.equal(ping(a.podNs, ROUTER).received, 1, 'changed in place');
+    assert.equal(n.dp.setHostPolicy(undefined).enabled, false);
+    assert.deepEqual(slotAndPin(n, 1), { slot: undefined, pin: undefined });
+    assert.equal(ping(b.podNs, ROUTER).received, 1, 'off again');
+  });
+
+  await t.test('conntrack: the pings left entries; GC deletes only the expired ones', () => {
+    const rows = listConntrack(n.cfg.paths.pinDir);
+    assert.ok(rows.some((r) => r.proto === ICMP && r.saddr === a.ip && r.daddr === b.ip && r.dir === 'out' && r.srcSecId === 1000), 'A -> B made at A\'s egress');
+    assert.ok(rows.some((r) => r.proto === ICMP && r.saddr === a.ip && r.daddr === b.ip && r.dir === 'in'), 'A -> B made at B\'s ingress');
+    assert.ok(rows.some((r) => r.daddr === ROUTER && r.srcSecId === 1000), 'pod -> host tracked');
+    assert.ok(rows.every((r) => r.expiresIn > 0 && r.expiresIn <= ct.CT_LIFETIME.nonTcp + 1));
+
+    const now = ct.monotonicSeconds();
+    const planted = (i: number, expiresIn: number) => ({ saddr: '10.9.0.1', daddr: '10.9.0.2', sport: 1000 + i, dport: 80, proto: TCP, dir: 'out' as const, expiresIn });
+    const plant = [...Array.from({ length: 30 }, (_, i) => planted(i, -1 - i)), ...Array.from({ length: 20 }, (_, i) => planted(100 + i, 5 + i)), planted(200, 0)];
+    withNodeMap(n.cfg.paths.pinDir, ct.CT_TCP_MAP_NAME, (m) => {
+      for (const p of plant) m.update(ct.encodeKey(p), ct.encodeValue({ lifetime: now + p.expiresIn, created: now - 100 }));
+    });
+    const before = listConntrack(n.cfg.paths.pinDir, now);
+    const r = gcConntrack(n.cfg.paths.pinDir, now);
+    assert.equal(r.deleted, 31, 'the 30 expired and the one expiring now');
+    assert.equal(r.scanned, before.length);
+    assert.equal(r.alive, before.length - 31);
+    assert.ok(r.durationMs >= 0 && r.durationMs < 1000, `${r.durationMs} ms`);
+    const after = listConntrack(n.cfg.paths.pinDir, now);
+    assert.equal(after.length, before.length - 31);
+    assert.ok(after.every((e) => e.expiresIn > 0), 'nothing expired is left');
+    assert.equal(after.filter((e) => e.saddr === '10.9.0.1').length, 20, 'the live planted entries stay');
+    assert.equal(n.dp.conntrackGc(now).deleted, 0, 'a second run finds nothing');
+  });
+
+  await t.test('sweep removes the policy maps of endpoints nobody recorded, never the host\'s', () => {
+    n.dp.setHostPolicy([allowAll(true), allowAll(false)]);
+    const c = pod(t, n, 14, 1004);
+    const removed = n.in(() => n.dp.sweepEndpoints([a, b]));
+    assert.ok(removed >= 2, `${removed} removed`);
+    assert.deepEqual(slotAndPin(n, c.id), { slot: undefined, pin: undefined });
+    assert.ok(slotAndPin(n, 1).pin, 'the host policy stays');
+    assert.ok(endpointPolicyMapInstalled(n.cfg.paths.pinDir, a.id) && endpointPolicyMapInstalled(n.cfg.paths.pinDir, b.id));
+    n.dp.setHostPolicy(undefined);
+    assert.equal(IDENTITY_HOST, 1);
+  });
+});
