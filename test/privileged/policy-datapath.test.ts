@@ -5,9 +5,13 @@
 // cilium_lxc entry, removed on delete and by rollback, made by restore for
 // an endpoint that has none, swept), policy changes without a gap under
 // traffic, the host firewall on and off, and conntrack GC deleting only
-// expired entries.
+// expired entries. Then two nodes joined by an underlay veth, with and
+// without endpoint routes: the receiving node enforces the pod's ingress
+// policy against the VNI's identity (with endpoint routes in
+// cil_to_container, which the overlay's redirect passes through), and
+// replies of an allowed connection pass a denied direction.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
 import { BpfMap, pinExists } from '../../src/bpf/index.ts';
 import { gcConntrack, listConntrack } from '../../src/datapath/conntrack.ts';
@@ -42,13 +46,22 @@ interface Node {
   in<T>(fn: () => T): T;
 }
 
-function node(t: TestContext): Node {
+interface NodeSpec {
+  routerIP: string;
+  podCIDR: string;
+  nodeIP: string;
+  ns?: string;
+  enableEndpointRoutes?: boolean;
+  remoteNodes?: { podCIDR: string; nodeIP: string; routerIP: string }[];
+}
+
+function node(t: TestContext, spec: NodeSpec = { routerIP: ROUTER, podCIDR: '10.244.77.0/24', nodeIP: '192.168.77.1' }): Node {
   buildOnce();
-  const ns = makeNetns(t, 'pn');
+  const ns = spec.ns ?? makeNetns(t, 'pn');
   const { nodeName } = testNode(t, 'pol');
   const cfg = validateNodeConfig({
-    nodeName, routerIP: ROUTER, podCIDR: '10.244.77.0/24', nodeIP: '192.168.77.1',
-    bpffsRoot: projectBpffs(), stateDir: tempDir(t, `/tmp/${uniqueName('st')}`),
+    nodeName, routerIP: spec.routerIP, podCIDR: spec.podCIDR, nodeIP: spec.nodeIP, enableEndpointRoutes: spec.enableEndpointRoutes ?? false,
+    remoteNodes: spec.remoteNodes ?? [], bpffsRoot: projectBpffs(), stateDir: tempDir(t, `/tmp/${uniqueName('st')}`),
   });
   const inNs = <T>(fn: () => T): T => withNetns(ns, fn as () => never) as T;
   const dp = inNs(() => NodeDatapath.open(cfg));
@@ -62,7 +75,8 @@ interface Pod extends EndpointRecord {
 
 function pod(t: TestContext, n: Node, id: number, identity: number, opts: { policy?: readonly PolicyMapEntry[] } = {}): Pod {
   const podNs = makeNetns(t, 'pp');
-  const spec: EndpointSpec = { id, containerID: `policy-test-${uniqueName('c')}`, ifname: 'eth0', netns: `/run/netns/${podNs}`, ip: `10.244.77.${id}`, identity };
+  const prefix = n.cfg.podCIDR.split('.').slice(0, 3).join('.');
+  const spec: EndpointSpec = { id, containerID: `policy-test-${uniqueName('c')}`, ifname: 'eth0', netns: `/run/netns/${podNs}`, ip: `${prefix}.${id}`, identity };
   const made: CreatedEndpoint = n.in(() => n.dp.createEndpoint(spec, undefined, opts));
   made.upgrade?.cancel(); // stays on its legacy tc filter: enough here
   const { upgrade: _u, ...devices } = made;
@@ -257,3 +271,39 @@ test('policy datapath on a real node', { skip }, async (t) => {
     assert.equal(IDENTITY_HOST, 1);
   });
 });
+
+for (const endpointRoutes of [false, true]) {
+  test(`across two nodes${endpointRoutes ? ', endpoint routes on' : ''}: ingress policy on the receiving node, against the VNI's identity`, { skip }, async (t) => {
+    const ns = [makeNetns(t, 'pn'), makeNetns(t, 'pn')];
+    const specs = [
+      { nodeIP: '10.13.78.5', routerIP: '10.244.78.1', podCIDR: '10.244.78.0/24' },
+      { nodeIP: '10.13.78.6', routerIP: '10.244.79.1', podCIDR: '10.244.79.0/24' },
+    ];
+    execFileSync('ip', ['-n', ns[0], 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns[1]]);
+    ns.forEach((x, i) => {
+      execFileSync('ip', ['-n', x, 'addr', 'add', `${specs[i].nodeIP}/24`, 'dev', 'eth0']);
+      execFileSync('ip', ['-n', x, 'link', 'set', 'eth0', 'up']);
+    });
+    const [n1, n2] = specs.map((s, i) => node(t, { ...s, ns: ns[i], enableEndpointRoutes: endpointRoutes, remoteNodes: [specs[1 - i]] }));
+    const a = pod(t, n1, 10, 2000);
+    const b = pod(t, n2, 10, 2001);
+    // The cluster sync's part: each node learns the other's pod and its identity.
+    n1.in(() => n1.dp.reconcileRemotes([specs[1]], [{ ip: b.ip, identity: b.identity, hostIP: specs[1].nodeIP }]));
+    n2.in(() => n2.dp.reconcileRemotes([specs[0]], [{ ip: a.ip, identity: a.identity, hostIP: specs[0].nodeIP }]));
+    assert.equal(ping(a.podNs, b.ip, { count: 2, interval: 0.05 }).received, 2, 'allow-all both sides');
+
+    n2.dp.setEndpointPolicy(b.id, [allowAll(true), allow(4242, false)]);
+    const before = drops(n2, 133);
+    assert.equal(ping(a.podNs, b.ip, { count: 2, interval: 0.05 }).received, 0, "B's ingress does not allow A's identity");
+    assert.ok(drops(n2, 133) >= before + 2, 'dropped on the receiving node as "Policy denied"');
+
+    n2.dp.setEndpointPolicy(b.id, [allowAll(true), allow(a.identity, false, ICMP)]);
+    assert.equal(ping(a.podNs, b.ip).received, 1, "B's ingress allows A's identity (from the VNI)");
+
+    // Replies of an allowed connection pass directions that deny everything: B's egress, A's ingress.
+    n2.dp.setEndpointPolicy(b.id, [allow(a.identity, false, ICMP)]);
+    n1.dp.setEndpointPolicy(a.id, [allowAll(true)]);
+    assert.equal(ping(a.podNs, b.ip, { count: 2, interval: 0.05 }).received, 2, 'replies pass as conntrack replies');
+    assert.equal(ping(b.podNs, a.ip).received, 0, 'but B may not open anything itself');
+  });
+}
