@@ -16,6 +16,7 @@ import { addHostDeviceAddr, checkVxlanPort, setupBaseDevice, setupVxlanDevice } 
 import { attachNodePrograms, type AttachedProgram } from './host-programs.ts';
 import { writeMarker } from './node-marker.ts';
 import { objectPath } from './objects.ts';
+import { ensureKnownEndpointPolicyMaps } from './policy-maps.ts';
 import { Rollback } from './rollback.ts';
 import { reconcileIpcache } from './ipcache.ts';
 import { desiredRemoteIpcache, type RemoteNodeEntry } from './remote-nodes.ts';
@@ -113,6 +114,8 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
     timer?.mark('devices');
     const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes(cfg, host.index, remotes.map((r) => r.podCIDR)), rb, { prune: opts.prune });
     timer?.mark('routes');
+    // An upgrade from an agent without policy: the new programs must find every known pod's policy map.
+    ensureKnownEndpointPolicyMaps(nodeDir);
     // The maps are pinned by the first object loaded, so entries come after the programs.
     const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb, timer);
     writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceEvents);

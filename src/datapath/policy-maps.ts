@@ -25,6 +25,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { BpfMap, MAP_F_NO_PREALLOC, MAP_TYPE, pinExists, unpin } from '../bpf/index.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { HOST_ENDPOINT_ID, MAX_ENDPOINT_ID } from './constants.ts';
+import * as endpoints from './maps/endpoints.ts';
 import * as policy from './maps/policy.ts';
 import { openNodeMap, withNodeMap } from './node-maps.ts';
 import { globalsDir } from './paths.ts';
@@ -53,6 +54,8 @@ function slotKey(epId: number): Buffer {
  * look their policy up again at their next packet.
  */
 export function bumpPolicyRevision(nodeDir: string, epId: number): number {
+  // Not there yet only before the first objects with policy load (an upgrade): no verdict can be cached then.
+  if (!pinExists(`${globalsDir(nodeDir)}/${policy.POLICY_REV_NAME}`)) return 0;
   return withNodeMap(nodeDir, policy.POLICY_REV_NAME, (m) => {
     const key = slotKey(epId);
     const next = ((m.lookup(key)?.readUInt32LE(0) ?? 0) + 1) >>> 0;
@@ -290,6 +293,48 @@ export function listHostPolicy(nodeDir: string): policy.PolicyMapEntry[] | undef
   } finally {
     m.close();
   }
+}
+
+/**
+ * Before the node's programs are (re)loaded: if cilium_lxc already has pods
+ * (an upgrade from an agent without policy maps), makes cilium_policy_maps
+ * (with the inner definition of bpf/lib/maps.h, which the objects then
+ * reuse) and an allow-all map for every pod that has none, so the new
+ * programs never find a known endpoint without its policy (drop 203) in the
+ * time until the agent restores it. A fresh node has no pods: nothing to do,
+ * the objects make the array. Returns how many maps it made.
+ */
+export function ensureKnownEndpointPolicyMaps(nodeDir: string): number {
+  const globals = globalsDir(nodeDir);
+  if (!pinExists(`${globals}/${endpoints.ENDPOINTS_MAP_NAME}`)) return 0;
+  const ids = new Set<number>();
+  withNodeMap(nodeDir, endpoints.ENDPOINTS_MAP_NAME, (m) => {
+    for (const [k, v] of m.entries()) {
+      const e = endpoints.decodeEntry(k, v);
+      if (!(e.flags & endpoints.ENDPOINT_F_HOST) && e.lxcId > HOST_ENDPOINT_ID && e.lxcId <= MAX_ENDPOINT_ID) ids.add(e.lxcId);
+    }
+  });
+  if (ids.size === 0) return 0;
+  const outerPin = `${globals}/${policy.POLICY_MAPS_NAME}`;
+  if (!pinExists(outerPin)) {
+    const template = createPolicyMap(HOST_ENDPOINT_ID, []);
+    try {
+      const outer = BpfMap.create({
+        type: MAP_TYPE.ARRAY_OF_MAPS, name: policy.POLICY_MAPS_NAME, keySize: 4, valueSize: 4,
+        maxEntries: policy.POLICY_MAPS_MAX_ENTRIES, innerMap: template,
+      });
+      try {
+        outer.pin(outerPin);
+      } finally {
+        outer.close();
+      }
+    } finally {
+      template.close();
+    }
+  }
+  let made = 0;
+  for (const id of ids) if (ensurePolicyMap(nodeDir, id, policy.ALLOW_ALL).created) made++;
+  return made;
 }
 
 /**

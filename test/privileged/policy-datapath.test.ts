@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
-import { BpfMap, pinExists } from '../../src/bpf/index.ts';
+import { BpfMap, pinExists, unpin } from '../../src/bpf/index.ts';
 import { gcConntrack, listConntrack } from '../../src/datapath/conntrack.ts';
 import { createEndpointDatapath, type CreatedEndpoint, type EndpointSpec } from '../../src/datapath/endpoint.ts';
 import * as ct from '../../src/datapath/maps/conntrack.ts';
@@ -26,6 +26,7 @@ import { Rollback } from '../../src/datapath/rollback.ts';
 import { NetlinkHandle } from '../../src/netlink/index.ts';
 import { validateNodeConfig, type NodeConfig } from '../../src/shared/config.ts';
 import { withNetns } from '../../src/shared/netns.ts';
+import { globalsDir } from '../../src/datapath/paths.ts';
 import { buildOnce, projectBpffs, testNode } from '../helpers/membrane.ts';
 import { makeNetns, tempDir, uniqueName } from '../helpers/netns.ts';
 import { ping } from '../helpers/pods.ts';
@@ -307,3 +308,32 @@ for (const endpointRoutes of [false, true]) {
     assert.equal(ping(b.podNs, a.ip).received, 0, 'but B may not open anything itself');
   });
 }
+
+test('an upgrade from an agent without policy: init makes the known pods\' policy maps before it attaches the new programs', { skip }, (t) => {
+  const n = node(t, { routerIP: '10.244.80.1', podCIDR: '10.244.80.0/24', nodeIP: '192.168.80.1' });
+  const a = pod(t, n, 10, 3000);
+  // What an older agent leaves: no policy maps, no array, no revisions (its programs use none).
+  deleteEndpointPolicyMap(n.cfg.paths.pinDir, a.id);
+  for (const m of ['cilium_policy_maps', 'cilium_policy_rev']) assert.ok(unpin(`${globalsDir(n.cfg.paths.pinDir)}/${m}`), m);
+
+  const again = n.in(() => NodeDatapath.open(n.cfg));
+  t.after(() => again.close());
+  const s = slotAndPin(n, a.id);
+  assert.ok(s.pin && s.slot === s.pin, 'the pod\'s map is pinned and installed in the new array');
+  assert.deepEqual(again.endpointPolicy(a.id), [...ALLOW_ALL]);
+  // The new bpf_host uses that array: the host's echo request reaches the pod before the agent
+  // restored it, no drop 203. (The reply goes through the pod's own program, which here, unlike after
+  // a real upgrade, still holds the array this test unpinned: only the request is counted.)
+  const inEchos = () => {
+    const [names, values] = execFileSync('ip', ['netns', 'exec', a.podNs, 'cat', '/proc/net/snmp'], { encoding: 'utf8' })
+      .split('\n').filter((l) => l.startsWith('Icmp:')).map((l) => l.split(/\s+/));
+    return Number(values[names.indexOf('InEchos')]);
+  };
+  const before = inEchos();
+  ping(n.ns, a.ip);
+  assert.equal(inEchos(), before + 1, 'host -> pod through the new cil_from_host: the pod received the echo request');
+  // Restore then reloads the pod's own program (another object): it finds the same map.
+  n.in(() => again.restoreEndpoint(a, true));
+  assert.equal(ping(n.ns, a.ip).received, 1, 'host <-> pod after restore');
+  assert.equal(ping(a.podNs, '10.244.80.1').received, 1, 'pod -> router IP through the new bpf_lxc');
+});
