@@ -6,7 +6,7 @@
 // module the registry reads would fail here, naming the chunk).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -67,12 +67,13 @@ describe('bin/membrane runs the build, never the TypeScript sources', () => {
     mkdirSync(join(root, 'src/agent'), { recursive: true });
     const src = join(root, 'src/agent/daemon.ts');
     writeFileSync(src, '');
-    // Directories count too (a deleted source changes its directory's mtime).
-    const old = new Date(Date.now() - 60_000);
+    // Times relative to the stamp's (the build's start, copied with it). Directories count too (a deleted source changes its directory's mtime).
+    const stamp = statSync(join(root, 'dist/cli/.stamp')).mtimeMs;
+    const old = new Date(stamp - 60_000);
     for (const p of [src, join(root, 'src/agent'), join(root, 'src')]) utimesSync(p, old, old);
     assert.equal(run(join(root, 'bin/membrane'), ['--help']).code, 0, 'sources older than the build: it runs');
 
-    const later = new Date(Date.now() + 60_000);
+    const later = new Date(stamp + 60_000);
     utimesSync(src, later, later);
     const stale = run(join(root, 'bin/membrane'), ['--help']);
     assert.equal(stale.code, 1);
