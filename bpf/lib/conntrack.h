@@ -79,6 +79,7 @@ struct ct_packet {
 	__u8 tcp_flags;
 	__u8 icmp_error;	/* 1: an ICMP error; 2: and `inner` could be read */
 	struct ct4_tuple inner;	/* the packet an ICMP error answers, as it was sent */
+	__u32 now;		/* ct_now() when parsed: one clock read per program run */
 };
 
 /* Seconds of CLOCK_MONOTONIC. The coarse clock (jiffies) is cheaper and
@@ -107,6 +108,29 @@ static __always_inline void ct4_reverse(struct ct4_tuple *dst, const struct ct4_
 	dst->pad = 0;
 }
 
+/* Copies `len` (a constant) bytes at `off` of the packet into `to`: straight
+ * from the linear area when they are there (the usual case: a helper call
+ * costs more than the copy), else with bpf_skb_load_bytes (headers in page
+ * fragments, e.g. after VXLAN decapsulation). `off` is bounded for the
+ * verifier (an IPv4 header is at most 60 bytes; 8 more for an ICMP error's
+ * quoted packet). Returns 0 or < 0.
+ */
+static __always_inline int ct_load(struct __sk_buff *ctx, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	void *at;
+
+	if (off > 2 * IPV4_HDR_OFF + 2 * 60 + 8)
+		return -1;
+	at = data + off;
+	if (at + len <= data_end) {
+		__builtin_memcpy(to, at, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(ctx, off, to, len);
+}
+
 /* Ports of the L4 header at `off`; for ICMP echo the id placed as described
  * above, the type as the policy port. Returns 0, 1 for an ICMP error (the
  * caller parses the quoted packet) or a drop.
@@ -120,18 +144,18 @@ static __always_inline int ct_l4_ports(struct __sk_buff *ctx, __u32 off, __u8 pr
 	switch (proto) {
 	case IPPROTO_TCP:
 		/* Ports and, at byte 13, the flags. */
-		if (bpf_skb_load_bytes(ctx, off, l4, 14) < 0)
+		if (ct_load(ctx, off, l4, 14) < 0)
 			return DROP(DROP_CT_INVALID_HDR);
 		*tcp_flags = l4[13];
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
-		if (bpf_skb_load_bytes(ctx, off, l4, 4) < 0)
+		if (ct_load(ctx, off, l4, 4) < 0)
 			return DROP(DROP_CT_INVALID_HDR);
 		break;
 	case IPPROTO_ICMP:
 		/* type, code, checksum, id, sequence */
-		if (bpf_skb_load_bytes(ctx, off, l4, 8) < 0)
+		if (ct_load(ctx, off, l4, 8) < 0)
 			return DROP(DROP_CT_INVALID_HDR);
 		*policy_port = bpf_htons(l4[0]);
 		switch (l4[0]) {
@@ -176,7 +200,7 @@ static __always_inline bool ct_icmp_inner(struct __sk_buff *ctx, __u32 off, stru
 	__u8 unused_flags = 0;
 	__u32 ihl;
 
-	if (bpf_skb_load_bytes(ctx, off, &ip, sizeof(ip)) < 0)
+	if (ct_load(ctx, off, &ip, sizeof(ip)) < 0)
 		return false;
 	ihl = ip.ihl;
 	if (ip.version != 4 || ihl < 5)
@@ -203,6 +227,7 @@ static __always_inline int ct_parse(struct __sk_buff *ctx, const struct iphdr *i
 	int ret;
 
 	__builtin_memset(p, 0, sizeof(*p));
+	p->now = ct_now();
 	p->tuple.saddr = ip->saddr;
 	p->tuple.daddr = ip->daddr;
 	p->tuple.proto = ip->protocol;

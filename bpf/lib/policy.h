@@ -88,7 +88,7 @@ static __always_inline int __policy_check(struct __sk_buff *ctx, const struct ct
 					  void *map, __u32 ep_id, __u32 self_id,
 					  __u32 remote_id, enum ct_dir dir)
 {
-	__u32 now = ct_now();
+	__u32 now = p->now;
 	struct ct_entry *own;
 	enum ct_status state;
 	__u32 verdict_for = 0;
