@@ -296,17 +296,20 @@ export function listHostPolicy(nodeDir: string): policy.PolicyMapEntry[] | undef
 }
 
 /**
- * Before the node's programs are (re)loaded: if cilium_lxc already has pods
- * (an upgrade from an agent without policy maps), makes cilium_policy_maps
- * (with the inner definition of bpf/lib/maps.h, which the objects then
- * reuse) and an allow-all map for every pod that has none, so the new
- * programs never find a known endpoint without its policy (drop 203) in the
- * time until the agent restores it. A fresh node has no pods: nothing to do,
- * the objects make the array. Returns how many maps it made.
+ * Before the node's programs are (re)loaded, on an upgrade from an agent
+ * without policy maps (cilium_lxc has pods, cilium_policy_maps is not
+ * pinned): makes cilium_policy_maps (with the inner definition of
+ * bpf/lib/maps.h, which the objects then reuse) and an allow-all map for
+ * every pod, so the new programs never find a known endpoint without its
+ * policy (drop 203) in the time until the agent restores it. A fresh node
+ * has no pods and a node of this version has the array and every
+ * endpoint's map already (made before its cilium_lxc entry): nothing to do.
+ * Returns how many maps it made.
  */
 export function ensureKnownEndpointPolicyMaps(nodeDir: string): number {
   const globals = globalsDir(nodeDir);
-  if (!pinExists(`${globals}/${endpoints.ENDPOINTS_MAP_NAME}`)) return 0;
+  const outerPin = `${globals}/${policy.POLICY_MAPS_NAME}`;
+  if (pinExists(outerPin) || !pinExists(`${globals}/${endpoints.ENDPOINTS_MAP_NAME}`)) return 0;
   const ids = new Set<number>();
   withNodeMap(nodeDir, endpoints.ENDPOINTS_MAP_NAME, (m) => {
     for (const [k, v] of m.entries()) {
@@ -315,22 +318,19 @@ export function ensureKnownEndpointPolicyMaps(nodeDir: string): number {
     }
   });
   if (ids.size === 0) return 0;
-  const outerPin = `${globals}/${policy.POLICY_MAPS_NAME}`;
-  if (!pinExists(outerPin)) {
-    const template = createPolicyMap(HOST_ENDPOINT_ID, []);
+  const template = createPolicyMap(HOST_ENDPOINT_ID, []);
+  try {
+    const outer = BpfMap.create({
+      type: MAP_TYPE.ARRAY_OF_MAPS, name: policy.POLICY_MAPS_NAME, keySize: 4, valueSize: 4,
+      maxEntries: policy.POLICY_MAPS_MAX_ENTRIES, innerMap: template,
+    });
     try {
-      const outer = BpfMap.create({
-        type: MAP_TYPE.ARRAY_OF_MAPS, name: policy.POLICY_MAPS_NAME, keySize: 4, valueSize: 4,
-        maxEntries: policy.POLICY_MAPS_MAX_ENTRIES, innerMap: template,
-      });
-      try {
-        outer.pin(outerPin);
-      } finally {
-        outer.close();
-      }
+      outer.pin(outerPin);
     } finally {
-      template.close();
+      outer.close();
     }
+  } finally {
+    template.close();
   }
   let made = 0;
   for (const id of ids) if (ensurePolicyMap(nodeDir, id, policy.ALLOW_ALL).created) made++;
@@ -339,10 +339,10 @@ export function ensureKnownEndpointPolicyMaps(nodeDir: string): number {
 
 /**
  * Removes the policy maps (pins and slots) of endpoints not in `keep`; the
- * host's is never touched. Returns how many pins and slots it removed.
+ * host's is never touched. Returns for how many endpoints it removed one.
  */
 export function sweepPolicyMaps(nodeDir: string, keep: ReadonlySet<number>): number {
-  let n = 0;
+  const swept = new Set<number>();
   const globals = globalsDir(nodeDir);
   const outerPin = `${globals}/${policy.POLICY_MAPS_NAME}`;
   if (pinExists(outerPin)) {
@@ -352,7 +352,7 @@ export function sweepPolicyMaps(nodeDir: string, keep: ReadonlySet<number>): num
         if (id === HOST_ENDPOINT_ID || keep.has(id)) continue;
         if (outer.delete(slotKey(id))) {
           bumpPolicyRevision(nodeDir, id);
-          n++;
+          swept.add(id);
         }
       }
     } finally {
@@ -363,7 +363,7 @@ export function sweepPolicyMaps(nodeDir: string, keep: ReadonlySet<number>): num
     const m = /^cilium_policy_v2_(\d{5})$/.exec(f);
     if (!m) continue;
     const id = Number(m[1]);
-    if (id !== HOST_ENDPOINT_ID && !keep.has(id) && unpin(`${globals}/${f}`)) n++;
+    if (id !== HOST_ENDPOINT_ID && !keep.has(id) && unpin(`${globals}/${f}`)) swept.add(id);
   }
-  return n;
+  return swept.size;
 }
