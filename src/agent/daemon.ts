@@ -24,6 +24,7 @@ import { ClusterSync } from './cluster-sync.ts';
 import { EndpointManager } from './endpoint-manager.ts';
 import { securityLabels } from './labels.ts';
 import { NodeLock } from './lock.ts';
+import { PolicyManager } from './policy-manager.ts';
 import { deleteNodeEntries, Publisher } from './publisher.ts';
 import { agentRoutes } from './routes.ts';
 import { loadState } from './state-file.ts';
@@ -31,6 +32,9 @@ import { StoreHealth } from './store-health.ts';
 import { storeTrace, traceWarning } from './store-trace.ts';
 
 export const CNI_NETWORK_NAME = 'membrane';
+
+/** How often expired conntrack entries are deleted (Cilium's GC runs every 30 s to 12 min, adaptively). */
+const CT_GC_INTERVAL_MS = 30_000;
 
 /** Written when the node left the cluster on purpose; the next start expects no trace of it in the store. */
 const leftMarker = (cfg: NodeConfig): string => `${cfg.paths.stateDir}/left`;
@@ -61,7 +65,10 @@ export class Agent {
     readonly publisher: Publisher,
     readonly sync: ClusterSync,
     readonly health: StoreHealth,
+    readonly policy: PolicyManager,
   ) {}
+
+  private ctGc?: NodeJS.Timeout;
 
   static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
     const missing = missingCapabilities();
@@ -116,7 +123,9 @@ export class Agent {
       const endpoints = new EndpointManager(dp, identities, publisher, log);
       const sync = new ClusterSync(dp, store, log, { ownKeyDeleted: (k) => publisher.ownKeyDeleted(k), storeError: (e) => health.failed(e) });
       undo.push(() => sync.stop());
-      const agent = new Agent(cfg, lock, dp, store, lease, endpoints, identities, publisher, sync, health);
+      const policy = new PolicyManager(dp, cfg, store, endpoints, log);
+      undo.push(() => policy.stop());
+      const agent = new Agent(cfg, lock, dp, store, lease, endpoints, identities, publisher, sync, health, policy);
       if (warning) agent.warnings.push(warning);
       const r = await endpoints.restore();
       timer.mark('restore');
@@ -130,6 +139,13 @@ export class Agent {
       timer.mark('sweep store');
       await sync.start();
       timer.mark('first sync');
+      // Policy after restore (restored endpoints keep the maps they had until then), before the API:
+      // from the first ADD on, a new endpoint's map starts with its policy.
+      await policy.start();
+      endpoints.policy = policy;
+      timer.mark('policy');
+      log(`policy: ${policy.status().policies.length} policies, host firewall ${policy.status().hostFirewall ? 'on' : 'off'}`);
+      agent.startConntrackGc(log);
       log(`cluster synced: ${sync.nodes.size} remote nodes, ${sync.pods.size} pod IPs`);
       health.start();
       undo.push(() => health.stop());
@@ -188,8 +204,22 @@ export class Agent {
    * identity references) are removed now; without, they stay under their
    * lease for leaseTTL (a restart takes them over). The datapath and pins stay.
    */
+  /** Expired conntrack entries go every CT_GC_INTERVAL_MS (the LRU tables never fill, but listings and memory stay small). */
+  private startConntrackGc(log: (s: string) => void): void {
+    this.ctGc = setInterval(() => {
+      try {
+        this.dp.conntrackGc();
+      } catch (e) {
+        log(`conntrack gc: ${(e as Error).message}`);
+      }
+    }, CT_GC_INTERVAL_MS);
+    this.ctGc.unref();
+  }
+
   async stop(opts: { leave?: boolean; log?: (s: string) => void } = {}): Promise<void> {
     await this.api.close();
+    clearInterval(this.ctGc);
+    this.policy.stop();
     this.health.stop();
     this.sync.stop();
     await this.endpoints.settled();

@@ -4,7 +4,7 @@
 // the state file is written only once the endpoint is complete.
 import { existsSync } from 'node:fs';
 import { HOST_ENDPOINT_ID, MAX_ENDPOINT_ID } from '../datapath/constants.ts';
-import type { NodeDatapath, TcxUpgrade } from '../datapath/node.ts';
+import type { NodeDatapath, PolicyMapEntry, TcxUpgrade } from '../datapath/node.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError, wrap } from '../shared/errors.ts';
 import { PhaseTimer } from '../shared/phase-timer.ts';
@@ -17,6 +17,11 @@ import { loadState, saveState, type AgentState, type EndpointState } from './sta
 export interface IdentityResolver {
   allocate(labels: Record<string, string>): Promise<number>;
   release(labels: Record<string, string>): Promise<unknown>;
+}
+
+/** The policy a new endpoint starts with (the policy manager); without one it starts allow-all until the policy is applied. */
+export interface EndpointPolicySource {
+  entriesFor(labels: Record<string, string>, podNamespace?: string): PolicyMapEntry[];
 }
 
 /** Told about endpoints coming and going (the agent publishes them to the store). */
@@ -45,6 +50,8 @@ export class EndpointManager {
   private readonly mutex = new Mutex();
   private readonly cfg: NodeConfig;
   ready = false;
+  /** Set once policy is loaded: a new endpoint's policy map starts with its policy, so no packet passes it unchecked. */
+  policy?: EndpointPolicySource;
 
   constructor(
     private readonly dp: NodeDatapath,
@@ -186,7 +193,9 @@ export class EndpointManager {
     try {
       identity = await this.identities.allocate(labels);
       timer.mark('identity');
-      const dev = this.dp.createEndpoint({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity }, timer);
+      const dev = this.dp.createEndpoint({ id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, ip, identity }, timer,
+        { policy: this.policy?.entriesFor(r.labels, r.podNamespace) });
+      timer.mark('policy');
       const ep: EndpointState = {
         id, containerID: r.containerID, ifname: r.ifname, netns: r.netns, podName: r.podName, podNamespace: r.podNamespace,
         labels: r.labels, identity, ip, podMac: dev.podMac, hostIfname: dev.hostIfname, hostIfindex: dev.hostIfindex, hostMac: dev.hostMac,

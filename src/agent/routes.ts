@@ -1,6 +1,10 @@
 // The agent's API routes (the CNI route is mounted separately in daemon.ts).
 import type { ApiServer } from '../api/server.ts';
+import { tracePolicy, type TraceRequest } from '../policy/index.ts';
+import { MembraneError } from '../shared/errors.ts';
 import type { Agent } from './daemon.ts';
+import { withLocalhost, type PolicyStatus } from './policy-manager.ts';
+import { deletePolicy, importPolicies, listPolicies } from './policy-store.ts';
 
 export interface StatusReply {
   node: string;
@@ -24,6 +28,8 @@ export interface StatusReply {
   cluster: { remoteNodes: number; podIPs: number; lastSync?: string; lastError?: string };
   startedAt: string;
   bootID: string;
+  /** Added: what policy this node enforces, and from which store revision. */
+  policy: PolicyStatus;
 }
 
 export function agentRoutes(agent: Agent, api: ApiServer): void {
@@ -46,8 +52,26 @@ export function agentRoutes(agent: Agent, api: ApiServer): void {
     cluster: { remoteNodes: agent.sync.nodes.size, podIPs: agent.sync.pods.size, lastSync: agent.sync.lastSync?.toISOString(), lastError: agent.sync.lastError },
     startedAt: agent.startedAt.toISOString(),
     bootID: agent.bootID,
+    policy: agent.policy.status(),
   }));
   api.get('/v1/endpoints', () => agent.endpoints.list());
+  // Network policy. Policies live in the store (shared by every agent); these routes let the CLI reach it
+  // through any agent (a lab's store may sit in a netns the host has no route into).
+  api.get('/v1/policy', () => agent.policy.status());
+  api.get('/v1/policies', () => listPolicies(agent.store));
+  api.post('/v1/policies', async (_req, _url, body) => {
+    const b = await body() as { documents?: unknown } | undefined;
+    if (!b || !Array.isArray(b.documents)) throw new MembraneError('import policies', { code: 'E_BAD_REQUEST', cause: 'the body must be { "documents": [ ... ] }' });
+    return importPolicies(agent.store, b.documents);
+  });
+  api.delete(/^\/v1\/policies\/.+$/, (_req, url) => deletePolicy(agent.store, decodeURIComponent(url.pathname.slice('/v1/policies/'.length))));
+  api.get('/v1/identities', () => [...agent.policy.snapshot().universe].map(([id, labels]) => ({ id, labels })).sort((a, b) => a.id - b.id));
+  api.post('/v1/policy/trace', async (_req, _url, body) => {
+    const req = await body() as TraceRequest | undefined;
+    if (!req?.src || !req.dst || req.protocol === undefined) throw new MembraneError('trace policy', { code: 'E_BAD_REQUEST', cause: 'the body must be { src, dst, protocol, dport? }' });
+    const { policies, universe } = agent.policy.snapshot();
+    return withLocalhost(req, tracePolicy(policies, universe, req));
+  });
   // An operator's "delete node" for a node that is gone for good (`membrane node delete`, `lab stop-node`).
   api.delete(/^\/v1\/nodes\/[^/]+$/, (_req, url) => agent.deleteNode(decodeURIComponent(url.pathname.slice('/v1/nodes/'.length))));
   api.get('/v1/nodes', () => ({

@@ -5,22 +5,27 @@
 //   cluster   other nodes and their pods: pod CIDR fallbacks, node and
 //             router IPs, remote pod /32s (static remoteNodes at init, then
 //             the agent's cluster sync from the store);
-//   endpoint  this node's pods' /32s (the agent's endpoints).
+//   endpoint  this node's pods' /32s (the agent's endpoints);
+//   cidr      prefixes network policies name in CIDR rules, with their
+//             node-local CIDR identities (>= 1<<24), so traffic to and from
+//             them carries an identity policy can select.
 // The owner is written into each entry (remote_endpoint_info.owner), so a
 // writer reconciles and deletes only its own entries, also after a restart,
 // without guessing from prefix and identity. If two writers want one prefix
 // (a stale remote pod /32 for an IP now used here), the higher-ranked one
-// holds it: node, then endpoint, then cluster.
+// holds it: node, then endpoint, then cluster, then cidr (a CIDR rule that
+// names a pod CIDR does not redirect pod traffic: CIDR rules are for
+// addresses outside the cluster, as in Cilium).
 import * as codec from './maps/ipcache.ts';
 import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 
-export type IpcacheOwner = 'node' | 'cluster' | 'endpoint';
+export type IpcacheOwner = 'node' | 'cluster' | 'endpoint' | 'cidr';
 
 /** Values in the map: stable (they are in pinned maps across upgrades); 0 = written before owners existed. */
-const OWNER_CODE: Readonly<Record<IpcacheOwner, number>> = { node: 1, cluster: 2, endpoint: 3 };
+const OWNER_CODE: Readonly<Record<IpcacheOwner, number>> = { node: 1, cluster: 2, endpoint: 3, cidr: 4 };
 const OWNER_BY_CODE = new Map(Object.entries(OWNER_CODE).map(([k, v]) => [v, k as IpcacheOwner]));
 /** Higher wins a contested prefix; an unowned (0) entry yields to anyone. */
-const RANK: Readonly<Record<IpcacheOwner, number>> = { node: 3, endpoint: 2, cluster: 1 };
+const RANK: Readonly<Record<IpcacheOwner, number>> = { node: 4, endpoint: 3, cluster: 2, cidr: 1 };
 
 export interface IpcacheEntry extends Omit<codec.DecodedIpcacheValue, 'owner'> {
   prefix: string;

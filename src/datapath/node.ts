@@ -20,6 +20,7 @@ import {
   listEndpointPolicy, listHostPolicy, setHostPolicy, syncEndpointPolicy, type HostPolicyResult, type PolicySyncResult,
 } from './policy-maps.ts';
 import { reconcileRemotes, type RemoteNodeEntry, type RemotePodEntry } from './remote-nodes.ts';
+import { reconcileIpcache } from './ipcache.ts';
 import { Rollback } from './rollback.ts';
 
 export type { CreateEndpointOptions, CreatedEndpoint, EndpointSpec, TcxUpgrade } from './endpoint.ts';
@@ -145,6 +146,16 @@ export class NodeDatapath {
   /** Removes endpoint remains that belong to none of `keep`; returns how many. */
   sweepEndpoints(keep: readonly EndpointRecord[]): number {
     return sweepEndpoints(this.cfg, this.h, keep);
+  }
+
+  /**
+   * The ipcache entries of CIDR rules: each prefix with its node-local CIDR
+   * identity (owner cidr; prefixes the cluster or this node hold stay theirs).
+   * Returns the prefixes another owner holds, which no packet will carry the CIDR identity for.
+   */
+  setCidrIdentities(ids: ReadonlyMap<string, number>): string[] {
+    const want = new Map([...ids].map(([prefix, identity]) => [prefix, { identity }]));
+    return reconcileIpcache(this.cfg.paths.pinDir, 'cidr', want).contested;
   }
 
   /** Brings routes and cluster-owned ipcache entries to these remote nodes and pods (deleting the rest); route changes roll back on failure. */

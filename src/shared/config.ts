@@ -78,6 +78,8 @@ export interface NodeConfig {
    * MEMBRANE_LEASE_TTL overrides).
    */
   readonly leaseTTL: number;
+  /** The node's labels, which clusterwide policies' nodeSelector match (the host firewall); kubernetes.io/hostname = nodeName is always added. */
+  readonly nodeLabels: Readonly<Record<string, string>>;
   /** Attach as legacy tc filters even where tcx exists (MEMBRANE_FORCE_LEGACY_TC, for tests of the fallback). */
   readonly forceLegacyTc: boolean;
   // Derived: computed here once, used everywhere.
@@ -121,6 +123,12 @@ const TOP_KEYS: Record<string, Check> = {
   stateDir: absPath,
   apiSocket: absPath,
   leaseTTL: intIn(1, 86400),
+  nodeLabels: (v, f, p) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return void p.push(`${f}: must be a mapping of label keys to string values (got ${show(v)})`);
+    const bad = Object.entries(v as Raw).filter(([k, val]) => typeof val !== 'string' || k === '' || /[;=]/.test(k) || /;/.test(val as string));
+    if (bad.length) return void p.push(`${f}: ${bad.map(([k]) => JSON.stringify(k)).join(', ')}: keys must be non-empty without ';' or '=', values strings without ';'`);
+    return v;
+  },
   store: (v, f, p) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : void p.push(`${f}: must be a mapping { backend, path | endpoints } (got ${show(v)})`)),
 };
 const REQUIRED = ['nodeName', 'routerIP', 'podCIDR'];
@@ -264,6 +272,7 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
     bpffsRoot,
     store: Object.freeze(store),
     leaseTTL: switches.leaseTTL ?? (out.leaseTTL as number | undefined) ?? defaults.leaseTTL,
+    nodeLabels: Object.freeze({ ...(out.nodeLabels as Record<string, string> | undefined), 'kubernetes.io/hostname': nodeName }),
     forceLegacyTc: switches.forceLegacyTc,
     routeMTU: deviceMTU - TUNNEL_OVERHEAD_IPV4,
     paths: Object.freeze({

@@ -62,3 +62,48 @@ export const bpfMetrics: Command = {
     ctx.out(table(['REASON', 'DIRECTION', 'PACKETS', 'BYTES', 'LINE'], rows.map((r) => [r.reasonText, r.direction, r.packets, r.bytes, r.site])));
   },
 };
+
+export const bpfPolicy: Command = {
+  path: ['bpf', 'policy', 'get'],
+  summary: 'an endpoint\'s policy map (cilium_policy_v2_<ID>), or the host firewall\'s ("host"): remote identity, direction, port, allow/deny',
+  usage: 'ENDPOINT_ID | host',
+  async run(ctx) {
+    const { positional } = await import('../command.ts');
+    const which = positional(ctx, 'bpf policy get', 'ENDPOINT_ID | host');
+    const [pm, { formatBlock }, { identityName }, { MembraneError }] = await Promise.all([
+      import('../../datapath/policy-maps.ts'), import('../../policy/ports.ts'), import('../../datapath/maps/identities.ts'), import('../../shared/errors.ts')]);
+    const dir = await currentNodeDir();
+    let entries;
+    if (which === 'host') {
+      entries = pm.listHostPolicy(dir);
+      if (!entries) {
+        if (ctx.json) return void ctx.out(json(null));
+        return void ctx.out('host firewall off: no policy selects this node (everything to and from the host is allowed)\n');
+      }
+    } else {
+      if (!/^\d+$/.test(which)) throw new MembraneError(`bpf policy get ${which}`, { code: 'E_USAGE', cause: 'give an endpoint id (membrane endpoint list) or "host"' });
+      entries = pm.listEndpointPolicy(dir, Number(which));
+    }
+    if (ctx.json) return void ctx.out(json(entries));
+    ctx.out(table(['DIRECTION', 'IDENTITY', 'PORT/PROTO', 'VERDICT'], entries.map((e) => [
+      e.egress ? 'egress' : 'ingress',
+      e.identity === 0 ? 'ANY' : `${e.identity} (${identityName(e.identity)})`,
+      formatBlock({ protocol: e.protocol, port: e.port, prefixLen: e.portPrefixLen }),
+      e.deny ? 'deny' : 'allow',
+    ])));
+  },
+};
+
+export const bpfCt: Command = {
+  path: ['bpf', 'ct', 'list'],
+  summary: 'conntrack (cilium_ct4_global, cilium_ct_any4_global): tuple, direction, state, seconds left, source identity',
+  async run(ctx) {
+    const { listConntrack } = await import('../../datapath/conntrack.ts');
+    const rows = listConntrack(await currentNodeDir());
+    if (ctx.json) return void ctx.out(json(rows));
+    ctx.out(table(['TUPLE', 'EXPIRES', 'FLAGS', 'SRC IDENTITY'], rows.map((r) => [
+      r.summary, r.expiresIn > 0 ? `${r.expiresIn} s` : 'expired', [...r.flagNames, ...(r.txFlagNames.length ? [`tx:${r.txFlagNames.join('|')}`] : []), ...(r.rxFlagNames.length ? [`rx:${r.rxFlagNames.join('|')}`] : [])].join(',') || undefined,
+      r.srcSecId,
+    ])));
+  },
+};

@@ -1,9 +1,10 @@
 // Every command of the CLI, in the order `membrane help` lists them.
 import type { Command } from '../command.ts';
 import { agentCmd, endpointList, nodeDelete, nodeList, statusCmd } from './agent.ts';
-import { bpfEndpoints, bpfIpcache, bpfMetrics, bpfNet } from './bpf.ts';
+import { bpfCt, bpfEndpoints, bpfIpcache, bpfMetrics, bpfNet, bpfPolicy } from './bpf.ts';
 import { connectivityTestCmd } from './connectivity.ts';
 import { datapathExplain, datapathInit } from './datapath.ts';
 import { labCommands } from './lab.ts';
+import { policyCommands } from './policy.ts';
 
-export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, ...labCommands, connectivityTestCmd];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd];
