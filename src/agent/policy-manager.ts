@@ -61,7 +61,10 @@ export class PolicyManager {
   private engine = new PolicyEngine([], reservedUniverse());
   private policies: Policy[] = [];
   private invalid: string[] = [];
+  /** The newest store revision seen (watch events move it before the coalesced apply runs). */
   private revision = 0;
+  /** The revision the maps reflect: what status() reports, so a waiter never sees a revision before its maps are written. */
+  private appliedRevision = 0;
   private watches: Watch[] = [];
   private timer?: NodeJS.Timeout;
   private pendingSince?: number;
@@ -153,6 +156,8 @@ export class PolicyManager {
   apply(): void {
     const t0 = this.pendingSince ?? performance.now();
     this.pendingSince = undefined;
+    // Everything up to this revision is in this.raw and this.identities now (watch events are handled synchronously).
+    const revision = this.revision;
     this.parse();
     this.syncCidrIdentities();
     const universe = reservedUniverse();
@@ -174,6 +179,7 @@ export class PolicyManager {
     this.dp.setHostPolicy(firewall ? host.entries : undefined);
 
     this.lastChanges = changes;
+    this.appliedRevision = revision;
     this.lastApplyMs = performance.now() - t0;
     this.appliedAt = new Date();
     this.lastError = undefined;
@@ -233,7 +239,7 @@ export class PolicyManager {
 
   status(): PolicyStatus {
     return {
-      revision: this.revision,
+      revision: this.appliedRevision,
       policies: this.policies.map(policyId).sort(),
       appliedAt: this.appliedAt?.toISOString(),
       lastApplyMs: this.lastApplyMs,
