@@ -170,7 +170,8 @@ export const policyGet: Command = {
       const chosen = want === undefined ? policies : policies.filter((p) => p.id === want || (!want.includes('/') && p.name === want));
       if (want !== undefined && !chosen.length) throw new MembraneError(`get policy ${want}`, { code: 'E_NOT_FOUND', cause: `no such policy (there are: ${policies.map((p) => p.id).join(', ') || 'none'})` });
       if (ctx.json) return void ctx.out(json(chosen.map((p) => p.document)));
-      const { stringify } = await import('yaml');
+      // yaml is CommonJS: imported dynamically from the split bundle its exports arrive as `default` only (as under Node, too).
+      const { stringify } = (await import('yaml')).default;
       ctx.out(chosen.map((p) => stringify(p.document)).join('---\n'));
     });
   },
