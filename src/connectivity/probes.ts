@@ -46,7 +46,7 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
 
 let nextPort = 5300 + Math.floor(Math.random() * 1000);
 /** Ports for one-shot servers: distinct within a run, so a lingering server never answers the next test. */
-function port(): number {
+export function port(): number {
   nextPort = nextPort >= 6999 ? 5300 : nextPort + 1;
   return nextPort;
 }
@@ -102,9 +102,40 @@ export async function iperf(fromNs: string, toNs: string, toIP: string, protocol
   }
 }
 
-/** Sends exactly `bytes` over TCP with nc and returns how many the server counted (-1 on failure). */
-export async function tcpExact(fromNs: string, toNs: string, toIP: string, bytes: number): Promise<{ received: number; ms: number; error?: string }> {
-  const p = port();
+export interface StreamResult {
+  ok: boolean;
+  /** Bytes the server received. */
+  bytesReceived: number;
+  /** Per-interval receiver-side bytes and length, in order. */
+  intervals: { start: number; seconds: number; bytes: number }[];
+  retransmits: number;
+  error?: string;
+}
+
+/**
+ * A TCP stream of `seconds` at `bitrate` (iperf3 -b, e.g. "100M") from
+ * `fromNs` to `toIP`:`p`, reported every `intervalS`: for a connection that
+ * must live through something (a policy change). The server must already
+ * listen (iperfServer); the promise resolves when the stream ends.
+ */
+export async function iperfStream(fromNs: string, toIP: string, p: number, o: { seconds: number; intervalS: number; bitrate: string }): Promise<StreamResult> {
+  const argv = ['iperf3', '-c', toIP, '-p', String(p), '-t', String(o.seconds), '-i', String(o.intervalS), '-b', o.bitrate, '-J', '--connect-timeout', '2000'];
+  const r = await nsRun(fromNs, argv, { timeoutMs: (o.seconds + 10) * 1000 });
+  const fail = (error: string): StreamResult => ({ ok: false, bytesReceived: 0, intervals: [], retransmits: 0, error });
+  let j: any;
+  try { j = JSON.parse(r.stdout); } catch { return fail(`iperf3 exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0]}`); }
+  if (j.error) return fail(`iperf3: ${j.error}`);
+  const intervals = ((j.intervals ?? []) as any[]).map((i) => ({ start: Number(i.sum?.start ?? 0), seconds: Number(i.sum?.seconds ?? 0), bytes: Number(i.sum?.bytes ?? 0) }));
+  return { ok: r.code === 0, bytesReceived: j.end?.sum_received?.bytes ?? 0, intervals, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
+}
+
+/** An iperf3 server for one test on port `p` in `ns`; stop() it when done. */
+export function iperfServer(ns: string, p: number) {
+  return nsStart(ns, ['iperf3', '-s', '-1', '-p', String(p), '--forceflush'], /Server listening/, { timeoutMs: 30_000 });
+}
+
+/** Sends exactly `bytes` over TCP with nc (to port `p`, default a fresh one) and returns how many the server counted (-1 on failure). */
+export async function tcpExact(fromNs: string, toNs: string, toIP: string, bytes: number, p: number = port()): Promise<{ received: number; ms: number; error?: string }> {
   let server;
   try {
     server = await nsStart(toNs, ['sh', '-c', `nc -l -n -v ${p} | wc -c`], /Listening on/);

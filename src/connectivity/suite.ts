@@ -3,12 +3,15 @@
 // pod to pod on one node and across nodes (ICMP, TCP, UDP), pod to its host,
 // host to pod (own node and, from a node, a pod on another node), no
 // fragmentation at the full pod MTU, VXLAN on the wire with VNI = the
-// source pod's identity, and no drops other than the expected ones.
+// source pod's identity, and no drops other than the expected ones. Then
+// the network policy scenarios (policy-scenarios.ts), after the drop check:
+// they drop packets on purpose, and account for their own drops.
 import type { StatusReply } from '../agent/routes.ts';
 import { apiCall } from '../api/client.ts';
 import { labStatus, type LabStatus, type LabStatusNode, type LabStatusPod } from '../lab/status.ts';
 import { MembraneError } from '../shared/errors.ts';
-import { captureVxlan, dropCounters, fragCounters, iperf, ping, tcpExact } from './probes.ts';
+import { removeTestPolicies, runPolicyScenarios } from './policy-scenarios.ts';
+import { captureVxlan, dropCounters, fragCounters, iperf, ping, tcpExact, within } from './probes.ts';
 import { killAllTools } from './run.ts';
 
 /** Drop reasons that are not failures: pods send IPv6 (router solicitations, MLD), which the IPv4 datapath drops. */
@@ -119,12 +122,20 @@ function nodePairs(nodes: LabStatusNode[]): [LabStatusNode, LabStatusNode][] {
 
 /** Runs every scenario against lab `name`. Throws only when the lab cannot be read or is not ready. */
 export async function runConnectivityTest(name: string, o: SuiteOptions = {}): Promise<SuiteResult> {
-  // Interrupted: the tools run in process groups of their own, so a Ctrl-C would not reach them.
-  const onSignal = () => { killAllTools(); process.exit(130); };
+  // Interrupted: the tools run in process groups of their own, so a Ctrl-C would not reach them;
+  // and the policies the policy scenarios imported must not outlive the run (bounded: a dead agent cannot hold the exit).
+  let interrupted: Promise<unknown> | undefined;
+  const onSignal = () => {
+    killAllTools();
+    interrupted = within(removeTestPolicies(), 15_000).finally(() => process.exit(130));
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    return await runSuite(name, o);
+    const r = await runSuite(name, o);
+    // The scenarios wind down once their tools are killed; the handler ends the process (130), not a result.
+    if (interrupted) await interrupted;
+    return r;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -208,6 +219,7 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
       values: { unexpected: unexpected.length, expected: expected.length },
     };
   });
+  await runPolicyScenarios(s, { record: (r) => { record(c, r); }, allowedDrops: allowed });
   const count = (st: ScenarioResult['status']) => c.results.filter((r) => r.status === st).length;
   return { lab: name, passed: count('pass'), failed: count('fail'), skipped: count('skip'), durationMs: Math.round(performance.now() - t0), scenarios: c.results };
 }
