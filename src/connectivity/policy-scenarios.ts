@@ -40,7 +40,7 @@ export const POLICY_SCENARIOS: readonly (readonly [string, string])[] = [
   ['policy/egress-allow/same-node', 'ICMP'], ['policy/egress-allow/cross-node', 'ICMP'],
   ['policy/port/same-node', 'TCP+ICMP'], ['policy/port/cross-node', 'TCP+ICMP'],
   ['policy/deny-wins/same-node', 'TCP+ICMP'], ['policy/deny-wins/cross-node', 'TCP+ICMP'],
-  ['policy/entity-host', 'ICMP'], ['policy/entity-remote-node', 'ICMP'], ['policy/entity-world', 'ICMP'],
+  ['policy/entity-host', 'ICMP'], ['policy/entity-remote-node', 'ICMP'],
   ['policy/cidr', 'ICMP'],
   ['policy/cross-node', 'ICMP'],
   ['policy/replies/same-node', 'TCP+ICMP'], ['policy/replies/cross-node', 'TCP+ICMP'],
@@ -444,9 +444,10 @@ async function entities(r: Run, a1: Pod, a2: Pod, b1: Pod): Promise<void> {
     add('remote', await dropped(r, a1.node, b1, a1, { reason: DROP_POLICY, src: b1.identity, dst: a1.identity }));
   });
   const ext = (r.s as LabStatus & { externalHost?: { ip?: unknown; name?: unknown } }).externalHost;
-  if (!ext) {
-    return skipLine(r, 'policy/entity-world', 'ICMP', 'the lab has no external host (no externalHost in lab status -o json): world is only tested against one, never outside the lab');
-  }
+  // The world scenario exists only where the lab has an external host to be
+  // the world (issue 9 adds it); without one there is nothing outside the lab
+  // this test may send to, so there is no scenario, not a skipped one.
+  if (!ext) return;
   if (typeof ext.ip !== 'string') return skipLine(r, 'policy/entity-world', 'ICMP', 'the lab\'s externalHost has no "ip" this test knows how to use');
   const world: Peer = { name: typeof ext.name === 'string' ? ext.name : 'external host', netns: '', ip: ext.ip };
   await scenario(r, [{ key: 'world', scenario: 'policy/entity-world', protocol: 'ICMP', from: `${a1.name},${b1.name}`, to: `${world.name} ${world.ip}` }], async (add) => {
