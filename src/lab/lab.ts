@@ -157,7 +157,7 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
       progress(`etcd: ${rec.etcd!.endpoint} (pid ${rec.etcd!.pid}, in ${rec.underlay.netns})`);
     }
     throwIfAborted(o.signal, `lab up ${o.name}`);
-    // Agents start in parallel: most of their start is Node loading the TypeScript.
+    // Agents start in parallel: their start (Node, the bundle, loading the node's programs) is most of lab up.
     for (const n of nodes) startAgent(rec, n, progress);
     const pods = nodes.map((n, i) => o.spec.nodes[i]!.map((s, j) => newPodRecord(rec, n, j + 1, s)));
     for (const p of pods.flat()) createPodNetns(rec, p);
