@@ -13,14 +13,17 @@
 //    goes (process and dir) when its owner stops it or this process exits.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MembraneError } from '../shared/errors.ts';
+import { makeEtcdPki, type EtcdPki } from './etcd-pki.ts';
 import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, UNDERLAY_GATEWAY } from './layout.ts';
 import { httpGetIn } from './netns-http.ts';
 import { killProcessGroup, sleep, startProcess, throwIfAborted, type ProcessHandle, type ProcessOutput } from './processes.ts';
 import type { EtcdRecord } from './record.ts';
 
 export const ETCD_BIN = '/usr/bin/etcd';
+/** The lab's TLS etcd serves /health on plain http here, on the underlay netns's loopback only. */
+const ETCD_METRICS_PORT = 2381;
 
 /** True when etcd is installed (the etcd store tests skip without it). */
 export function haveEtcd(): boolean {
@@ -35,6 +38,10 @@ interface EtcdMember {
   peerURL: string;
   /** Run inside this named netns (`ip netns exec`); default: this process's. */
   netns?: string;
+  /** Client URLs are https:// and every client must present a certificate signed by the CA. */
+  tls?: { ca: string; cert: string; key: string };
+  /** Plain-http URL for /health and /metrics (a TLS etcd with client-cert auth answers nothing else without a certificate). */
+  metricsURL?: string;
 }
 
 /** The command line of a single-member etcd. */
@@ -46,6 +53,8 @@ function memberCommand(m: EtcdMember): string[] {
     '--listen-peer-urls', m.peerURL, '--initial-advertise-peer-urls', m.peerURL, '--initial-cluster', `${m.name}=${m.peerURL}`,
     // One member: it elects itself after one election timeout; keep that short.
     '--heartbeat-interval', '10', '--election-timeout', '100', '--log-level', 'error',
+    ...(m.tls ? ['--cert-file', m.tls.cert, '--key-file', m.tls.key, '--trusted-ca-file', m.tls.ca, '--client-cert-auth'] : []),
+    ...(m.metricsURL ? ['--listen-metrics-urls', m.metricsURL] : []),
   ];
 }
 
@@ -86,30 +95,45 @@ async function launch(argv: string[], output: ProcessOutput, health: () => Promi
 
 // ---- the lab's etcd ----
 
-export function etcdCommand(lab: string, underlayNs: string, dataDir: string): string[] {
+export function etcdCommand(lab: string, underlayNs: string, dataDir: string, tls?: EtcdMember['tls']): string[] {
+  const scheme = tls ? 'https' : 'http';
   return memberCommand({
     name: lab, dataDir, netns: underlayNs, peerURL: `http://127.0.0.1:${ETCD_PEER_PORT}`,
-    clientURLs: [`http://${UNDERLAY_GATEWAY}:${ETCD_CLIENT_PORT}`, `http://127.0.0.1:${ETCD_CLIENT_PORT}`],
+    clientURLs: [`${scheme}://${UNDERLAY_GATEWAY}:${ETCD_CLIENT_PORT}`, `${scheme}://127.0.0.1:${ETCD_CLIENT_PORT}`],
+    ...(tls ? { tls, metricsURL: `http://127.0.0.1:${ETCD_METRICS_PORT}` } : {}),
   });
 }
 
-export function newEtcdRecord(lab: string, underlayNs: string, dir: string): EtcdRecord {
+/**
+ * The lab's etcd: plain http, or (`tls`) https with client-certificate
+ * authentication and certificates made for the lab in `dir`/etcd-pki (the
+ * server's names the bridge address and loopback; the agents share one client
+ * certificate).
+ */
+export function newEtcdRecord(lab: string, underlayNs: string, dir: string, tls = false): EtcdRecord {
   if (!haveEtcd()) {
     throw new MembraneError('lab up --store etcd', { code: 'E_LAB', cause: `${ETCD_BIN} is not installed`, hint: 'apt-get install etcd-server' });
   }
   const dataDir = `${dir}/etcd`;
-  return { endpoint: `http://${UNDERLAY_GATEWAY}:${ETCD_CLIENT_PORT}`, dataDir, logFile: `${dir}/etcd.log`, argv: etcdCommand(lab, underlayNs, dataDir) };
+  const pki = tls ? `${dir}/etcd-pki` : undefined;
+  const files = pki ? { ca: `${pki}/ca.crt`, cert: `${pki}/client.crt`, key: `${pki}/client.key` } : undefined;
+  return {
+    endpoint: `${tls ? 'https' : 'http'}://${UNDERLAY_GATEWAY}:${ETCD_CLIENT_PORT}`, dataDir, logFile: `${dir}/etcd.log`,
+    argv: etcdCommand(lab, underlayNs, dataDir, pki ? { ca: `${pki}/ca.crt`, cert: `${pki}/server.crt`, key: `${pki}/server.key` } : undefined),
+    ...(files ? { tls: files } : {}),
+  };
 }
 
-/** Starts the lab's etcd (rec.argv, detached) and records its pid via `onPid` at once; resolves when it reports healthy. */
+/** Starts the lab's etcd (rec.argv, detached) and records its pid via `onPid` at once; resolves when it reports healthy. Makes the lab's certificates first when it uses TLS and has none yet. */
 export async function startEtcd(rec: EtcdRecord, underlayNs: string, onPid: (pid: number) => void, timeoutMs = 10_000, signal?: AbortSignal): Promise<void> {
   mkdirSync(rec.dataDir, { recursive: true, mode: 0o700 });
-  await launch(rec.argv, { logFile: rec.logFile }, () => etcdHealthy(underlayNs), timeoutMs, (p) => onPid(p.pid), signal);
+  if (rec.tls && !existsSync(rec.tls.cert)) makeEtcdPki(dirname(rec.tls.ca), [UNDERLAY_GATEWAY, '127.0.0.1']);
+  await launch(rec.argv, { logFile: rec.logFile }, () => etcdHealthy(underlayNs, rec), timeoutMs, (p) => onPid(p.pid), signal);
 }
 
-/** The lab's etcd is healthy, asked on the underlay netns's loopback. */
-export function etcdHealthy(underlayNs: string): Promise<boolean> {
-  return etcdAnswersHealthy(`http://127.0.0.1:${ETCD_CLIENT_PORT}`, underlayNs);
+/** The lab's etcd is healthy, asked on the underlay netns's loopback (a TLS etcd: on its plain-http metrics port). */
+export function etcdHealthy(underlayNs: string, rec?: Pick<EtcdRecord, 'tls'>): Promise<boolean> {
+  return etcdAnswersHealthy(`http://127.0.0.1:${rec?.tls ? ETCD_METRICS_PORT : ETCD_CLIENT_PORT}`, underlayNs);
 }
 
 export async function stopEtcd(rec: EtcdRecord): Promise<void> {
@@ -121,6 +145,10 @@ export async function stopEtcd(rec: EtcdRecord): Promise<void> {
 export interface EtcdInstance {
   /** `127.0.0.1:<port>` */
   readonly endpoint: string;
+  /** The endpoint as a client URL: `http://127.0.0.1:<port>`, or https:// with `tls`. */
+  readonly url: string;
+  /** With `{ tls: true }`: the certificates (etcd requires a client certificate signed by `pki.ca`). */
+  readonly pki?: EtcdPki;
   readonly clientPort: number;
   readonly dataDir: string;
   /** Kills etcd (SIGKILL, like a crash) but keeps the data dir and ports for `restart()`. */
@@ -132,13 +160,14 @@ export interface EtcdInstance {
 }
 
 /** Live throwaway instances: their data dirs go at process exit or on SIGINT/SIGTERM even if nobody stopped them. */
-const throwaway = new Set<{ proc?: ProcessHandle; dir: string }>();
+const throwaway = new Set<{ proc?: ProcessHandle; dir: string; pki?: string }>();
 let throwawayHooks = false;
 
 function removeThrowaway(): void {
   for (const inst of throwaway) {
     if (inst.proc) try { process.kill(inst.proc.pid, 'SIGKILL'); } catch { /* already gone */ }
     rmSync(inst.dir, { recursive: true, force: true });
+    if (inst.pki) rmSync(inst.pki, { recursive: true, force: true });
   }
   throwaway.clear();
 }
@@ -160,27 +189,39 @@ const randomPort = (): number => 20_000 + Math.floor(Math.random() * 40_000);
 
 /**
  * Starts a single-member etcd on 127.0.0.1 with random high ports (retrying
- * on a port conflict) and a temporary data dir. The caller owns it: call
- * `stop()` (also done at process exit).
+ * on a port conflict) and a temporary data dir; with `tls`, https with
+ * client-certificate authentication and a fresh set of certificates (in a
+ * temporary dir of their own). The caller owns it: call `stop()` (also done
+ * at process exit).
  */
-export async function startThrowawayEtcd(timeoutMs = 10_000): Promise<EtcdInstance> {
+export async function startThrowawayEtcd(timeoutMs = 10_000, opts: { tls?: boolean } = {}): Promise<EtcdInstance> {
   installThrowawayHooks();
   const dir = mkdtempSync(join(tmpdir(), 'membrane-etcd-'));
-  const inst: { proc?: ProcessHandle; dir: string } = { dir };
+  const inst: { proc?: ProcessHandle; dir: string; pki?: string } = { dir };
   throwaway.add(inst);
+  let pki: EtcdPki | undefined;
+  if (opts.tls) {
+    inst.pki = mkdtempSync(join(tmpdir(), 'membrane-etcd-pki-'));
+    pki = makeEtcdPki(inst.pki, ['127.0.0.1']);
+  }
   const name = `mbt-${process.pid}`;
   let clientPort = 0;
+  let healthPort = 0;
   let argv: string[] = [];
   const start = async () => {
-    inst.proc = await launch([...pdeathsig(), ...argv], 'pipe', () => etcdAnswersHealthy(`http://127.0.0.1:${clientPort}`), timeoutMs, (p) => { inst.proc = p; })
+    inst.proc = await launch([...pdeathsig(), ...argv], 'pipe', () => etcdAnswersHealthy(`http://127.0.0.1:${healthPort}`), timeoutMs, (p) => { inst.proc = p; })
       .catch(async (e) => { await inst.proc?.stop('SIGKILL'); inst.proc = undefined; throw e; });
   };
   let lastErr: unknown;
   for (let attempt = 0; attempt < 5 && !inst.proc; attempt++) {
     clientPort = randomPort();
     const peerPort = randomPort();
-    if (peerPort === clientPort) continue;
-    argv = memberCommand({ name, dataDir: dir, clientURLs: [`http://127.0.0.1:${clientPort}`], peerURL: `http://127.0.0.1:${peerPort}` });
+    healthPort = pki ? randomPort() : clientPort;
+    if (new Set([clientPort, peerPort, healthPort]).size !== (pki ? 3 : 2)) continue;
+    argv = memberCommand({
+      name, dataDir: dir, clientURLs: [`${pki ? 'https' : 'http'}://127.0.0.1:${clientPort}`], peerURL: `http://127.0.0.1:${peerPort}`,
+      ...(pki ? { tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey }, metricsURL: `http://127.0.0.1:${healthPort}` } : {}),
+    });
     try {
       await start();
     } catch (err) {
@@ -193,6 +234,7 @@ export async function startThrowawayEtcd(timeoutMs = 10_000): Promise<EtcdInstan
   if (!inst.proc) {
     throwaway.delete(inst);
     rmSync(dir, { recursive: true, force: true });
+    if (inst.pki) rmSync(inst.pki, { recursive: true, force: true });
     throw lastErr instanceof Error ? lastErr : new MembraneError('start etcd', { code: 'E_LAB', cause: String(lastErr) });
   }
 
@@ -203,6 +245,8 @@ export async function startThrowawayEtcd(timeoutMs = 10_000): Promise<EtcdInstan
   };
   return {
     endpoint: `127.0.0.1:${clientPort}`,
+    url: `${pki ? 'https' : 'http'}://127.0.0.1:${clientPort}`,
+    ...(pki ? { pki } : {}),
     clientPort,
     dataDir: dir,
     halt: kill,
@@ -213,6 +257,7 @@ export async function startThrowawayEtcd(timeoutMs = 10_000): Promise<EtcdInstan
     stop: async () => {
       await kill();
       rmSync(dir, { recursive: true, force: true });
+      if (inst.pki) rmSync(inst.pki, { recursive: true, force: true });
       throwaway.delete(inst);
     },
   };

@@ -52,6 +52,8 @@ export interface EtcdRecord {
   logFile: string;
   /** The full command, so `lab etcd start` restarts it identically. */
   argv: string[];
+  /** `lab up --etcd-tls`: the CA and the agents' client certificate and key (PEM files in the lab dir). */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 export interface LabRecord {

@@ -29,10 +29,26 @@ export interface SqliteStoreConfig {
   eventRetentionMs?: number;
 }
 
+/** Files (absolute paths) the etcd client reads when it connects: PEM, as etcd's own --cacert/--cert/--key. */
+export interface EtcdTlsConfig {
+  /** The CA that signed the etcd servers' certificates (default: the system's trusted CAs). */
+  ca?: string;
+  /** This node's client certificate, for etcd's --client-cert-auth; needs `key`. */
+  cert?: string;
+  key?: string;
+}
+
 export interface EtcdStoreConfig {
   backend: 'etcd';
-  /** `host:port` or `http://host:port`. */
+  /** `host:port` or `http(s)://host:port`; https endpoints need TLS (`tls`, or the system's CAs). */
   endpoints: string[];
+  tls?: EtcdTlsConfig;
+  /** etcd's own authentication (etcdctl user add); needs `password` or `passwordFile`. */
+  username?: string;
+  /** Inline password: prefer passwordFile, which keeps it out of the node config. */
+  password?: string;
+  /** A file holding the password (its first line), readable by root only. */
+  passwordFile?: string;
   /** Deadline for each request (default 5000 ms). */
   requestTimeoutMs?: number;
 }
@@ -133,6 +149,58 @@ const TOP_KEYS: Record<string, Check> = {
 };
 const REQUIRED = ['nodeName', 'routerIP', 'podCIDR'];
 const REMOTE_KEYS: Record<string, Check> = { podCIDR: cidr, nodeIP: ipv4, routerIP: ipv4, name: nodeName };
+
+const STORE_KEYS = { sqlite: ['backend', 'path'], etcd: ['backend', 'endpoints', 'tls', 'username', 'password', 'passwordFile'] } as const;
+const TLS_KEYS = ['ca', 'cert', 'key'] as const;
+
+/**
+ * The `store` mapping. Only its shape is checked here (the config is built
+ * without touching the disk); the etcd client reads and checks the TLS and
+ * password files when it connects, naming the key and the file.
+ */
+function storeConfig(s: Raw, problems: string[]): StoreConfig {
+  if (s.backend !== 'sqlite' && s.backend !== 'etcd') {
+    problems.push(`store.backend: must be "sqlite" or "etcd" (got ${show(s.backend)})`);
+    return { backend: 'sqlite', path: defaults.sqlitePath };
+  }
+  const known: readonly string[] = STORE_KEYS[s.backend];
+  for (const k of Object.keys(s)) if (!known.includes(k)) problems.push(`store.${k}: unknown key for the ${s.backend} store (known: ${known.join(', ')})`);
+  if (s.backend === 'sqlite') {
+    if (s.path !== undefined && (typeof s.path !== 'string' || !s.path.startsWith('/'))) problems.push(`store.path: must be an absolute path (got ${show(s.path)})`);
+    return { backend: 'sqlite', path: (s.path as string | undefined) ?? defaults.sqlitePath };
+  }
+  const endpoints = Array.isArray(s.endpoints) ? s.endpoints : [];
+  if (!Array.isArray(s.endpoints) || endpoints.length === 0 || !endpoints.every((e) => typeof e === 'string' && /^https?:\/\/[^/\s]+\/?$/.test(e))) {
+    problems.push(`store.endpoints: must be a list of http(s)://host:port URLs (got ${show(s.endpoints)})`);
+  }
+  const schemes = new Set(endpoints.map((e) => String(e).split(':')[0]));
+  // One client serves every endpoint with one set of credentials: TLS for all or for none.
+  if (schemes.size > 1) problems.push('store.endpoints: mixes http:// and https:// (one client talks to all of them: use https:// for every endpoint, or for none)');
+  const cfg: EtcdStoreConfig = { backend: 'etcd', endpoints: endpoints.map(String) };
+  if (s.tls !== undefined) {
+    if (s.tls === null || typeof s.tls !== 'object' || Array.isArray(s.tls)) problems.push(`store.tls: must be a mapping { ca, cert, key } of file paths (got ${show(s.tls)})`);
+    else {
+      const t = s.tls as Raw;
+      const tls: EtcdTlsConfig = {};
+      for (const k of Object.keys(t)) if (!(TLS_KEYS as readonly string[]).includes(k)) problems.push(`store.tls.${k}: unknown key (known: ${TLS_KEYS.join(', ')})`);
+      for (const k of TLS_KEYS) if (t[k] !== undefined) tls[k] = absPath(t[k], `store.tls.${k}`, problems) as string;
+      if ((t.cert === undefined) !== (t.key === undefined)) problems.push(`store.tls: ${t.cert === undefined ? 'key' : 'cert'} without ${t.cert === undefined ? 'cert' : 'key'} (a client certificate needs both)`);
+      if (schemes.has('http')) problems.push('store.tls: given, but the endpoints are http:// (TLS endpoints are https://)');
+      cfg.tls = tls;
+    }
+  }
+  if (s.username !== undefined || s.password !== undefined || s.passwordFile !== undefined) {
+    if (typeof s.username !== 'string' || s.username === '') problems.push(`store.username: must be a non-empty string when a password is given (got ${show(s.username)})`);
+    else cfg.username = s.username;
+    if ((s.password === undefined) === (s.passwordFile === undefined)) problems.push('store: give the password as exactly one of store.password and store.passwordFile');
+    if (s.password !== undefined) {
+      if (typeof s.password !== 'string' || s.password === '') problems.push('store.password: must be a non-empty string');
+      else cfg.password = s.password;
+    }
+    if (s.passwordFile !== undefined) cfg.passwordFile = absPath(s.passwordFile, 'store.passwordFile', problems) as string;
+  }
+  return cfg;
+}
 
 /** Parses YAML text; a syntax error becomes a ConfigError naming the line. */
 export function parseConfigText(text: string, source: string): Raw {
@@ -236,18 +304,7 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
   }
 
   let store: StoreConfig = { backend: 'sqlite', path: defaults.sqlitePath };
-  if (out.store !== undefined && typeof out.store === 'object') {
-    const s = out.store as Raw;
-    if (s.backend !== 'sqlite' && s.backend !== 'etcd') problems.push(`store.backend: must be "sqlite" or "etcd" (got ${show(s.backend)})`);
-    if (s.backend === 'sqlite' && s.path !== undefined && (typeof s.path !== 'string' || !s.path.startsWith('/'))) problems.push(`store.path: must be an absolute path (got ${show(s.path)})`);
-    if (s.backend === 'etcd' && (!Array.isArray(s.endpoints) || s.endpoints.length === 0 || !s.endpoints.every((e) => typeof e === 'string' && /^https?:\/\//.test(e)))) {
-      problems.push(`store.endpoints: must be a list of http(s) URLs (got ${show(s.endpoints)})`);
-    }
-    for (const k of Object.keys(s)) if (!['backend', 'path', 'endpoints'].includes(k)) problems.push(`store.${k}: unknown key (known: backend, path, endpoints)`);
-    store = s.backend === 'etcd'
-      ? { backend: 'etcd', endpoints: [...(s.endpoints as string[] ?? [])] }
-      : { backend: 'sqlite', path: (s.path as string | undefined) ?? defaults.sqlitePath };
-  }
+  if (out.store !== undefined && typeof out.store === 'object') store = storeConfig(out.store as Raw, problems);
 
   if (problems.length > 0) throw new ConfigError(`invalid ${source}`, problems);
 
@@ -270,7 +327,7 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
     nodeIP: out.nodeIP as string | undefined,
     cluster: (out.cluster as string | undefined) ?? defaults.cluster,
     bpffsRoot,
-    store: Object.freeze(store),
+    store: Object.freeze(store.backend === 'etcd' && store.tls ? { ...store, tls: Object.freeze({ ...store.tls }) } : store),
     leaseTTL: switches.leaseTTL ?? (out.leaseTTL as number | undefined) ?? defaults.leaseTTL,
     nodeLabels: Object.freeze({ ...(out.nodeLabels as Record<string, string> | undefined), 'kubernetes.io/hostname': nodeName }),
     forceLegacyTc: switches.forceLegacyTc,

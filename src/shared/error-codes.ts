@@ -158,6 +158,12 @@ export const CATALOGUE = {
     fix: 'See `membrane help` and `membrane COMMAND --help`.',
   },
 
+  E_INSTALL: {
+    area: 'cli', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
+    meaning: '`membrane install` or `uninstall` could not complete: a file it would write is in the way and not its own, a path could not be written, or the node is still running; the message names the path.',
+    fix: 'Follow the hint: move the named file away (install never overwrites a file it did not write), stop the agent first (systemctl stop membrane-agent), or fix the permissions.',
+  },
+
   // ---- api ----
   E_API: {
     area: 'api', cni: CniCode.INTERNAL, http: 500, exit: Exit.FAILURE,
@@ -329,6 +335,17 @@ export const CATALOGUE = {
     area: 'store', cni: CniCode.TRY_AGAIN_LATER, http: 503, exit: Exit.UNAVAILABLE,
     meaning: 'The lock on an identity stayed held by another node for too long; the message names the holder.',
     fix: 'Retry; if it persists, the holder named is stuck (its lease expires on its own).',
+  },
+  // Misconfigurations that retrying cannot fix map like E_CONFIG (exit 3), not like an outage.
+  E_STORE_TLS: {
+    area: 'store', cni: CniCode.INTERNAL, http: 500, exit: Exit.CONFIG,
+    meaning: 'The TLS connection to an etcd endpoint failed: its certificate is not signed by the configured CA (store.tls.ca), does not name the address, or has expired; it refused the client certificate or requires one; or one side does not speak TLS. The message names the endpoint.',
+    fix: 'Follow the hint: store.tls.ca must be the CA of etcd\'s --cert-file; store.tls.cert/key a client certificate signed by the CA of etcd\'s --trusted-ca-file (extendedKeyUsage clientAuth); https:// endpoints for a TLS etcd (docs/store.md, "etcd on real hosts").',
+  },
+  E_STORE_AUTH: {
+    area: 'store', cni: CniCode.INTERNAL, http: 500, exit: Exit.CONFIG,
+    meaning: 'etcd refused the configured user: wrong user name or password, no user configured although etcd has authentication enabled, or a user without read-write permission on the cilium/ prefix. The message names the endpoint.',
+    fix: 'Check store.username and the password file; grant the user\'s role readwrite on the cilium/ prefix (etcdctl role grant-permission ROLE --prefix=true readwrite cilium/).',
   },
 
   // ---- datapath ----

@@ -10,10 +10,24 @@
 // deadline so none hangs), gRPC reconnects within about a second, and each
 // watch remembers the last revision it delivered and resumes from the one
 // after it when the stream comes back.
+//
+// Real clusters: TLS (a CA, and a client certificate for etcd's
+// --client-cert-auth), etcd's username/password, several endpoints. Opening
+// reads and checks those files first (naming the key and the file), then
+// asks every endpoint on its own, so a misconfiguration is reported per
+// endpoint in words (wrong CA, client certificate refused, authentication
+// failed, unreachable) instead of gRPC's "14 UNAVAILABLE: No connection
+// established". An endpoint that is merely down is tolerated while another
+// answers; a TLS or authentication failure never is (it will not fix itself,
+// and calls that happen to land there would fail).
 import {
   Etcd3, isRecoverableError, EtcdLeaseInvalidError, ClientClosedError, EtcdWatchStreamEnded,
   type IOptions, type IWatchResponse, type Lease as EtcdLease, type Watcher,
 } from 'etcd3';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { EtcdTlsConfig } from '../shared/config.ts';
+import type { ErrorCode } from '../shared/error-codes.ts';
 import { MembraneError } from '../shared/errors.ts';
 import {
   checkTtl, closedError, deliver,
@@ -37,6 +51,36 @@ const passThrough = {
   onFailure: () => ({ dispose() { /* nothing registered */ } }),
 };
 
+/**
+ * With several endpoints: a host whose connection just failed is skipped for
+ * a second (etcd3 then tries the next one), so calls do not keep drawing a
+ * dead endpoint. Never skips when every host is marked: then the call goes
+ * through and fails (or succeeds) for real. One instance per client.
+ */
+class SkipDeadHosts {
+  private readonly downUntil = new Map<string, number>();
+  constructor(private readonly hostCount: number) {}
+  policy(host: string): typeof passThrough {
+    return {
+      ...passThrough,
+      execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> => {
+        const now = Date.now();
+        const down = [...this.downUntil.values()].filter((t) => t > now).length;
+        // Thrown before the call: etcd3 moves on to the next host (it was never "called through").
+        if ((this.downUntil.get(host) ?? 0) > now && down < this.hostCount) throw new Error(`No connection established: ${host} skipped after a failed connection`);
+        try {
+          const r = await fn({ signal: new AbortController().signal });
+          this.downUntil.delete(host);
+          return r;
+        } catch (err) {
+          if (notSent(err)) this.downUntil.set(host, Date.now() + 1_000);
+          throw err;
+        }
+      },
+    };
+  }
+}
+
 /** Watch stream reconnect delays: 100 ms doubling to 1 s (etcd3 resets it once a stream is up). */
 class WatchBackoff {
   constructor(readonly duration: number) {}
@@ -53,6 +97,134 @@ function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (isRecoverableError(err) || err instanceof EtcdWatchStreamEnded) return true;
   return /etcdserver: (request timed out|no leader|leader changed|too many requests)|ECONNREFUSED|No connection established/i.test(err.message);
+}
+
+/** A call that failed before anything was sent (no connection): safe to retry even when it is not idempotent. */
+function notSent(err: unknown): boolean {
+  return err instanceof Error && /No connection established|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test(err.message);
+}
+
+/** What the client presents: read from the configured files once, at open. */
+interface Credentials {
+  tls?: { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer };
+  auth?: { username: string; password: string };
+  /** For messages: which files were used. */
+  files: EtcdTlsConfig;
+}
+
+/** A failure classified for people: its code, the cause in words and what to do. */
+interface Diagnosis { code: ErrorCode; cause: string; hint?: string }
+
+/**
+ * Says why `err` happened in words an operator acts on. gRPC reports every
+ * TLS and connection failure as "14 UNAVAILABLE: No connection established.
+ * Last error: ..."; the OpenSSL and etcd texts inside tell them apart.
+ */
+export function diagnose(err: unknown, endpoint: string, creds: Pick<Credentials, 'files' | 'auth'>, atOpen = true): Diagnosis {
+  const msg = err instanceof Error ? err.message : String(err);
+  const f = creds.files;
+  if (/unable to verify|self[- ]signed certificate|unable to get (local )?issuer|certificate verify failed|CERT_SIGNATURE_FAILURE|UNABLE_TO_VERIFY/i.test(msg)) {
+    return {
+      code: 'E_STORE_TLS',
+      cause: `its server certificate is not signed by ${f.ca ? `the CA in store.tls.ca (${f.ca})` : 'a CA this machine trusts (no store.tls.ca given)'}`,
+      hint: f.ca ? `store.tls.ca must be the CA etcd's --cert-file was signed with: openssl verify -CAfile ${f.ca} <etcd's server certificate>` : 'set store.tls.ca to the CA that signed etcd\'s server certificate',
+    };
+  }
+  if (/altnames|does not match certificate|ERR_TLS_CERT_ALTNAME/i.test(msg)) {
+    return { code: 'E_STORE_TLS', cause: 'its server certificate does not name this address', hint: `etcd's certificate needs ${endpoint.replace(/^https:\/\/|:\d+$/g, '')} in its subjectAltName (IP: or DNS:), or use an endpoint address it names` };
+  }
+  if (/certificate has expired|CERT_HAS_EXPIRED|certificate is not yet valid/i.test(msg)) {
+    return { code: 'E_STORE_TLS', cause: 'its server certificate has expired or is not valid yet', hint: 'renew etcd\'s server certificate (and check both clocks)' };
+  }
+  if (/alert bad certificate|alert certificate required|alert unknown ca|alert certificate unknown|alert number 4[2-9]|alert number 116/i.test(msg)) {
+    return f.cert
+      ? { code: 'E_STORE_TLS', cause: `it refused the client certificate in store.tls.cert (${f.cert}): not signed by a CA it trusts, or not for client authentication`, hint: 'sign the node\'s certificate with the CA of etcd\'s --trusted-ca-file, with extendedKeyUsage clientAuth' }
+      : { code: 'E_STORE_TLS', cause: 'it requires a client certificate (etcd runs with --client-cert-auth) and none is configured', hint: 'set store.tls.cert and store.tls.key to this node\'s client certificate and key' };
+  }
+  if (/wrong version number|packet length too long|disconnected before secure TLS connection|unknown protocol|http2.*preface/i.test(msg)) {
+    return { code: 'E_STORE_TLS', cause: 'it does not speak TLS there (a plain-text etcd behind an https:// endpoint?)', hint: 'use http:// for a plain-text etcd, or run etcd with --cert-file/--key-file' };
+  }
+  // Only when first connecting: during an outage gRPC can say the same.
+  if (atOpen && /^http:/.test(endpoint) && /Failed to connect\b/.test(msg) && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT/.test(msg)) {
+    return { code: 'E_STORE_TLS', cause: 'the connection failed at once (an etcd serving TLS behind an http:// endpoint?)', hint: 'for a TLS etcd use https:// endpoints and store.tls' };
+  }
+  if (/authentication failed|invalid user ID or password|invalid auth token|user name not found/i.test(msg)) {
+    return { code: 'E_STORE_AUTH', cause: `authentication failed for user ${JSON.stringify(creds.auth?.username ?? '')}: invalid user name or password`, hint: 'check store.username and the password (etcdctl user get NAME shows the user)' };
+  }
+  if (/user name is empty/i.test(msg)) {
+    return { code: 'E_STORE_AUTH', cause: 'etcd has authentication enabled and no user is configured', hint: 'set store.username and store.passwordFile (or a client certificate whose CN is an etcd user)' };
+  }
+  if (/permission denied/i.test(msg)) {
+    return { code: 'E_STORE_AUTH', cause: `user ${JSON.stringify(creds.auth?.username ?? '(from the client certificate\'s CN)')} may not read and write the cilium/ prefix`, hint: 'etcdctl role grant-permission ROLE --prefix=true readwrite cilium/, and grant the role to the user' };
+  }
+  if (isUnavailable(err) || /ETIMEDOUT|deadline exceeded|DEADLINE_EXCEEDED/i.test(msg)) {
+    const why = /ECONNREFUSED/.test(msg) ? 'connection refused' : /EHOSTUNREACH|ENETUNREACH/.test(msg) ? 'no route to it' : /deadline|ETIMEDOUT/i.test(msg) ? 'no answer in time' : 'not reachable';
+    return { code: 'E_STORE_UNAVAILABLE', cause: `unreachable (${why})`, hint: `check that etcd runs and listens there: etcdctl --endpoints=${endpoint} endpoint health` };
+  }
+  return { code: 'E_STORE', cause: msg.split('\n')[0]! };
+}
+
+/** Reads a file the store config names; a problem names the key and the path. */
+function readConfigured(key: string, path: string, secret: boolean): Buffer {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new MembraneError(`open etcd store: read ${key} ${path}`, { code: 'E_CONFIG', cause: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message });
+  }
+  // A key or password anyone on the machine can read is a leaked secret, whatever else is right.
+  if (secret && (st.mode & 0o004)) {
+    throw new MembraneError(`open etcd store: read ${key} ${path}`, { code: 'E_CONFIG', cause: `it is readable by every user (mode ${(st.mode & 0o777).toString(8)})`, hint: `chmod 600 ${path}` });
+  }
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new MembraneError(`open etcd store: read ${key} ${path}`, { code: 'E_CONFIG', cause: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+  }
+}
+
+function parseCert(key: string, path: string, pem: Buffer): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (e) {
+    throw new MembraneError(`open etcd store: ${key} ${path}`, { code: 'E_CONFIG', cause: `not a PEM certificate (${(e as Error).message})` });
+  }
+}
+
+/** Reads and checks the TLS files and the password (the files a node config names), before any connection. */
+export function loadCredentials(cfg: EtcdStoreConfig): Credentials {
+  const files: EtcdTlsConfig = { ...cfg.tls };
+  const out: Credentials = { files };
+  if (cfg.tls) {
+    const t = cfg.tls;
+    // No CA: gRPC falls back to the system's trusted CAs (createSsl without root certificates).
+    const tls = { rootCertificate: undefined } as unknown as NonNullable<Credentials['tls']>;
+    if (t.ca) {
+      tls.rootCertificate = readConfigured('store.tls.ca', t.ca, false);
+      const ca = parseCert('store.tls.ca', t.ca, tls.rootCertificate);
+      if (!ca.ca) throw new MembraneError(`open etcd store: store.tls.ca ${t.ca}`, { code: 'E_CONFIG', cause: `the certificate (${ca.subject.replace(/\n/g, ', ')}) is not a CA certificate`, hint: 'store.tls.ca is the CA that signed etcd\'s certificate, not a server or client certificate' });
+    }
+    if (t.cert && t.key) {
+      tls.certChain = readConfigured('store.tls.cert', t.cert, false);
+      tls.privateKey = readConfigured('store.tls.key', t.key, true);
+      const cert = parseCert('store.tls.cert', t.cert, tls.certChain);
+      let key;
+      try {
+        key = createPrivateKey(tls.privateKey);
+      } catch (e) {
+        throw new MembraneError(`open etcd store: store.tls.key ${t.key}`, { code: 'E_CONFIG', cause: `not a PEM private key (${(e as Error).message})` });
+      }
+      if (!cert.checkPrivateKey(key)) throw new MembraneError(`open etcd store: store.tls.key ${t.key}`, { code: 'E_CONFIG', cause: `it is not the key of the certificate in store.tls.cert (${t.cert})` });
+      if (Date.parse(cert.validTo) < Date.now()) throw new MembraneError(`open etcd store: store.tls.cert ${t.cert}`, { code: 'E_CONFIG', cause: `it expired on ${cert.validTo}` });
+    }
+    out.tls = tls;
+  }
+  if (cfg.username) {
+    const password = cfg.passwordFile ? readConfigured('store.passwordFile', cfg.passwordFile, true).toString('utf8').split('\n')[0]!.trim() : cfg.password ?? '';
+    if (!password) throw new MembraneError(`open etcd store: store.passwordFile ${cfg.passwordFile}`, { code: 'E_CONFIG', cause: 'the file is empty (the password is its first line)' });
+    out.auth = { username: cfg.username, password };
+  }
+  return out;
 }
 
 class EtcdLeaseHandle implements Lease {
@@ -175,6 +347,50 @@ class EtcdWatch implements Watch {
   }
 }
 
+/** The etcd3 client for `hosts`, with our fault handling (see the file comment) and the node's credentials. */
+function newClient(hosts: string[], creds: Credentials, timeout: number): Etcd3 {
+  const skip = hosts.length > 1 ? new SkipDeadHosts(hosts.length) : undefined;
+  return new Etcd3({
+    hosts,
+    dialTimeout: timeout,
+    ...(creds.tls ? { credentials: creds.tls } : {}),
+    ...(creds.auth ? { auth: creds.auth } : {}),
+    // Streams (watch, keepalive) live on; every unary call gets a deadline.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    grpcOptions: {
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1_000,
+      // Notice a silently dead peer (cable pulled) within ~15 s; etcd allows pings every 5 s.
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+    },
+    faultHandling: {
+      host: (h) => (skip ? skip.policy(h) : passThrough) as unknown as ReturnType<NonNullable<FaultHandling['host']>>,
+      global: passThrough as unknown as FaultHandling['global'],
+      watchBackoff: watchBackoff as unknown as FaultHandling['watchBackoff'],
+    },
+  });
+}
+
+/**
+ * Asks one endpoint, alone, what the agent will need: a connection (TLS both
+ * ways), then a linearizable read under the prefix the agent uses (which needs
+ * a leader, and passes etcd's authentication and permission checks; status
+ * alone needs neither). Undefined when it answers; else why not.
+ */
+async function probe(endpoint: string, creds: Credentials, timeout: number): Promise<Diagnosis | undefined> {
+  const client = newClient([endpoint], creds, timeout);
+  try {
+    await client.maintenance.status();
+    await client.get(PING_KEY).exec();
+    return undefined;
+  } catch (err) {
+    return diagnose(err, endpoint, creds);
+  } finally {
+    client.close();
+  }
+}
+
 /** See the file comment. Create with `EtcdStore.open` (or `openStore`); the caller owns it and must close it. */
 export class EtcdStore implements KVStore {
   readonly backend = 'etcd' as const;
@@ -184,45 +400,35 @@ export class EtcdStore implements KVStore {
   /** "127.0.0.1:2379,10.0.0.2:2379", for messages. */
   readonly endpointNames: string;
 
-  private constructor(readonly client: Etcd3, endpoints: string[]) {
+  private constructor(readonly client: Etcd3, endpoints: string[], private readonly creds: Credentials) {
     this.endpointNames = endpoints.map((e) => e.replace(/^https?:\/\//, '')).join(',');
   }
 
   /**
-   * Connects and checks that etcd answers. Throws MembraneError E_CONFIG for an empty
-   * endpoint list, E_STORE_UNAVAILABLE (naming the endpoints) if etcd does not answer.
+   * Reads the TLS and password files, asks every endpoint on its own, then
+   * connects to all of them. Throws E_CONFIG for an empty endpoint list or a
+   * bad file (naming the key and the path); E_STORE_TLS or E_STORE_AUTH if
+   * any endpoint refuses this client; E_STORE_UNAVAILABLE if none answers.
+   * Each failure names its endpoint.
    */
   static async open(cfg: EtcdStoreConfig): Promise<EtcdStore> {
     if (cfg.endpoints.length === 0) throw new MembraneError('open etcd store: no endpoints configured', { code: 'E_CONFIG' });
     const hosts = cfg.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`));
     const timeout = cfg.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const client = new Etcd3({
-      hosts,
-      dialTimeout: timeout,
-      // Streams (watch, keepalive) live on; every unary call gets a deadline.
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-      grpcOptions: {
-        'grpc.initial_reconnect_backoff_ms': 100,
-        'grpc.max_reconnect_backoff_ms': 1_000,
-        // Notice a silently dead peer (cable pulled) within ~15 s; etcd allows pings every 5 s.
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-      },
-      faultHandling: {
-        host: () => passThrough as unknown as ReturnType<NonNullable<FaultHandling['host']>>,
-        global: passThrough as unknown as FaultHandling['global'],
-        watchBackoff: watchBackoff as unknown as FaultHandling['watchBackoff'],
-      },
-    });
-    const store = new EtcdStore(client, hosts);
-    try {
-      await store.call('connect to', 'etcd', () => client.maintenance.status(), true);
-    } catch (err) {
-      store.closed = true;
-      client.close();
-      throw err;
+    const creds = loadCredentials(cfg);
+    const failed = (await Promise.all(hosts.map(async (h) => ({ endpoint: h, diagnosis: await probe(h, creds, timeout) }))))
+      .filter((r): r is { endpoint: string; diagnosis: Diagnosis } => r.diagnosis !== undefined);
+    const refused = failed.filter((f) => f.diagnosis.code !== 'E_STORE_UNAVAILABLE');
+    if (refused.length > 0 || failed.length === hosts.length) {
+      const shown = refused.length ? refused : failed;
+      const what = hosts.length === 1 ? '' : ` (${failed.length} of ${hosts.length} endpoints failed)`;
+      throw new MembraneError(`open etcd store${what}`, {
+        code: shown[0]!.diagnosis.code,
+        cause: shown.map((f) => `${f.endpoint}: ${f.diagnosis.cause}`).join('; '),
+        hint: shown[0]!.diagnosis.hint,
+      });
     }
-    return store;
+    return new EtcdStore(newClient(hosts, creds, timeout), hosts, creds);
   }
 
   get isClosed(): boolean { return this.closed; }
@@ -314,7 +520,9 @@ export class EtcdStore implements KVStore {
   /**
    * Runs one etcd call, mapping failures to MembraneErrors that name the op, the key
    * and (for outages) the endpoints. `idempotent` calls are retried twice on outages,
-   * which rides over the first call after an etcd restart landing on a dead channel.
+   * which rides over the first call after an etcd restart landing on a dead channel;
+   * any call is retried when it was never sent (no connection to the endpoint it drew:
+   * with several endpoints the retry draws again).
    */
   async call<T>(op: string, subject: string, fn: () => Promise<T>, idempotent = false): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -326,8 +534,13 @@ export class EtcdStore implements KVStore {
         if (err instanceof EtcdLeaseInvalidError) {
           throw new MembraneError(`${op} ${subject}: lease not found (expired or revoked)`, { code: 'E_STORE_LEASE_NOT_FOUND', cause: err });
         }
+        // A certificate or a password that stopped working (expired, revoked, rotated on one side only) will not come back by retrying.
+        const d = diagnose(err, this.endpointNames, this.creds, false);
+        if (d.code === 'E_STORE_TLS' || d.code === 'E_STORE_AUTH') {
+          throw new MembraneError(`${op} ${subject}: etcd at ${this.endpointNames}: ${d.cause}`, { code: d.code, cause: err, hint: d.hint });
+        }
         if (isUnavailable(err)) {
-          if (idempotent && attempt < 2) {
+          if ((idempotent || notSent(err)) && attempt < 2) {
             await sleep(100 * 3 ** attempt);
             continue;
           }
