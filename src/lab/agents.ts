@@ -17,7 +17,7 @@ import type { LabRecord, NodeRecord } from './record.ts';
 export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
   mkdirSync(nodeDirOf(rec.name, n.name), { recursive: true, mode: 0o700 });
   const store = rec.store === 'etcd'
-    ? { backend: 'etcd', endpoints: [rec.etcd!.endpoint] }
+    ? { backend: 'etcd', endpoints: [rec.etcd!.endpoint], ...(rec.etcd!.tls ? { tls: rec.etcd!.tls } : {}) }
     : { backend: 'sqlite', path: rec.storePath };
   writeFileSync(n.configFile, stringify({
     nodeName: n.name, nodeIP: n.nodeIP, routerIP: n.routerIP, podCIDR: n.podCIDR, deviceMTU: rec.deviceMTU,

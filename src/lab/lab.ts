@@ -117,6 +117,8 @@ export interface UpOptions {
   progress?: Progress;
   /** Aborting it stops lab up at the next step; it then removes what it made and throws E_INTERRUPTED. */
   signal?: AbortSignal;
+  /** With the etcd store: TLS and client-certificate auth, certificates made for the lab (src/lab/etcd-pki.ts). */
+  etcdTls?: boolean;
 }
 
 /**
@@ -138,7 +140,7 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
   const env = forwardedVariables();
   if (Object.keys(env).length) rec.agentEnv = env;
   if (o.spec.store === 'sqlite') rec.storePath = `${dir}/cluster.db`;
-  else rec.etcd = newEtcdRecord(o.name, rec.underlay.netns, dir);
+  else rec.etcd = newEtcdRecord(o.name, rec.underlay.netns, dir, o.etcdTls);
   // Root only, like the lab directory: the pins are the nodes' datapath.
   mkdirSync(rec.pinRoot, { recursive: true, mode: 0o700 });
   try {
@@ -420,7 +422,7 @@ export async function labEtcd(name: string, action: 'stop' | 'start', progress: 
     progress(running ? `etcd pid ${rec.etcd.pid} killed` : 'etcd was not running');
     return;
   }
-  if (running && await etcdHealthy(rec.underlay.netns)) return void progress(`etcd already running (pid ${rec.etcd.pid})`);
+  if (running && await etcdHealthy(rec.underlay.netns, rec.etcd)) return void progress(`etcd already running (pid ${rec.etcd.pid})`);
   if (!netnsExists(rec.underlay.netns)) throw new MembraneError(`lab ${name} etcd start`, { code: 'E_LAB', cause: `netns ${rec.underlay.netns} is gone` });
   await startEtcd(rec.etcd, rec.underlay.netns, (pid) => { rec.etcd!.pid = pid; saveLab(rec); });
   progress(`etcd started, pid ${rec.etcd.pid}`);
