@@ -4,7 +4,8 @@ import { agentCmd, endpointList, nodeDelete, nodeList, statusCmd } from './agent
 import { bpfCt, bpfEndpoints, bpfIpcache, bpfMetrics, bpfNet, bpfPolicy } from './bpf.ts';
 import { connectivityTestCmd } from './connectivity.ts';
 import { datapathExplain, datapathInit } from './datapath.ts';
+import { installCmd, uninstallCmd } from './install.ts';
 import { labCommands } from './lab.ts';
 import { policyCommands } from './policy.ts';
 
-export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd, installCmd, uninstallCmd];
