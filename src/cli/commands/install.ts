@@ -82,14 +82,14 @@ export const uninstallCmd: Command = {
     const store: string[] = [];
     if (cfg) {
       const { resetNode, removeEmptyBpffsRoot } = await import('../../datapath/reset.ts');
-      purged = resetNode(cfg);
-      if (removeEmptyBpffsRoot(cfg.bpffsRoot)) purged.state.push(cfg.bpffsRoot);
-      // The embedded store is this host's alone: its file goes too.
+      // The embedded store is this host's alone: its file goes too (first: it may sit in the state dir).
       if (cfg.store.backend === 'sqlite') {
         for (const s of ['', '-wal', '-shm']) {
           if (existsSync(cfg.store.path + s)) { rmSync(cfg.store.path + s); store.push(cfg.store.path + s); }
         }
       }
+      purged = resetNode(cfg);
+      if (removeEmptyBpffsRoot(cfg.bpffsRoot)) purged.state.push(cfg.bpffsRoot);
     }
     if (ctx.json) return void ctx.out(json({ ...r, ...(purged ? { purged: { ...purged, store } } : {}) }));
     if (!r.installed) ctx.out(`nothing installed under ${root} (no ${apply.pathUnderRoot(root, plan.MANIFEST)})\n`);
