@@ -82,7 +82,7 @@ const REMOTE = { ip: '10.0.2.7', identity: 4321, node: '192.168.50.2' };
 const NODE: nodeConfig.NodeConfig = {
   hostIfindex: 3, netIfindex: 2, encapIfindex: 4, routerIp: '10.0.1.1', nodeIp: '192.168.50.1',
   hostMac: '02:00:00:00:0a:03', netMac: '02:00:00:00:0a:02', encapMac: '02:00:00:00:0a:04',
-  endpointRoutes: false, traceEvents: false, routeMtu: 1450,
+  endpointRoutes: false, traceLevel: 0, routeMtu: 1450,
 };
 const TCP = 6;
 const ACK = 0x10;
@@ -244,7 +244,7 @@ function main(): void {
   const result: Record<string, unknown> = { entries: o.entries, rules: o.rules, repeat: o.repeat };
   const log = (s: string) => { if (!o.json) process.stdout.write(`${s}\n`); };
 
-  log(`per packet (TCP, 1454 bytes; ns per run, best of 3 x ${o.repeat} runs; trace events off)`);
+  log(`per packet (TCP, 1454 bytes; ns per run, best of 3 x ${o.repeat} runs; trace level 0)`);
   if (o.baseline) {
     const base = load(`${o.baseline}/bpf/bpf_lxc.o`, 'base', 0);
     try {

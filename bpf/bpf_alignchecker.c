@@ -4,8 +4,8 @@
  * clang's BPF backend emits BTF only for types reachable from functions,
  * global variables and map definitions. The map key/value structs are already
  * in every program object through the map definitions, but the ring-buffer
- * records (struct drop_notify, trace_notify, debug_notify) are only used inside inlined
- * helpers and would be missing, and so would the policy map's key and value. Declaring one variable of every ABI struct here
+ * records (struct drop_notify, trace_notify, debug_notify,
+ * policy_verdict_notify) are only used inside inlined helpers and would be missing, and so would the policy map's key and value. Declaring one variable of every ABI struct here
  * puts them all in bpf_alignchecker.o's BTF, which the unit test
  * test/unit/maps-btf-layout.test.ts compares with the TypeScript codecs.
  */
@@ -36,5 +36,6 @@ DECLARE_LAYOUT(struct event_hdr, layout_event_hdr);
 DECLARE_LAYOUT(struct drop_notify, layout_drop_notify);
 DECLARE_LAYOUT(struct trace_notify, layout_trace_notify);
 DECLARE_LAYOUT(struct debug_notify, layout_debug_notify);
+DECLARE_LAYOUT(struct policy_verdict_notify, layout_policy_verdict_notify);
 
 char _license[] SEC("license") = "Dual BSD/GPL";

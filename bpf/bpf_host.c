@@ -87,11 +87,12 @@ static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
 	if (ep) {
 		/* A local host IP: make the frame PACKET_HOST on cilium_net,
 		 * whose MAC the kernel did not use (NOARP cilium_host puts its
-		 * own MAC as destination).
+		 * own MAC as destination). Handed to the host through the
+		 * veth pair: to-host here, to-stack in cil_to_host on cilium_net.
 		 */
 		mac_copy(eth->h_dest, cfg->net_mac);
 		ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_HOST);
-		send_trace_notify(ctx, TRACE_TO_STACK, src_label, IDENTITY_HOST, 0,
+		send_trace_notify(ctx, TRACE_TO_HOST, src_label, IDENTITY_HOST, 0,
 				  cfg->net_ifindex);
 		return TC_ACT_OK;
 	}

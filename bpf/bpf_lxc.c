@@ -9,7 +9,8 @@
  * the host stack (a host address: the host firewall's ingress is enforced
  * here), or encapsulated towards the node hosting the destination.
  * cil_to_container (tc egress, only with endpoint routes): packets the kernel
- * routed to the pod, or redirected to it; the pod's ingress policy.
+ * routed to the pod, or redirected to it; the pod's ingress policy, then the
+ * to-endpoint trace (the packet goes into the pod).
  * Per-endpoint values are load-time constants (include/config/lxc.h).
  */
 #include <common.h>
@@ -188,6 +189,7 @@ static __always_inline int to_container(struct __sk_buff *ctx)
 	ret = policy_check(ctx, &pkt, LXC_ID, LXC_SECLABEL, src_label, CT_INGRESS);
 	if (ret < 0)
 		return ret;
+	send_trace_notify(ctx, TRACE_TO_LXC, src_label, LXC_SECLABEL, (__u16)LXC_ID, ctx->ifindex);
 	return TC_ACT_OK;
 }
 

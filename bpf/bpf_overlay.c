@@ -5,7 +5,8 @@
  * source identity is the VNI (tunnel_id); a remote claiming HOST is dropped.
  * Packets for a local pod are delivered straight into it, after its ingress
  * policy (policy.h) with the VNI as the source identity; everything else is
- * for this host and is redirected to the ingress of cilium_host (cil_to_host).
+ * for this host and is redirected to the ingress of cilium_host (cil_to_host),
+ * traced as to-host.
  * cil_to_overlay (tc egress): counted and passed to the VXLAN driver.
  */
 #include <common.h>
@@ -88,6 +89,7 @@ static __always_inline int ipv4_from_overlay(struct __sk_buff *ctx)
 	mac_copy(eth->h_source, cfg->encap_mac);
 	mac_copy(eth->h_dest, cfg->host_mac);
 	set_identity_mark(ctx, src_label);
+	send_trace_notify(ctx, TRACE_TO_HOST, src_label, IDENTITY_HOST, 0, host_ifindex);
 	return bpf_redirect(host_ifindex, BPF_F_INGRESS);
 }
 

@@ -31,6 +31,15 @@
  * datagram records its ports in cilium_ipv4_frag_datagrams, the others take
  * them from there (a fragment whose first fragment was not seen is dropped:
  * DROP_FRAG_NOSUPPORT).
+ *
+ * Trace aggregation (trace level 1, events.h): every lookup also says whether
+ * the packet is worth a trace: the first packet of a connection, a related
+ * ICMP error, a packet that adds TCP flags to what its direction has seen, or
+ * the first one CT_REPORT_INTERVAL seconds after its direction was last
+ * reported (last_tx_report / last_rx_report, Cilium's). This is kept at every
+ * trace level: it costs a compare per packet and a write per interval, less
+ * than reading the level would, and a monitor that starts gets the next
+ * report of each connection within the interval.
  */
 #pragma once
 
@@ -55,6 +64,10 @@ enum ct_status {
 #define CT_LIFETIME_NONTCP	60
 #define CT_SYN_TIMEOUT		60
 #define CT_CLOSE_TIMEOUT	10
+/* Seconds between two traces of one direction of a connection at trace level
+ * 1 (Cilium's CT_REPORT_INTERVAL).
+ */
+#define CT_REPORT_INTERVAL	5
 
 #define TCP_FLAG_FIN	0x01
 #define TCP_FLAG_SYN	0x02
@@ -268,20 +281,27 @@ static __always_inline int ct_parse(struct __sk_buff *ctx, const struct iphdr *i
 
 /* Flags and lifetime of an entry after a packet (`reply`: from the
  * responder). Writes only what changed, so an established flow writes its
- * entry once a second, not once a packet.
+ * entry once a second, not once a packet. Returns whether the packet is worth
+ * a trace at level 1 (new TCP flags in its direction, or the report interval
+ * passed); the direction's report time is written only then.
  */
-static __always_inline void ct_refresh(struct ct_entry *e, bool tcp, bool reply,
+static __always_inline bool ct_refresh(struct ct_entry *e, bool tcp, bool reply,
 				       __u8 tcp_flags, __u32 now)
 {
 	__u16 flags = e->flags;
 	__u32 lifetime = CT_LIFETIME_NONTCP;
+	__u32 *last_report = reply ? &e->last_rx_report : &e->last_tx_report;
+	bool report = now - *last_report >= CT_REPORT_INTERVAL;
 
 	if (tcp) {
 		if (reply) {
-			if ((e->rx_flags_seen | tcp_flags) != e->rx_flags_seen)
+			if ((e->rx_flags_seen | tcp_flags) != e->rx_flags_seen) {
 				e->rx_flags_seen |= tcp_flags;
+				report = true;
+			}
 		} else if ((e->tx_flags_seen | tcp_flags) != e->tx_flags_seen) {
 			e->tx_flags_seen |= tcp_flags;
+			report = true;
 		}
 		if ((tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN && !reply &&
 		    (flags & CT_CLOSING) == CT_CLOSING)
@@ -303,6 +323,9 @@ static __always_inline void ct_refresh(struct ct_entry *e, bool tcp, bool reply,
 		e->flags = flags;
 	if (e->lifetime != now + lifetime)
 		e->lifetime = now + lifetime;
+	if (report)
+		*last_report = now;
+	return report;
 }
 
 static __always_inline bool ct_alive(const struct ct_entry *e, __u32 now)
@@ -311,13 +334,15 @@ static __always_inline bool ct_alive(const struct ct_entry *e, __u32 now)
 }
 
 /* Looks up a packet with tuple `t` going in direction `dir` at one endpoint
- * (see the top of this file); refreshes the entry found if `refresh`. For
- * CT_ESTABLISHED, *own is the endpoint's own entry.
+ * (see the top of this file); refreshes the entry found if `refresh`, and
+ * then sets *report (worth a trace at level 1, see ct_refresh). *own is the
+ * entry found: the endpoint's own for CT_ESTABLISHED, the one of the
+ * connection's other direction for CT_REPLY.
  */
 static __always_inline enum ct_status __ct_lookup4(void *map, const struct ct4_tuple *t,
 						   enum ct_dir dir, bool refresh,
 						   __u8 tcp_flags, __u32 now,
-						   struct ct_entry **own)
+						   struct ct_entry **own, bool *report)
 {
 	bool tcp = t->proto == IPPROTO_TCP;
 	struct ct4_tuple key = *t;
@@ -327,7 +352,7 @@ static __always_inline enum ct_status __ct_lookup4(void *map, const struct ct4_t
 	e = bpf_map_lookup_elem(map, &key);
 	if (e && ct_alive(e, now)) {
 		if (refresh)
-			ct_refresh(e, tcp, false, tcp_flags, now);
+			*report = ct_refresh(e, tcp, false, tcp_flags, now);
 		*own = e;
 		return CT_ESTABLISHED;
 	}
@@ -336,30 +361,37 @@ static __always_inline enum ct_status __ct_lookup4(void *map, const struct ct4_t
 	e = bpf_map_lookup_elem(map, &key);
 	if (e && ct_alive(e, now)) {
 		if (refresh)
-			ct_refresh(e, tcp, true, tcp_flags, now);
+			*report = ct_refresh(e, tcp, true, tcp_flags, now);
+		*own = e;
 		return CT_REPLY;
 	}
 	return CT_NEW;
 }
 
-/* The conntrack state of packet `p` at one endpoint, direction `dir`; for
- * CT_ESTABLISHED *own is the endpoint's entry (else NULL).
+/* The conntrack state of packet `p` at one endpoint, direction `dir`; *own
+ * is the entry found (CT_ESTABLISHED: the endpoint's own, CT_REPLY: the other
+ * direction's; else NULL) and *report whether the packet is worth a trace at
+ * trace level 1 (always for CT_NEW and CT_RELATED).
  */
 static __always_inline enum ct_status ct_lookup4(const struct ct_packet *p, enum ct_dir dir,
-						 __u32 now, struct ct_entry **own)
+						 __u32 now, struct ct_entry **own, bool *report)
 {
 	*own = NULL;
+	*report = true;
 	if (p->icmp_error) {
 		/* The quoted packet went the other way through this endpoint. */
 		enum ct_dir back = dir == CT_EGRESS ? CT_INGRESS : CT_EGRESS;
 		struct ct_entry *unused;
+		bool unused_report;
 
 		if (p->icmp_error == 2 &&
-		    __ct_lookup4(ct_map(p->inner.proto), &p->inner, back, false, 0, now, &unused) != CT_NEW)
+		    __ct_lookup4(ct_map(p->inner.proto), &p->inner, back, false, 0, now, &unused,
+				 &unused_report) != CT_NEW)
 			return CT_RELATED;
 		return CT_NEW;
 	}
-	return __ct_lookup4(ct_map(p->tuple.proto), &p->tuple, dir, true, p->tcp_flags, now, own);
+	return __ct_lookup4(ct_map(p->tuple.proto), &p->tuple, dir, true, p->tcp_flags, now, own,
+			    report);
 }
 
 /* Records a new connection of packet `p` (direction `dir` at this endpoint,
@@ -380,6 +412,7 @@ static __always_inline int ct_create4(const struct ct_packet *p, enum ct_dir dir
 	e.src_sec_id = src_sec_id;
 	e.policy_rev = rev;
 	e.policy_remote = remote;
+	/* Also sets last_tx_report: the packet that opens it is reported. */
 	ct_refresh(&e, p->tuple.proto == IPPROTO_TCP, false, p->tcp_flags, now);
 	if (bpf_map_update_elem(ct_map(p->tuple.proto), &key, &e, BPF_ANY) < 0)
 		return DROP(DROP_CT_CREATE_FAILED);

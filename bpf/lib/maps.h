@@ -107,14 +107,30 @@ struct {
 /* --- cilium_node_cfg: node-wide values the agent writes at runtime ------- */
 
 /* Kept in a map rather than in .rodata so that, e.g., recreating cilium_vxlan
- * (new ifindex) or turning trace events on does not reload every endpoint.
+ * (new ifindex) or changing the trace level does not reload every endpoint.
  * Layout (64 bytes, 8-byte aligned, offsets in brackets):
  *   [0] host_ifindex  [4] net_ifindex  [8] encap_ifindex  [12] router_ip
  *  [16] node_ip      [20] flags       [24] host_mac[6]+pad [32] net_mac[6]+pad
- *  [40] encap_mac[6]+pad              [48] route_mtu       [52] reserved[3]
+ *  [40] encap_mac[6]+pad              [48] route_mtu       [52] trace_level
+ *  [53] pad4[3]      [56] reserved[2]
+ * Bit 0x02 of flags was NODE_F_TRACE_EVENTS (trace events on/off) before
+ * trace_level replaced it; nothing sets or reads it any more.
  */
 #define NODE_F_ENDPOINT_ROUTES	0x01	/* local pods are reached via the stack */
-#define NODE_F_TRACE_EVENTS	0x02	/* emit trace events (drops are always sent) */
+
+/* trace_level: which trace and debug events the programs send (drops and
+ * policy denials are always sent; events.h decides per site):
+ *   OFF   none: a trace site costs one load and one branch;
+ *   CONN  per connection (Cilium's monitor aggregation "medium"): traces at
+ *         the TO_* points of a packet a conntrack check found worth a report
+ *         (a new connection, new TCP flags in its direction, or
+ *         CT_REPORT_INTERVAL seconds since the direction's last report), and
+ *         a policy verdict for each new connection;
+ *   ALL   every packet at every point, and the debug records.
+ */
+#define TRACE_LEVEL_OFF		0
+#define TRACE_LEVEL_CONN	1
+#define TRACE_LEVEL_ALL		2
 
 struct node_config {
 	__u32 host_ifindex;	/* cilium_host */
@@ -130,7 +146,9 @@ struct node_config {
 	__u8 encap_mac[6];
 	__u8 pad3[2];
 	__u32 route_mtu;
-	__u32 reserved[3];
+	__u8 trace_level;	/* TRACE_LEVEL_* */
+	__u8 pad4[3];
+	__u32 reserved[2];
 };
 
 _Static_assert(sizeof(struct node_config) == 64, "node_config is ABI");
@@ -193,6 +211,7 @@ struct {
 /* Endpoint ids run 1..4095 (src/datapath/constants.ts MAX_ENDPOINT_ID). */
 #define POLICY_MAPS_SIZE	4096
 #define POLICY_STATIC_PREFIX	40	/* sec_label + egress */
+#define POLICY_PROTO_PREFIX	48	/* + protocol */
 #define POLICY_FULL_PREFIX	64	/* + protocol + dport */
 
 struct policy_key {
@@ -290,6 +309,9 @@ struct ct4_tuple {
  * and for accounting (packets, bytes: not maintained today, a per-packet write
  * to an entry two CPUs share costs more than it tells). policy_rev and
  * policy_remote cache the last policy verdict (cilium_policy_rev).
+ * last_tx_report and last_rx_report (seconds, as Cilium's) rate-limit the
+ * traces of a connection at trace level 1 to one per CT_REPORT_INTERVAL per
+ * direction; written only when a report is due, so at most once per interval.
  */
 struct ct_entry {
 	__u64 packets;		/* reserved: accounting */
@@ -306,7 +328,9 @@ struct ct_entry {
 	__be16 nat_port;	/* NAT: port after translation */
 	__u32 policy_rev;	/* the entry's endpoint's policy revision ... */
 	__u32 policy_remote;	/* ... and the remote identity it was last allowed at */
-	__u32 reserved[3];	/* 0 */
+	__u32 last_tx_report;	/* second a trace last reported the original direction ... */
+	__u32 last_rx_report;	/* ... and the reply direction (trace level 1, conntrack.h) */
+	__u32 reserved;		/* 0 */
 };
 
 _Static_assert(sizeof(struct ct4_tuple) == 16, "ct4_tuple is ABI");
@@ -362,7 +386,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ipv4_frag_datagrams SEC(".maps");
 
-/* --- cilium_events: drop and trace notifications (events.h) -------------- */
+/* --- cilium_events: drop, trace, debug and policy verdict records -------- */
 
 #define EVENTS_RINGBUF_SIZE	(1 << 20)
 
@@ -371,6 +395,24 @@ struct {
 	__uint(max_entries, EVENTS_RINGBUF_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events SEC(".maps");
+
+/* --- cilium_events_lost: records a full cilium_events could not take ------ */
+
+/* Per event type (the record's type byte, EVENT_TYPE_* in events.h), per CPU:
+ * a program only ever adds to its own CPU's slot, so the count is exact
+ * without atomics; the agent sums the CPUs. A failed bpf_ringbuf_reserve is
+ * the only way a record is lost (the ring never overwrites), so this counts
+ * every lost record and nothing else.
+ */
+#define EVENTS_LOST_TYPES	8
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, EVENTS_LOST_TYPES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events_lost SEC(".maps");
 
 /* The node configuration. Never NULL in practice (an array always holds index
  * 0). The 6.18 verifier knows that for a constant in-range key and accepts the

@@ -32,7 +32,18 @@
  * keeps the replies of connections opened before). Traffic from the host to
  * itself is never checked.
  *
- * The conntrack state is kept in cb[CB_CT_STATE] for the traces.
+ * The conntrack state is kept in cb[CB_CT_STATE] for the traces, with
+ * CB_CT_REPORT when the lookup found the packet worth a trace at level 1.
+ *
+ * Policy verdict records (events.h): every denial, and at trace level >= 1
+ * every allowed new connection, with the deciding entry's cookie and its kind
+ * (POLICY_MATCH_*). An LPM lookup returns the entry, not its prefix length,
+ * so the kind is found only for a record: the same lookup again at the
+ * protocol's prefix (48) and at the identity's (40) returns the same entry
+ * (the same pointer: the trie's node) exactly when the entry is that general.
+ * Comparing pointers needs CAP_PERFMON or CAP_SYS_ADMIN, which the agent has
+ * (it needs CAP_SYS_ADMIN anyway); a denial costs the two lookups, an allow
+ * at level 0 nothing.
  */
 #pragma once
 
@@ -40,6 +51,7 @@
 #include "maps.h"
 #include "identity.h"
 #include "conntrack.h"
+#include "events.h"
 
 /* The host's slot in cilium_policy_maps (src/datapath/constants.ts
  * HOST_ENDPOINT_ID: never given to a pod).
@@ -61,9 +73,20 @@ static __always_inline __u32 policy_rev_of(__u32 ep_id)
 	return rev ? *rev : 0;
 }
 
-/* 0 if `map` allows the packet, else the drop. */
+/* The entry that decided a lookup (NULL: none, the default deny) and
+ * whether it was found for the remote identity itself (else for any).
+ */
+struct policy_match {
+	const struct policy_entry *entry;
+	bool l3;
+};
+
+/* 0 if `map` allows the packet, else the drop; *m says which entry decided:
+ * a deny of either lookup (the identity's first), else the identity's allow,
+ * else the allow for any identity.
+ */
 static __always_inline int policy_lookup(void *map, __u32 remote_id, enum ct_dir dir,
-					 __u8 proto, __be16 dport)
+					 __u8 proto, __be16 dport, struct policy_match *m)
 {
 	struct policy_key key = {
 		.prefixlen = POLICY_FULL_PREFIX,
@@ -72,16 +95,63 @@ static __always_inline int policy_lookup(void *map, __u32 remote_id, enum ct_dir
 		.protocol = proto,
 		.dport = dport,
 	};
-	const struct policy_entry *exact, *any;
+	const struct policy_entry *exact, *any, *e;
+	bool l3 = remote_id != 0;
 
 	exact = bpf_map_lookup_elem(map, &key);
 	key.sec_label = 0;
 	any = remote_id ? bpf_map_lookup_elem(map, &key) : NULL;
-	if ((exact && (exact->flags & POLICY_F_DENY)) || (any && (any->flags & POLICY_F_DENY)))
+	e = exact;
+	if (!e || (!(e->flags & POLICY_F_DENY) && any && (any->flags & POLICY_F_DENY))) {
+		e = any;
+		l3 = false;
+	}
+	m->entry = e;
+	m->l3 = l3;
+	if (!e)
+		return DROP(DROP_POLICY);
+	if (e->flags & POLICY_F_DENY)
 		return DROP(DROP_POLICY_DENY);
-	if (exact || any)
-		return 0;
-	return DROP(DROP_POLICY);
+	return 0;
+}
+
+/* The kind of entry that decided (POLICY_MATCH_*); see the top of this file. */
+static __always_inline __u8 policy_match_type(void *map, __u32 remote_id, enum ct_dir dir,
+					      __u8 proto, __be16 dport,
+					      const struct policy_match *m)
+{
+	struct policy_key key = {
+		.prefixlen = POLICY_PROTO_PREFIX,
+		.sec_label = m->l3 ? remote_id : 0,
+		.egress = dir == CT_EGRESS,
+		.protocol = proto,
+		.dport = dport,
+	};
+
+	if (!m->entry)
+		return POLICY_MATCH_NONE;
+	if (bpf_map_lookup_elem(map, &key) != m->entry)
+		return m->l3 ? POLICY_MATCH_L3_L4 : POLICY_MATCH_L4_ONLY;
+	key.prefixlen = POLICY_STATIC_PREFIX;
+	if (bpf_map_lookup_elem(map, &key) != m->entry)
+		return m->l3 ? POLICY_MATCH_L3_PROTO : POLICY_MATCH_PROTO_ONLY;
+	return m->l3 ? POLICY_MATCH_L3_ONLY : POLICY_MATCH_ALL;
+}
+
+/* The policy verdict record of a decision `ret` (0 or a drop) of endpoint
+ * `ep_id`'s map for packet `p`.
+ */
+static __always_inline void policy_verdict(struct __sk_buff *ctx, const struct ct_packet *p,
+					   void *map, __u32 ep_id, __u32 remote_id,
+					   enum ct_dir dir, const struct policy_match *m, int ret)
+{
+	__u8 proto = p->tuple.proto;
+	__be16 dport = p->policy_port;
+
+	send_policy_verdict_notify(ctx, remote_id, m->entry ? m->entry->cookie : 0, dport, proto,
+				   dir == CT_EGRESS ? METRIC_EGRESS : METRIC_INGRESS, (__u16)ep_id,
+				   IS_DROP(ret) ? DROP_REASON_OF(ret) : 0,
+				   policy_match_type(map, remote_id, dir, proto, dport, m));
 }
 
 static __always_inline int __policy_check(struct __sk_buff *ctx, const struct ct_packet *p,
@@ -89,14 +159,16 @@ static __always_inline int __policy_check(struct __sk_buff *ctx, const struct ct
 					  __u32 remote_id, enum ct_dir dir)
 {
 	__u32 now = p->now;
+	struct policy_match match;
 	struct ct_entry *own;
 	enum ct_status state;
 	__u32 verdict_for = 0;
 	__u32 rev = 0;
+	bool report;
 	int ret;
 
-	state = ct_lookup4(p, dir, now, &own);
-	ctx_store_meta(ctx, CB_CT_STATE, state + 1);
+	state = ct_lookup4(p, dir, now, &own, &report);
+	ctx_store_meta(ctx, CB_CT_STATE, (state + 1) | (report ? CB_CT_REPORT : 0));
 	if (state == CT_REPLY || state == CT_RELATED)
 		return 0;
 	/* Without a map (the host firewall off) no verdict is cached:
@@ -106,7 +178,9 @@ static __always_inline int __policy_check(struct __sk_buff *ctx, const struct ct
 		rev = policy_rev_of(ep_id);
 		if (own && remote_id && own->policy_rev == rev && own->policy_remote == remote_id)
 			return 0;
-		ret = policy_lookup(map, remote_id, dir, p->tuple.proto, p->policy_port);
+		ret = policy_lookup(map, remote_id, dir, p->tuple.proto, p->policy_port, &match);
+		if (ret < 0 || (state == CT_NEW && trace_level() >= TRACE_LEVEL_CONN))
+			policy_verdict(ctx, p, map, ep_id, remote_id, dir, &match, ret);
 		if (ret < 0)
 			return ret;
 		verdict_for = remote_id;

@@ -4,9 +4,9 @@
 //
 // A ring buffer has one consumer position: draining CONSUMES the records, so
 // two readers would each see only part of the stream. That is fine while
-// nothing else reads the ring (no agent-side reader exists yet). Once the
-// observability issue adds one (`membrane monitor` through the agent),
-// callers of this should ask that reader instead.
+// nothing else reads the ring. The agent's reader (events-reader.ts, opened
+// by NodeDatapath.openEventReader) is the long-lived one: once the agent
+// runs it, callers of this should ask the agent instead.
 import { BpfMap, pinExists } from '../bpf/index.ts';
 import { RingBufferReader } from '../bpf/ringbuf.ts';
 import { MembraneError } from '../shared/errors.ts';

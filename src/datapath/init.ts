@@ -22,6 +22,7 @@ import { reconcileIpcache } from './ipcache.ts';
 import { desiredRemoteIpcache, type RemoteNodeEntry } from './remote-nodes.ts';
 import { desiredNodeRoutes, reconcileNodeRoutes } from './routes.ts';
 import { applySysctls, GLOBAL_SYSCTLS } from './sysctl.ts';
+import type { TraceLevel } from './maps/node-config.ts';
 import { syncNodeEntries, writeNodeConfigFor } from './static-entries.ts';
 
 export interface InitResult {
@@ -73,7 +74,8 @@ export interface InitOptions {
    * its peers, so a restart never cuts traffic to a node it simply has not heard of yet.
    */
   prune?: boolean;
-  traceEvents?: boolean;
+  /** The trace level to write into node_config (default: keep the one the map holds; 0 on a new node). */
+  traceLevel?: TraceLevel;
   /** Recorded in the node marker so CLI commands run in this netns find the agent. */
   apiSocket?: string;
   /** Marks the setup's phases (the agent's start timing, MEMBRANE_TIMING=1). */
@@ -118,7 +120,7 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
     ensureKnownEndpointPolicyMaps(nodeDir);
     // The maps are pinned by the first object loaded, so entries come after the programs.
     const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb, timer);
-    writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceEvents);
+    writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceLevel);
     syncNodeEntries(cfg);
     reconcileIpcache(nodeDir, 'cluster', desiredRemoteIpcache(cfg, remotes), { prune: opts.prune });
     timer?.mark('map entries');

@@ -22,10 +22,17 @@ import {
 import { reconcileRemotes, type RemoteNodeEntry, type RemotePodEntry } from './remote-nodes.ts';
 import { reconcileIpcache } from './ipcache.ts';
 import { Rollback } from './rollback.ts';
+import type { TraceLevel } from './maps/node-config.ts';
+import { readTraceLevel, setTraceLevel } from './static-entries.ts';
+import { EventReader, readEventsLost, type LostEvents } from './events-reader.ts';
 
 export type { CreateEndpointOptions, CreatedEndpoint, EndpointSpec, TcxUpgrade } from './endpoint.ts';
 export type { CtGcResult, CtListEntry } from './conntrack.ts';
 export type { PolicyMapEntry } from './maps/policy.ts';
+export type { TraceLevel } from './maps/node-config.ts';
+export { TRACE_LEVEL_ALL, TRACE_LEVEL_CONN, TRACE_LEVEL_OFF, checkTraceLevel } from './maps/node-config.ts';
+export { EventReader, type LostEvents } from './events-reader.ts';
+export type { DatapathEvent, DebugEvent, DropEvent, PolicyVerdictEvent, TraceEvent } from './maps/events.ts';
 export type { HostPolicyResult, PolicySyncResult } from './policy-maps.ts';
 export type { EndpointRecord, RestoreOutcome } from './endpoint-restore.ts';
 export type { RemoteNodeEntry, RemotePodEntry } from './remote-nodes.ts';
@@ -112,6 +119,42 @@ export class NodeDatapath {
   /** The node's conntrack entries (for `membrane bpf ct list`). */
   listConntrack(): CtListEntry[] {
     return listConntrack(this.cfg.paths.pinDir);
+  }
+
+  // --- Events: the surface the agent's observe pipeline (src/agent/observe) uses. Kept stable: ---
+  //   openEventReader()   the node's cilium_events ring as decoded DatapathEvents (maps/events.ts:
+  //                       DropEvent, TraceEvent, DebugEvent, PolicyVerdictEvent, each with timeNs,
+  //                       source endpoint, hash, lenOrig, packet bytes and summary), plus lost() since open;
+  //   setTraceLevel(n) / traceLevel()   0 drops and denials, 1 per connection, 2 every packet;
+  //   eventsLost()        records lost since the maps were made (exact, per type).
+  // Records are in ring order per node; across nodes, order them by timeNs (one clock per machine).
+
+  /**
+   * Opens the reader of this node's events. A ring has one consumer position, so a node has one reader (the agent's
+   * pipeline), which hands events on; consume() never blocks: call it on a timer. The caller close()s it.
+   * Throws E_NOT_INITIALIZED if the node's maps are not pinned.
+   */
+  openEventReader(): EventReader {
+    return EventReader.open(this.cfg.paths.pinDir);
+  }
+
+  /** Records the programs could not write because the ring was full, since the node's maps were made: exact, by type. */
+  eventsLost(): LostEvents {
+    return readEventsLost(this.cfg.paths.pinDir);
+  }
+
+  /**
+   * Which trace events the programs send, at once and without a reload: 0 none (drops and policy denials only),
+   * 1 per connection (to-* traces of new connections, new TCP flags, every 5 s; allow verdicts of new connections),
+   * 2 every packet at every point with the debug records. Throws E_MAP_CODEC for another value.
+   */
+  setTraceLevel(level: TraceLevel): void {
+    setTraceLevel(this.cfg.paths.pinDir, level);
+  }
+
+  /** The trace level the programs use now. */
+  traceLevel(): TraceLevel {
+    return readTraceLevel(this.cfg.paths.pinDir);
   }
 
   /** Throws E_ENDPOINT naming what is broken, host and pod side, and what differs from the runtime's prevResult (CNI CHECK). */

@@ -258,6 +258,9 @@ export interface CtPreload {
   /** The cached verdict (default none). */
   policyRev?: number;
   policyRemote?: number;
+  /** Seconds since a trace last reported the original / the reply direction (default: never). */
+  txReportedAgo?: number;
+  rxReportedAgo?: number;
 }
 
 export interface MapContents {
@@ -321,8 +324,10 @@ export interface ProgramCase {
     mark?: number;
     /** Every cilium_metrics entry after the run; each must count this one packet. */
     metrics: MetricExpect[];
-    /** Every cilium_events record after the run, in order. */
+    /** Every cilium_events record after the run but the policy verdicts, in order. */
     events: EventExpect[];
+    /** Every policy verdict record after the run, in order (omit: not checked; rows of the policy table name them). */
+    verdicts?: EventExpect[];
     /** Every cilium_lxc entry after the run (omit: the program must not change the map). */
     endpoints?: endpoints.EndpointEntry[];
     /** Every conntrack entry after the run, both tables (omit: not checked). */
@@ -336,6 +341,8 @@ export interface RunResult {
   mark: number;
   metrics: { key: metrics.MetricsKey; value: metrics.MetricsValue }[];
   events: DatapathEvent[];
+  /** The same records as the ring held them (fixtures for the decoder's unit test). */
+  records: Buffer[];
   /** cilium_lxc after the run, sorted by IP. */
   endpoints: endpoints.EndpointEntry[];
   /** Both conntrack tables after the run, with seconds left. */
@@ -408,6 +415,8 @@ export function runCase(t: TestContext, c: ProgramCase, baseNodeConfig: nodeConf
     obj.map(ct.ctMapFor(p.tuple.proto)).update(ct.encodeKey(p.tuple), ct.encodeValue({
       lifetime: now + p.expiresIn, created: now, flags: p.flags, srcSecId: p.srcSecId, txFlagsSeen: p.txFlagsSeen, rxFlagsSeen: p.rxFlagsSeen,
       policyRev: p.policyRev, policyRemote: p.policyRemote,
+      lastTxReport: p.txReportedAgo === undefined ? 0 : now - p.txReportedAgo,
+      lastRxReport: p.rxReportedAgo === undefined ? 0 : now - p.rxReportedAgo,
     }));
   }
   for (const [id, rev] of Object.entries(m.policyRev ?? {})) {
@@ -441,6 +450,7 @@ export function runCase(t: TestContext, c: ProgramCase, baseNodeConfig: nodeConf
     mark: r.ctxOut!.readUInt32LE(SKB_MARK),
     metrics: counters,
     events: records.map((rec) => decodeEvent(rec)),
+    records: records.map((rec) => Buffer.from(rec)),
     endpoints: sortedEndpoints([...obj.map(endpoints.ENDPOINTS_MAP_NAME).entries()].map(([k, v]) => endpoints.decodeEntry(k, v))),
     conntrack: [ct.CT_TCP_MAP_NAME, ct.CT_ANY_MAP_NAME].flatMap((name) => [...obj.map(name).entries()].map(([k, v]) => {
       const e = ct.decodeValue(v);
@@ -491,9 +501,15 @@ export function checkCase(c: ProgramCase, r: RunResult): void {
     assert.deepEqual(e.value, { count: 1n, bytes: BigInt(c.frame.length) }, `cilium_metrics ${describeMetric(e.key)}: one packet of ${c.frame.length} bytes`);
   }
 
-  assert.deepEqual(r.events.map((e) => e.type), x.events.map((e) => e.type), 'cilium_events record types');
-  x.events.forEach((want, i) => {
-    const ev = r.events[i] as unknown as Record<string, unknown>;
+  const events = r.events.filter((e) => e.type !== 'policy-verdict');
+  checkEvents(c, r, events, x.events, 'cilium_events record types');
+  if (x.verdicts) checkEvents(c, r, r.events.filter((e) => e.type === 'policy-verdict'), x.verdicts, 'policy verdict records');
+}
+
+function checkEvents(c: ProgramCase, r: RunResult, events: DatapathEvent[], expected: EventExpect[], what: string): void {
+  assert.deepEqual(events.map((e) => e.type), expected.map((e) => e.type), what);
+  expected.forEach((want, i) => {
+    const ev = events[i] as unknown as Record<string, unknown>;
     const { site: at, packet, ...fields } = want;
     const picked = Object.fromEntries(Object.keys(fields).map((k) => [k, ev[k]]));
     assert.deepEqual(picked, fields, `event ${i} (${String(ev.type)})`);

@@ -37,6 +37,7 @@ const DROP_INVALID_IDENTITY = 171;
 const DROP_TTL_EXCEEDED = 196;
 const DROP_HOST_NOT_READY = 202;
 const TO_LXC = 0;
+const TO_HOST = 2;
 const TO_STACK = 3;
 const TO_OVERLAY = 4;
 const FROM_LXC = 5;
@@ -50,7 +51,7 @@ const NODE: NodeConfig = {
   hostIfindex: 3, netIfindex: 2, encapIfindex: 4,
   routerIp: '10.0.1.161', nodeIp: '192.168.50.1',
   hostMac: '02:00:00:00:0a:03', netMac: '02:00:00:00:0a:02', encapMac: '02:00:00:00:0a:04',
-  endpointRoutes: false, traceEvents: true, routeMtu: 1450,
+  endpointRoutes: false, traceLevel: 2, routeMtu: 1450,
 };
 
 /** The pod whose bpf_lxc.o runs (load-time constants). */
@@ -146,7 +147,7 @@ const CASES: ProgramCase[] = [
   {
     name: 'lxc: local delivery with trace events off sends no event at all',
     ...LXC,
-    maps: { nodeConfig: { traceEvents: false }, endpoints: [POD_B] },
+    maps: { nodeConfig: { traceLevel: 0 }, endpoints: [POD_B] },
     frame: fromPodA(POD_B.ip),
     expect: { retval: TC_ACT_REDIRECT, frame: deliveredToB(POD_A.ip), mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD), events: [] },
   },
@@ -245,7 +246,7 @@ const CASES: ProgramCase[] = [
   {
     name: 'lxc: encapsulation with trace events off sends neither DBG_ENCAP nor traces',
     ...LXC,
-    maps: { nodeConfig: { traceEvents: false }, ipcache: [REMOTE_POD] },
+    maps: { nodeConfig: { traceLevel: 0 }, ipcache: [REMOTE_POD] },
     frame: fromPodA(REMOTE.ip),
     expect: { retval: TC_ACT_REDIRECT, metrics: fwd(LXC_IPV4_FORWARD), events: [] },
   },
@@ -425,7 +426,8 @@ const CASES: ProgramCase[] = [
       retval: TC_ACT_OK,
       frame: ipv4Frame({ srcMac: HOST_MAC, dstMac: NODE.netMac, src: NODE.routerIp, dst: NODE.nodeIp }),
       metrics: fwd(HOST_IPV4_FORWARD),
-      events: [fromHostTrace, { type: 'trace', point: TO_STACK, srcLabel: IDENTITY_HOST, dstLabel: IDENTITY_HOST, ifindex: NODE.netIfindex, packet: 'out' }],
+      // Handed to the host through the cilium_host/cilium_net pair: to-host (to-stack comes in cil_to_host).
+      events: [fromHostTrace, { type: 'trace', point: TO_HOST, srcLabel: IDENTITY_HOST, dstLabel: IDENTITY_HOST, ifindex: NODE.netIfindex, packet: 'out' }],
     },
   },
   {
@@ -557,7 +559,9 @@ const CASES: ProgramCase[] = [
     expect: {
       retval: TC_ACT_REDIRECT,
       frame: ipv4Frame({ srcMac: NODE.encapMac, dstMac: NODE.hostMac, src: '192.168.50.2', dst: NODE.nodeIp }),
-      mark: identityToMark(IDENTITY_REMOTE_NODE), metrics: fwd(OVERLAY_IPV4_FORWARD, METRIC_INGRESS), events: [],
+      mark: identityToMark(IDENTITY_REMOTE_NODE), metrics: fwd(OVERLAY_IPV4_FORWARD, METRIC_INGRESS),
+      // The FROM_OVERLAY trace is the entry program's (not run here); the tail traces the hand-over to the host.
+      events: [{ type: 'trace', point: TO_HOST, source: 0, srcLabel: IDENTITY_REMOTE_NODE, dstLabel: IDENTITY_HOST, ifindex: NODE.hostIfindex, packet: 'out' }],
     },
   },
   {
@@ -648,17 +652,27 @@ const established = (t: CtTuple, o: { expiresIn?: number; flags?: number; srcSec
 const RANGE_8000_8080 = portRangeBlocks(8000, 8080).map((b) => ({ ...allow(POD_A.identity, INGRESS, TCP), ...b }));
 const remoteUdp = tuple(POD_B.ip, 5000, REMOTE.ip, 53, UDP, 'out');
 
+/** Policy verdict records (trace level 2 sends one per new connection, and every denial). */
+const POLICY_MATCH = { none: 0, l3Only: 1, l3L4: 2, l4Only: 3, all: 4, l3Proto: 5 } as const;
+const verdict = (f: Record<string, unknown>): EventExpect => ({ type: 'policy-verdict', packet: 'in', ...f });
+/** Pod A's allow-all egress map lets its packet to pod B out. */
+const aEgressAllowed = (dstPort: number, proto = TCP) => verdict({
+  endpointId: POD_A.id, direction: 'egress', remoteLabel: POD_B.secId, verdict: 'allow', reason: 0, proto, dstPort, match: POLICY_MATCH.all, matchText: 'all', cookie: 0,
+});
+/** Pod B's ingress decision on pod A's packet. */
+const bIngress = (f: Record<string, unknown>) => verdict({ endpointId: POD_B.lxcId, direction: 'ingress', remoteLabel: POD_A.identity, ...f });
+
 const POLICY_CASES: ProgramCase[] = [
   // ---- lookups: exact, wildcards, ranges, deny, default ----
   {
     name: 'policy: an exact allow (identity, TCP, port) lets a new connection in; both sides record it (SYN only: 60 s)',
     ...LXC,
-    maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
+    maps: { endpoints: [POD_B], policy: bPolicy({ ...allow(POD_A.identity, INGRESS, TCP, 80), cookie: 77 }) },
     frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
-    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW, [
+    expect: { ...deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW, [
       { tuple: abOut(), expiresIn: CT_LIFETIME.tcpSyn, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: 0, policyRev: 0, policyRemote: POD_B.secId },
       { tuple: abIn(), expiresIn: CT_LIFETIME.tcpSyn, flags: 0, srcSecId: POD_A.identity, txFlagsSeen: SYN, rxFlagsSeen: 0, policyRev: 0, policyRemote: POD_A.identity },
-    ]),
+    ]), verdicts: [aEgressAllowed(80), bIngress({ verdict: 'allow', reason: 0, reasonText: 'allowed', proto: TCP, protoText: 'TCP', dstPort: 80, match: POLICY_MATCH.l3L4, matchText: 'L3-L4', cookie: 77 })] },
   },
   {
     name: 'policy: the same endpoint, selected, denies another port (Policy denied, both identities and the endpoint in the event)',
@@ -666,31 +680,31 @@ const POLICY_CASES: ProgramCase[] = [
     maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
     frame: tcpFromA(POD_B.ip, 40000, 81, SYN),
     // Pod A's egress allowed it and recorded it before B's ingress said no (as a remote destination would).
-    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), conntrack: [{ tuple: abOut(81) }] },
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), conntrack: [{ tuple: abOut(81) }], verdicts: [aEgressAllowed(81), bIngress({ verdict: 'deny', denyKind: 'default', reason: DROP_POLICY, dstPort: 81, match: POLICY_MATCH.none, matchText: 'none', cookie: 0 })] },
   },
   {
     name: 'policy: a TCP rule without a port (wildcard port, prefix 48) allows any TCP port',
     ...LXC,
     maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP)) },
     frame: tcpFromA(POD_B.ip, 40000, 443, SYN),
-    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 443, SYN), CT_NEW),
+    expect: { ...deliveredAB(tcpIntoB(POD_A.ip, 40000, 443, SYN), CT_NEW), verdicts: [aEgressAllowed(443), bIngress({ verdict: 'allow', dstPort: 443, match: POLICY_MATCH.l3Proto, matchText: 'L3-Proto' })] },
   },
   {
     name: 'policy: a rule without a protocol (wildcard protocol, prefix 40) allows UDP; the entry goes to the non-TCP table (60 s)',
     ...LXC,
     maps: { endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS)) },
     frame: udpFromA(POD_B.ip, 40000, 53),
-    expect: deliveredAB(udpIntoB(POD_A.ip, 40000, 53), CT_NEW, [
+    expect: { ...deliveredAB(udpIntoB(POD_A.ip, 40000, 53), CT_NEW, [
       { tuple: abOut(53, UDP), expiresIn: CT_LIFETIME.nonTcp, srcSecId: POD_A.identity },
       { tuple: abIn(53, UDP), expiresIn: CT_LIFETIME.nonTcp, srcSecId: POD_A.identity },
-    ]),
+    ]), verdicts: [aEgressAllowed(53, UDP), bIngress({ verdict: 'allow', proto: UDP, protoText: 'UDP', dstPort: 53, match: POLICY_MATCH.l3Only, matchText: 'L3-Only' })] },
   },
   {
     name: 'policy: a rule for any identity (sec_label 0) allows pod A',
     ...LXC,
     maps: { endpoints: [POD_B], policy: bPolicy(allow(0, INGRESS, TCP, 80)) },
     frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
-    expect: deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW),
+    expect: { ...deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW), verdicts: [aEgressAllowed(80), bIngress({ verdict: 'allow', dstPort: 80, match: POLICY_MATCH.l4Only, matchText: 'L4-Only' })] },
   },
   {
     name: 'policy: a port range 8000-8080 stored as prefix blocks allows 8070 (block 8064/12)',
@@ -718,7 +732,7 @@ const POLICY_CASES: ProgramCase[] = [
     ...LXC,
     maps: { endpoints: [POD_B], policy: bPolicy(deny(0, INGRESS), allow(POD_A.identity, INGRESS, TCP, 80)) },
     frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
-    expect: droppedAB(DROP_POLICY_DENY, DENY_SITE),
+    expect: { ...droppedAB(DROP_POLICY_DENY, DENY_SITE), verdicts: [aEgressAllowed(80), bIngress({ verdict: 'deny', denyKind: 'rule', reason: DROP_POLICY_DENY, dstPort: 80, match: POLICY_MATCH.all, matchText: 'all' })] },
   },
   {
     name: "policy: a deny for pod A's identity on TCP beats a more specific allow of port 80 (stored as a deny: the LPM sees only one)",
@@ -739,7 +753,7 @@ const POLICY_CASES: ProgramCase[] = [
     ...LXC,
     maps: { endpoints: [POD_B], policy: bPolicy(allow(999, INGRESS)) },
     frame: fromPodA(POD_B.ip),
-    expect: droppedAB(DROP_POLICY, POLICY_SITE),
+    expect: { ...droppedAB(DROP_POLICY, POLICY_SITE), verdicts: [aEgressAllowed(8, ICMP), bIngress({ verdict: 'deny', reason: DROP_POLICY, proto: ICMP, protoText: 'ICMP', dstPort: 8, match: POLICY_MATCH.none })] },
   },
   {
     name: 'policy: egress selected (pod A may reach only pod B on TCP 80) and B not selected (allow-all): delivered',
@@ -793,6 +807,71 @@ const POLICY_CASES: ProgramCase[] = [
       { tuple: tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), expiresIn: CT_LIFETIME.tcpEstablished },
       { tuple: tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), expiresIn: CT_LIFETIME.tcpEstablished },
     ]),
+  },
+  // ---- trace levels: 1 traces a connection at its to-* points when it opens, gains TCP flags or every 5 s; 0 only drops and denials ----
+  {
+    name: 'trace level 1: a new connection is traced at to-endpoint only (no from-* point), with the allow verdicts of both sides',
+    ...LXC,
+    maps: { nodeConfig: { traceLevel: 1 }, endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 80, SYN),
+    expect: {
+      ...deliveredAB(tcpIntoB(POD_A.ip, 40000, 80, SYN), CT_NEW),
+      events: [{ type: 'trace', point: TO_LXC, source: POD_A.id, dstLabel: POD_B.secId, dstId: POD_B.lxcId, reason: CT_NEW, packet: 'out' }],
+      verdicts: [aEgressAllowed(80), bIngress({ verdict: 'allow', match: POLICY_MATCH.l3L4 })],
+    },
+  },
+  {
+    name: 'trace level 1: a reply whose direction was reported 1 s ago, with no new TCP flags, sends nothing',
+    ...LXC,
+    maps: {
+      nodeConfig: { traceLevel: 1 },
+      endpoints: [POD_B],
+      conntrack: [{ ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), { srcSecId: POD_B.secId }), rxReportedAgo: 1 },
+        { ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), { srcSecId: POD_B.secId }), rxReportedAgo: 1 }],
+    },
+    frame: tcpFromA(POD_B.ip, 80, 40000, ACK),
+    expect: { ...deliveredAB(tcpIntoB(POD_A.ip, 80, 40000, ACK), CT_REPLY), events: [], verdicts: [] },
+  },
+  {
+    name: 'trace level 1: the same reply 6 s after the last report is traced at to-endpoint again',
+    ...LXC,
+    maps: {
+      nodeConfig: { traceLevel: 1 },
+      endpoints: [POD_B],
+      conntrack: [{ ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), { srcSecId: POD_B.secId }), rxReportedAgo: 6 },
+        { ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), { srcSecId: POD_B.secId }), rxReportedAgo: 6 }],
+    },
+    frame: tcpFromA(POD_B.ip, 80, 40000, ACK),
+    expect: {
+      ...deliveredAB(tcpIntoB(POD_A.ip, 80, 40000, ACK), CT_REPLY),
+      events: [{ type: 'trace', point: TO_LXC, dstLabel: POD_B.secId, reason: CT_REPLY, packet: 'out' }], verdicts: [],
+    },
+  },
+  {
+    name: 'trace level 1: a reply adding FIN to what its direction has seen is traced although reported 1 s ago',
+    ...LXC,
+    maps: {
+      nodeConfig: { traceLevel: 1 },
+      endpoints: [POD_B],
+      conntrack: [{ ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'out'), { srcSecId: POD_B.secId }), rxReportedAgo: 1 },
+        { ...established(tuple(POD_B.ip, 40000, POD_A.ip, 80, TCP, 'in'), { srcSecId: POD_B.secId }), rxReportedAgo: 1 }],
+    },
+    frame: tcpFromA(POD_B.ip, 80, 40000, FIN | ACK),
+    expect: {
+      ...deliveredAB(tcpIntoB(POD_A.ip, 80, 40000, FIN | ACK), CT_REPLY),
+      events: [{ type: 'trace', point: TO_LXC, dstLabel: POD_B.secId, reason: CT_REPLY, packet: 'out' }], verdicts: [],
+    },
+  },
+  {
+    name: 'trace level 0: a denied connection sends its drop and the deny verdict, no trace and no allow verdict',
+    ...LXC,
+    maps: { nodeConfig: { traceLevel: 0 }, endpoints: [POD_B], policy: bPolicy(allow(POD_A.identity, INGRESS, TCP, 80)) },
+    frame: tcpFromA(POD_B.ip, 40000, 81, SYN),
+    expect: {
+      ...droppedAB(DROP_POLICY, POLICY_SITE),
+      events: [drop(DROP_POLICY, POLICY_SITE, { source: POD_A.id, srcLabel: POD_A.identity, dstLabel: POD_B.secId, dstId: POD_B.lxcId })],
+      verdicts: [bIngress({ verdict: 'deny', reason: DROP_POLICY, dstPort: 81, match: POLICY_MATCH.none })],
+    },
   },
   {
     name: 'conntrack: the same reply without the entries is a new connection, and A may not open it (Policy denied)',
@@ -1010,7 +1089,10 @@ const POLICY_CASES: ProgramCase[] = [
     ctx: { mark: identityToMark(POD_B.secId) },
     expect: {
       retval: TC_ACT_OK, metrics: fwd(TO_CONTAINER_FORWARD, METRIC_INGRESS),
-      events: [{ type: 'trace', point: FROM_STACK, source: POD_A.id, srcLabel: POD_B.secId, dstLabel: POD_A.identity, dstId: POD_A.id }],
+      events: [
+        { type: 'trace', point: FROM_STACK, source: POD_A.id, srcLabel: POD_B.secId, dstLabel: POD_A.identity, dstId: POD_A.id },
+        { type: 'trace', point: TO_LXC, source: POD_A.id, srcLabel: POD_B.secId, dstLabel: POD_A.identity, dstId: POD_A.id, ifindex: LOOPBACK_IFINDEX, packet: 'out' },
+      ],
     },
   },
   {
@@ -1033,7 +1115,10 @@ const POLICY_CASES: ProgramCase[] = [
     object: 'bpf_lxc', program: 'cil_to_container', constants: LXC_A,
     maps: { ipcache: [{ cidr: `${NODE.routerIp}/32`, value: { identity: IDENTITY_HOST } }], policy: { [POD_A.id]: [allow(0, EGRESS), allow(IDENTITY_HOST, INGRESS)] } },
     frame: ipv4Frame({ srcMac: POD_A.lxcMac, dstMac: POD_A.podMac, src: NODE.routerIp, dst: POD_A.ip }),
-    expect: { retval: TC_ACT_OK, metrics: fwd(TO_CONTAINER_FORWARD, METRIC_INGRESS), events: [{ type: 'trace', point: FROM_STACK, srcLabel: IDENTITY_HOST }] },
+    expect: {
+      retval: TC_ACT_OK, metrics: fwd(TO_CONTAINER_FORWARD, METRIC_INGRESS),
+      events: [{ type: 'trace', point: FROM_STACK, srcLabel: IDENTITY_HOST }, { type: 'trace', point: TO_LXC, srcLabel: IDENTITY_HOST, dstLabel: POD_A.identity }],
+    },
   },
 
   // ---- host firewall (slot 1): off without a map ----

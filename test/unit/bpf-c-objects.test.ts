@@ -66,6 +66,7 @@ test('shared maps are identical in every object and pinned by name; cilium_calls
     cilium_node_cfg: { type: 2, maxEntries: 1, pinning: 1 },
     cilium_metrics: { type: 5, maxEntries: 1024, pinning: 1 },
     cilium_events: { type: 27, maxEntries: 1 << 20, pinning: 1 },
+    cilium_events_lost: { type: 6, maxEntries: 8, pinning: 1 },
     cilium_policy_maps: { type: 12, maxEntries: 4096, pinning: 1 },
     cilium_policy_rev: { type: 2, maxEntries: 4096, pinning: 1 },
     cilium_ct4_global: { type: 9, maxEntries: 131072, pinning: 1 },

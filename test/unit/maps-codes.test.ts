@@ -191,7 +191,10 @@ test('flag and size constants match the C #defines of the same name', () => {
     ENDPOINT_KEY_IPV4: endpoints.ENDPOINT_KEY_IPV4,
     ENDPOINTS_MAP_SIZE: endpoints.ENDPOINTS_MAX_ENTRIES,
     NODE_F_ENDPOINT_ROUTES: nodeConfig.NODE_F_ENDPOINT_ROUTES,
-    NODE_F_TRACE_EVENTS: nodeConfig.NODE_F_TRACE_EVENTS,
+    TRACE_LEVEL_OFF: nodeConfig.TRACE_LEVEL_OFF,
+    TRACE_LEVEL_CONN: nodeConfig.TRACE_LEVEL_CONN,
+    TRACE_LEVEL_ALL: nodeConfig.TRACE_LEVEL_ALL,
+    EVENTS_LOST_TYPES: events.EVENTS_LOST_TYPES,
     METRICS_MAP_SIZE: metrics.METRICS_MAX_ENTRIES,
     EVENT_VERSION: events.EVENT_VERSION,
     EVENT_CAP_LEN: events.EVENT_CAP_LEN,
@@ -201,6 +204,11 @@ test('flag and size constants match the C #defines of the same name', () => {
   const ev = enums('events.h');
   assert.equal(ev.EVENT_TYPE_DROP, events.EVENT_TYPE_DROP);
   assert.equal(ev.EVENT_TYPE_TRACE, events.EVENT_TYPE_TRACE);
+  assert.equal(ev.EVENT_TYPE_DEBUG, events.EVENT_TYPE_DEBUG);
+  assert.equal(ev.EVENT_TYPE_POLICY_VERDICT, events.EVENT_TYPE_POLICY_VERDICT);
+  for (const [name, value] of Object.entries(ev).filter(([n]) => n.startsWith('POLICY_MATCH_'))) {
+    assert.equal((events as unknown as Record<string, number>)[name], value, name);
+  }
   const common = enums('common.h');
   assert.equal(common.METRIC_INGRESS, metrics.METRIC_INGRESS);
   assert.equal(common.METRIC_EGRESS, metrics.METRIC_EGRESS);

@@ -32,10 +32,14 @@ test('entry bytes: lifetime, created, flags, TCP flags seen, identity; NAT field
   assert.equal(d.nat, undefined);
   assert.deepEqual({ ...d, packets: undefined, bytes: undefined }, {
     lifetime: 1000, created: 940, flags: CT_ENTRY_F_SEEN_NON_SYN, txFlagsSeen: 0x12, rxFlagsSeen: 0x10, srcSecId: 1234, packets: undefined, bytes: undefined,
-    policyRev: 0, policyRemote: 0,
+    policyRev: 0, policyRemote: 0, lastTxReport: 0, lastRxReport: 0,
   });
   const c = decodeValue(encodeValue({ lifetime: 1, policyRev: 7, policyRemote: 4321 }));
   assert.deepEqual([c.policyRev, c.policyRemote], [7, 4321]);
+  // The trace reports' times (trace level 1): [52] original direction, [56] reply direction.
+  const r = encodeValue({ lifetime: 1, lastTxReport: 900, lastRxReport: 905 });
+  assert.deepEqual([r.readUInt32LE(52), r.readUInt32LE(56), r.readUInt32LE(60)], [900, 905, 0]);
+  assert.deepEqual([decodeValue(r).lastTxReport, decodeValue(r).lastRxReport], [900, 905]);
   const n = decodeValue(encodeValue({ lifetime: 5, nat: { origAddr: '10.0.1.5', origPort: 40000, addr: '192.168.50.1', port: 61000 } }));
   assert.deepEqual(n.nat, { origAddr: '10.0.1.5', origPort: 40000, addr: '192.168.50.1', port: 61000 });
   assert.ok(n.flags & CT_ENTRY_F_NAT);

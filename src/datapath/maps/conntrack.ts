@@ -15,7 +15,8 @@ export const FRAG_MAP_NAME = 'cilium_ipv4_frag_datagrams';
 export const CT_TUPLE = defineLayout('ct4_tuple', 16, { saddr: 0, daddr: 4, sport: 8, dport: 10, proto: 12, flags: 13, pad: 14 });
 export const CT_ENTRY = defineLayout('ct_entry', 64, {
   packets: 0, bytes: 8, lifetime: 16, created: 20, flags: 24, tx_flags_seen: 26, rx_flags_seen: 27, src_sec_id: 28,
-  nat_orig_addr: 32, nat_addr: 36, nat_orig_port: 40, nat_port: 42, policy_rev: 44, policy_remote: 48, reserved: 52,
+  nat_orig_addr: 32, nat_addr: 36, nat_orig_port: 40, nat_port: 42, policy_rev: 44, policy_remote: 48,
+  last_tx_report: 52, last_rx_report: 56, reserved: 60,
 });
 export const FRAG_ID = defineLayout('ipv4_frag_id', 12, { daddr: 0, saddr: 4, id: 8, proto: 10, pad: 11 });
 export const FRAG_L4 = defineLayout('ipv4_frag_l4', 8, { sport: 0, dport: 2, policy_port: 4, pad: 6 });
@@ -59,6 +60,9 @@ export interface CtEntry {
   /** The cached verdict: the entry's endpoint's policy revision and the remote identity the connection was last allowed at (0: none). */
   policyRev: number;
   policyRemote: number;
+  /** Second a trace last reported the original / the reply direction (trace level 1 rate limit; 0: never). */
+  lastTxReport: number;
+  lastRxReport: number;
   nat?: { origAddr: string; origPort: number; addr: string; port: number };
 }
 
@@ -109,6 +113,8 @@ export function encodeValue(e: Partial<CtEntry> & Pick<CtEntry, 'lifetime'>): Bu
   b.writeUInt32LE(e.srcSecId ?? 0, f.src_sec_id);
   b.writeUInt32LE(e.policyRev ?? 0, f.policy_rev);
   b.writeUInt32LE(e.policyRemote ?? 0, f.policy_remote);
+  b.writeUInt32LE(e.lastTxReport ?? 0, f.last_tx_report);
+  b.writeUInt32LE(e.lastRxReport ?? 0, f.last_rx_report);
   if (e.nat) {
     writeIPv4(b, f.nat_orig_addr, e.nat.origAddr);
     writeIPv4(b, f.nat_addr, e.nat.addr);
@@ -135,6 +141,8 @@ export function decodeValue(buf: Uint8Array): CtEntry {
     bytes: b.readBigUInt64LE(f.bytes),
     policyRev: b.readUInt32LE(f.policy_rev),
     policyRemote: b.readUInt32LE(f.policy_remote),
+    lastTxReport: b.readUInt32LE(f.last_tx_report),
+    lastRxReport: b.readUInt32LE(f.last_rx_report),
     ...(flags & CT_ENTRY_F_NAT ? {
       nat: {
         origAddr: readIPv4(b, f.nat_orig_addr), origPort: b.readUInt16BE(f.nat_orig_port),

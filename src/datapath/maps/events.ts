@@ -1,37 +1,75 @@
 // Decodes cilium_events ring-buffer records (bpf/lib/events.h) into typed drop,
-// debug and trace events, with the captured packet bytes and a one-line L3/L4
-// summary such as "10.0.1.5 -> 10.0.2.7 ICMP echo". Pure: the caller reads the
-// ring buffer and hands each record here.
+// debug, trace and policy verdict events, with the CLOCK_MONOTONIC time the
+// record was made, the captured packet bytes and a one-line L3/L4 summary such
+// as "10.0.1.5 -> 10.0.2.7 ICMP echo". Pure: the caller reads the ring buffer
+// (src/datapath/events-reader.ts) and hands each record here.
 import { MembraneError } from '../../shared/errors.ts';
 import { dropReasonText } from './drop-reasons.ts';
 import { defineLayout, readIPv4, readMac } from './layout.ts';
 import { observationPointText, TRACE_REASONS } from './observation-points.ts';
+import { protocolName } from './policy.ts';
 import { sourceFileName } from './source-files.ts';
 
 export const EVENTS_MAP_NAME = 'cilium_events';
+/** Per-CPU count of the records a full ring could not take, by event type (bpf/lib/maps.h). */
+export const EVENTS_LOST_MAP_NAME = 'cilium_events_lost';
+/** Slots of cilium_events_lost: event types 0..7. */
+export const EVENTS_LOST_TYPES = 8;
 export const EVENT_TYPE_DROP = 1;
 export const EVENT_TYPE_DEBUG = 2;
 export const EVENT_TYPE_TRACE = 4;
+export const EVENT_TYPE_POLICY_VERDICT = 5;
 /** Debug subtype: the tunnel key set for encapsulation (arg1 remote IPv4 in host order, arg2 VNI). */
 export const DBG_ENCAP = 3;
-export const EVENT_VERSION = 1;
+export const EVENT_VERSION = 2;
 export const EVENT_CAP_LEN = 128;
 
-export const EVENT_HDR = defineLayout('event_hdr', 16, { type: 0, subtype: 1, source: 2, hash: 4, len_orig: 8, len_cap: 12, version: 14, pad: 15 });
-export const DROP_NOTIFY = defineLayout('drop_notify', 36 + EVENT_CAP_LEN, {
-  hdr: 0, src_label: 16, dst_label: 20, dst_id: 24, line: 28, file: 30, ext_error: 31, ifindex: 32, data: 36,
+export const EVENT_HDR = defineLayout('event_hdr', 24, {
+  type: 0, subtype: 1, source: 2, hash: 4, len_orig: 8, len_cap: 12, version: 14, pad: 15, ktime_ns: 16,
 });
-export const TRACE_NOTIFY = defineLayout('trace_notify', 36 + EVENT_CAP_LEN, {
-  hdr: 0, src_label: 16, dst_label: 20, dst_id: 24, reason: 26, flags: 27, ifindex: 28, orig_ip: 32, data: 36,
+export const DROP_NOTIFY = defineLayout('drop_notify', 48 + EVENT_CAP_LEN, {
+  hdr: 0, src_label: 24, dst_label: 28, dst_id: 32, line: 36, file: 38, ext_error: 39, ifindex: 40, pad: 44, data: 48,
 });
-export const DEBUG_NOTIFY = defineLayout('debug_notify', 36 + EVENT_CAP_LEN, {
-  hdr: 0, arg1: 16, arg2: 20, arg3: 24, ifindex: 28, pad: 32, data: 36,
+export const TRACE_NOTIFY = defineLayout('trace_notify', 48 + EVENT_CAP_LEN, {
+  hdr: 0, src_label: 24, dst_label: 28, dst_id: 32, reason: 34, flags: 35, ifindex: 36, orig_ip: 40, pad: 44, data: 48,
+});
+export const DEBUG_NOTIFY = defineLayout('debug_notify', 48 + EVENT_CAP_LEN, {
+  hdr: 0, arg1: 24, arg2: 28, arg3: 32, ifindex: 36, pad: 40, data: 48,
+});
+export const POLICY_VERDICT_NOTIFY = defineLayout('policy_verdict_notify', 48 + EVENT_CAP_LEN, {
+  hdr: 0, remote_label: 24, cookie: 28, dst_port: 32, proto: 34, dir: 35, ep_id: 36, verdict: 38, match_type: 39, ifindex: 40, pad: 44, data: 48,
+});
+
+/** Event type names as `cilium monitor -t` has them, by type number. */
+export const EVENT_TYPE_NAMES: Readonly<Record<number, DatapathEvent['type']>> = Object.freeze({
+  [EVENT_TYPE_DROP]: 'drop', [EVENT_TYPE_DEBUG]: 'debug', [EVENT_TYPE_TRACE]: 'trace', [EVENT_TYPE_POLICY_VERDICT]: 'policy-verdict',
 });
 
 /** Names of the debug subtypes the datapath emits (Cilium's DBG_* values). */
 export const DEBUG_SUBTYPES: Readonly<Record<number, string>> = Object.freeze({ [DBG_ENCAP]: 'encap' });
 
+/** Policy verdict match kinds (Cilium's POLICY_MATCH_* values and monitor texts). */
+export const POLICY_MATCH_NONE = 0;
+export const POLICY_MATCH_L3_ONLY = 1;
+export const POLICY_MATCH_L3_L4 = 2;
+export const POLICY_MATCH_L4_ONLY = 3;
+export const POLICY_MATCH_ALL = 4;
+export const POLICY_MATCH_L3_PROTO = 5;
+export const POLICY_MATCH_PROTO_ONLY = 6;
+export const POLICY_MATCH_TEXT: Readonly<Record<number, string>> = Object.freeze({
+  [POLICY_MATCH_NONE]: 'none', [POLICY_MATCH_L3_ONLY]: 'L3-Only', [POLICY_MATCH_L3_L4]: 'L3-L4', [POLICY_MATCH_L4_ONLY]: 'L4-Only',
+  [POLICY_MATCH_ALL]: 'all', [POLICY_MATCH_L3_PROTO]: 'L3-Proto', [POLICY_MATCH_PROTO_ONLY]: 'Proto-Only',
+});
+/** Verdict codes: 0 allowed, else the drop reason of the denial. */
+const DROP_POLICY = 133;
+const DROP_POLICY_DENY = 181;
+/** Policy verdict direction (Cilium's POLICY_INGRESS / POLICY_EGRESS). */
+const POLICY_INGRESS = 1;
+const POLICY_EGRESS = 2;
+
 interface EventCommon {
+  /** CLOCK_MONOTONIC nanoseconds when the record was made (process.hrtime.bigint() reads the same clock). */
+  timeNs: bigint;
   /** Endpoint id of the program that emitted the event (0 for the overlay). */
   source: number;
   /** skb hash: equal for the packets of one flow. */
@@ -70,7 +108,7 @@ export interface TraceEvent extends EventCommon {
   srcLabel: number;
   dstLabel: number;
   dstId: number;
-  /** Conntrack state; 5 = unknown. */
+  /** Conntrack state: 0 new, 1 established, 2 reply, 3 related, 5 unknown (no check saw the packet yet). */
   reason: number;
   reasonText: string;
   flags: number;
@@ -97,11 +135,42 @@ export interface DebugEvent extends EventCommon {
   vni?: number;
 }
 
-export type DatapathEvent = DropEvent | TraceEvent | DebugEvent;
+export interface PolicyVerdictEvent extends EventCommon {
+  type: 'policy-verdict';
+  /** Endpoint whose policy decided (1: the host firewall); the packet's source or destination by `direction`. */
+  endpointId: number;
+  /** The endpoint's view: ingress = it receives the packet from `remoteLabel`, egress = it sends it there. */
+  direction: 'ingress' | 'egress';
+  remoteLabel: number;
+  verdict: 'allow' | 'deny';
+  /** For a denial: a deny entry matched ('rule') or no entry did ('default'). */
+  denyKind?: 'rule' | 'default';
+  /** 0 when allowed, else the drop reason (133 default deny, 181 deny rule). */
+  reason: number;
+  reasonText: string;
+  /** IP protocol number and its name. */
+  proto: number;
+  protoText: string;
+  /** Destination port matched (ICMP: the type; 0 for protocols without ports). */
+  dstPort: number;
+  /** POLICY_MATCH_* kind of the deciding entry and its text ("L3-L4", "none", ...). */
+  match: number;
+  matchText: string;
+  /** The deciding entry's cookie (the agent's rule tag); 0 for the default deny. */
+  cookie: number;
+  /** Device the deciding program ran on. */
+  ifindex: number;
+}
+
+export type DatapathEvent = DropEvent | TraceEvent | DebugEvent | PolicyVerdictEvent;
 
 function decodeError(cause: string): MembraneError {
   return new MembraneError('decode datapath event', { code: 'E_EVENT_DECODE', cause });
 }
+
+const LAYOUTS: Readonly<Record<number, { fields: { data: number }; size: number }>> = {
+  [EVENT_TYPE_DROP]: DROP_NOTIFY, [EVENT_TYPE_DEBUG]: DEBUG_NOTIFY, [EVENT_TYPE_TRACE]: TRACE_NOTIFY, [EVENT_TYPE_POLICY_VERDICT]: POLICY_VERDICT_NOTIFY,
+};
 
 /**
  * Decodes one ring-buffer record. Throws MembraneError (code E_EVENT_DECODE)
@@ -110,62 +179,69 @@ function decodeError(cause: string): MembraneError {
  */
 export function decodeEvent(record: Uint8Array): DatapathEvent {
   const b = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
-  if (b.length < EVENT_HDR.size) throw decodeError(`record of ${b.length} bytes is shorter than the ${EVENT_HDR.size}-byte header`);
+  // The version byte sits at the same place in every version: check it first.
+  if (b.length < 16) throw decodeError(`record of ${b.length} bytes is too short for a header`);
   const h = EVENT_HDR.fields;
   const type = b[h.type];
   const version = b[h.version];
   if (version !== EVENT_VERSION) throw decodeError(`version ${version} is not supported (want ${EVENT_VERSION})`);
-  const layout = type === EVENT_TYPE_DROP ? DROP_NOTIFY : type === EVENT_TYPE_TRACE ? TRACE_NOTIFY : type === EVENT_TYPE_DEBUG ? DEBUG_NOTIFY : undefined;
+  const layout = LAYOUTS[type];
   if (!layout) throw decodeError(`unknown event type ${type}`);
+  if (b.length < layout.size) throw decodeError(`record of ${b.length} bytes is shorter than the ${layout.size}-byte ${EVENT_TYPE_NAMES[type]} record`);
   const lenCap = b.readUInt16LE(h.len_cap);
+  if (lenCap > EVENT_CAP_LEN) throw decodeError(`record claims ${lenCap} captured bytes, more than the ${EVENT_CAP_LEN} it holds`);
   const dataOff = layout.fields.data;
-  if (lenCap > EVENT_CAP_LEN || b.length < dataOff + lenCap) {
-    throw decodeError(`record of ${b.length} bytes cannot hold ${lenCap} captured bytes`);
-  }
   const packet = Buffer.from(b.subarray(dataOff, dataOff + lenCap));
-  const lenOrig = b.readUInt32LE(h.len_orig);
   const common: EventCommon = {
+    timeNs: b.readBigUInt64LE(h.ktime_ns),
     source: b.readUInt16LE(h.source),
     hash: b.readUInt32LE(h.hash),
-    lenOrig,
+    lenOrig: b.readUInt32LE(h.len_orig),
     packet,
     summary: summarizePacket(packet),
   };
   const subtype = b[h.subtype];
-  if (type === EVENT_TYPE_DROP) {
-    const f = DROP_NOTIFY.fields;
-    return {
-      type: 'drop',
-      ...common,
-      reason: subtype,
-      reasonText: dropReasonText(subtype),
-      srcLabel: b.readUInt32LE(f.src_label),
-      dstLabel: b.readUInt32LE(f.dst_label),
-      dstId: b.readUInt32LE(f.dst_id),
-      file: b[f.file],
-      fileName: sourceFileName(b[f.file]),
-      line: b.readUInt16LE(f.line),
-      extError: b[f.ext_error],
-      ifindex: b.readUInt32LE(f.ifindex),
-    };
+  switch (type) {
+    case EVENT_TYPE_DROP: {
+      const f = DROP_NOTIFY.fields;
+      return {
+        type: 'drop',
+        ...common,
+        reason: subtype,
+        reasonText: dropReasonText(subtype),
+        srcLabel: b.readUInt32LE(f.src_label),
+        dstLabel: b.readUInt32LE(f.dst_label),
+        dstId: b.readUInt32LE(f.dst_id),
+        file: b[f.file],
+        fileName: sourceFileName(b[f.file]),
+        line: b.readUInt16LE(f.line),
+        extError: b[f.ext_error],
+        ifindex: b.readUInt32LE(f.ifindex),
+      };
+    }
+    case EVENT_TYPE_DEBUG:
+      return decodeDebug(b, subtype, common);
+    case EVENT_TYPE_POLICY_VERDICT:
+      return decodePolicyVerdict(b, common);
+    default: {
+      const f = TRACE_NOTIFY.fields;
+      const reason = b[f.reason];
+      return {
+        type: 'trace',
+        ...common,
+        point: subtype,
+        pointText: observationPointText(subtype),
+        srcLabel: b.readUInt32LE(f.src_label),
+        dstLabel: b.readUInt32LE(f.dst_label),
+        dstId: b.readUInt16LE(f.dst_id),
+        reason,
+        reasonText: TRACE_REASONS[reason] ?? `reason-${reason}`,
+        flags: b[f.flags],
+        ifindex: b.readUInt32LE(f.ifindex),
+        origIp: readIPv4(b, f.orig_ip),
+      };
+    }
   }
-  if (type === EVENT_TYPE_DEBUG) return decodeDebug(b, subtype, common);
-  const f = TRACE_NOTIFY.fields;
-  const reason = b[f.reason];
-  return {
-    type: 'trace',
-    ...common,
-    point: subtype,
-    pointText: observationPointText(subtype),
-    srcLabel: b.readUInt32LE(f.src_label),
-    dstLabel: b.readUInt32LE(f.dst_label),
-    dstId: b.readUInt16LE(f.dst_id),
-    reason,
-    reasonText: TRACE_REASONS[reason] ?? `reason-${reason}`,
-    flags: b[f.flags],
-    ifindex: b.readUInt32LE(f.ifindex),
-    origIp: readIPv4(b, f.orig_ip),
-  };
 }
 
 function decodeDebug(b: Buffer, subtype: number, common: EventCommon): DebugEvent {
@@ -189,6 +265,35 @@ function decodeDebug(b: Buffer, subtype: number, common: EventCommon): DebugEven
     e.vni = arg2;
     e.message = `Encapsulating to node ${ip} with VNI ${arg2}`;
   }
+  return e;
+}
+
+function decodePolicyVerdict(b: Buffer, common: EventCommon): PolicyVerdictEvent {
+  const f = POLICY_VERDICT_NOTIFY.fields;
+  const dir = b[f.dir];
+  if (dir !== POLICY_INGRESS && dir !== POLICY_EGRESS) throw decodeError(`policy verdict direction ${dir} is neither ingress (1) nor egress (2)`);
+  const reason = b[f.verdict];
+  const match = b[f.match_type];
+  const proto = b[f.proto];
+  const e: PolicyVerdictEvent = {
+    type: 'policy-verdict',
+    ...common,
+    endpointId: b.readUInt16LE(f.ep_id),
+    direction: dir === POLICY_INGRESS ? 'ingress' : 'egress',
+    remoteLabel: b.readUInt32LE(f.remote_label),
+    verdict: reason === 0 ? 'allow' : 'deny',
+    reason,
+    reasonText: reason === 0 ? 'allowed' : dropReasonText(reason),
+    proto,
+    protoText: protocolName(proto),
+    dstPort: b.readUInt16LE(f.dst_port),
+    match,
+    matchText: POLICY_MATCH_TEXT[match] ?? `match-${match}`,
+    cookie: b.readUInt32LE(f.cookie),
+    ifindex: b.readUInt32LE(f.ifindex),
+  };
+  if (reason === DROP_POLICY_DENY) e.denyKind = 'rule';
+  else if (reason === DROP_POLICY) e.denyKind = 'default';
   return e;
 }
 
