@@ -13,6 +13,21 @@ import { MembraneError } from '../shared/errors.ts';
 
 export type Handler = (req: IncomingMessage, url: URL, body: () => Promise<unknown>) => Promise<unknown> | unknown;
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
+/**
+ * A streaming route: `open` starts the stream on `res` (NDJSON, one JSON
+ * value per line, written as the data comes) and returns the function that
+ * ends it, which the server calls when the client goes away or the server
+ * closes. Throwing before writing anything answers with a coded error.
+ */
+export type StreamHandler = (req: IncomingMessage, url: URL, res: ServerResponse) => () => void;
+
+/** One answered request, for latency metrics: the route's pattern (not the path, so ids do not make new series). */
+export interface RequestRecord {
+  method: string;
+  route: string;
+  status: number;
+  seconds: number;
+}
 
 /** The body of every error answer; `code` is a catalogue code (src/api/client.ts checks it). */
 export interface ApiErrorBody {
@@ -92,7 +107,11 @@ interface ConnState {
 }
 
 export class ApiServer {
-  private readonly routes: { method: string; path: string | RegExp; handler?: Handler; raw?: RawHandler }[] = [];
+  private readonly routes: { method: string; path: string | RegExp; handler?: Handler; raw?: RawHandler; stream?: StreamHandler }[] = [];
+  /** Open streams, ended when the server closes (a stream never ends by itself). */
+  private readonly streams = new Set<ServerResponse>();
+  /** Called once per answered request (streams: when the stream starts). */
+  onRequest?: (r: RequestRecord) => void;
   private server?: Server;
   readonly limits: Readonly<ApiLimits>;
   /** Open connections in the order they became idle (a Map keeps insertion order: re-inserted when idle again). */
@@ -106,6 +125,7 @@ export class ApiServer {
   post(path: string | RegExp, handler: Handler): this { this.routes.push({ method: 'POST', path, handler }); return this; }
   delete(path: string | RegExp, handler: Handler): this { this.routes.push({ method: 'DELETE', path, handler }); return this; }
   raw(method: string, path: string, raw: RawHandler): this { this.routes.push({ method, path, raw }); return this; }
+  stream(path: string, stream: StreamHandler): this { this.routes.push({ method: 'GET', path, stream }); return this; }
 
   /** Open connections, and how many of them have a request in flight (for tests and status). */
   get connections(): { open: number; busy: number } {
@@ -117,7 +137,15 @@ export class ApiServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = this.routes.find((r) => r.method === req.method && (typeof r.path === 'string' ? r.path === url.pathname : r.path.test(url.pathname)));
+    if (this.onRequest) {
+      const t0 = performance.now();
+      const label = route ? (typeof route.path === 'string' ? route.path : route.path.source) : 'unmatched';
+      const report = () => this.onRequest?.({ method: req.method ?? '', route: label, status: res.statusCode, seconds: (performance.now() - t0) / 1000 });
+      if (route?.stream) res.once('streaming', report);
+      else res.once('close', report);
+    }
     if (!route) return sendError(res, new MembraneError(`no route ${req.method} ${url.pathname}`, { code: 'E_NOT_FOUND' }));
+    if (route.stream) return this.openStream(route.stream, req, url, res);
     if (route.raw) {
       // A raw handler answers by itself; one that throws still gets a coded answer (and must not take the agent down).
       try {
@@ -154,6 +182,30 @@ export class ApiServer {
       if (!req.complete) res.setHeader('Connection', 'close');
       sendError(res, e);
     }
+  }
+
+  private openStream(open: StreamHandler, req: IncomingMessage, url: URL, res: ServerResponse): void {
+    let end: () => void;
+    // Set, not sent: a handler that refuses the request (a bad filter) still answers with a coded error.
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/x-ndjson');
+    res.setHeader('cache-control', 'no-store');
+    try {
+      end = open(req, url, res);
+    } catch (e) {
+      if (!res.headersSent) return sendError(res, e);
+      // Lines were sent already: the error goes as the stream's last line.
+      res.end(JSON.stringify({ kind: 'error', code: errorCodeOf(e), message: e instanceof Error ? e.message : String(e) }) + '\n');
+      return;
+    }
+    // The status line and headers now: a client learns the stream is open before the first line.
+    if (!res.headersSent) res.flushHeaders();
+    res.emit('streaming');
+    this.streams.add(res);
+    res.once('close', () => {
+      this.streams.delete(res);
+      end();
+    });
   }
 
   /** A new connection: counted, and at the cap the oldest idle one makes room for it (or it is refused). */
@@ -222,6 +274,8 @@ export class ApiServer {
     const s = this.server;
     if (!s) return;
     const closed = new Promise<void>((r) => s.close(() => r()));
+    // Streams last until their client goes: end them, or closing would wait for every client.
+    for (const res of this.streams) res.end();
     // A connection without a request in flight has nothing to finish; without this, a
     // stopping agent would wait out the header timeout of every silent connection.
     for (const [socket, st] of this.conns) if (st.busy === 0) socket.destroy();
