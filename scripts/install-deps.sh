@@ -2,7 +2,8 @@
 # Installs what Membrane needs on a fresh Debian 12 machine (run as root):
 # clang for bpf/*.c, libbpf 1.4 + bpftool 7.5 + iproute2 6.15 from
 # bookworm-backports (they know tcx; bookworm's 7.1 bpftool cannot show it),
-# tools the tests and benchmarks use, and the npm dependencies.
+# tools the tests and benchmarks use (openssl: etcd certificates; nsenter,
+# setpriv, curl: the install and etcd TLS tests), and the npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
 fi
 
 need_apt=0
-for bin in clang gcc bpftool tcpdump iperf3 etcd jq make; do
+for bin in clang gcc bpftool tcpdump iperf3 etcd jq make openssl curl nsenter setpriv; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 # bpftool 7.1 and iproute2 6.1 cannot show tcx attachments: require the backports.
@@ -29,7 +30,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     clang llvm gcc libc6-dev make jq tcpdump iperf3 iputils-ping netcat-openbsd procps psmisc \
-    etcd-server etcd-client >/dev/null
+    etcd-server etcd-client openssl curl util-linux >/dev/null
   apt-get install -y -qq --no-install-recommends -t bookworm-backports \
     bpftool iproute2 libbpf1 libbpf-dev >/dev/null
 fi
