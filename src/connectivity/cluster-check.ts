@@ -74,8 +74,8 @@ function onHost(host: ClusterHost, argv: string[], o: { input?: string; env?: Re
     child.stdin?.on('error', () => {});
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c) => { stdout += c; });
-    child.stderr.on('data', (c) => { stderr += c; });
+    child.stdout!.on('data', (c) => { stdout += c; });
+    child.stderr!.on('data', (c) => { stderr += c; });
     const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
     child.on('error', (e) => { clearTimeout(timer); resolve({ code: -1, stdout, stderr: `${full[0]}: ${e.message}` }); });
     child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
