@@ -7,7 +7,7 @@
 // Restore, check and sweep of existing endpoints are in endpoint-restore.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { attachTcLegacy, attachTcxAsync, BpfObject, destroyClsact, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
+import { attachTcLegacy, attachTcxAsync, BpfObject, detachTcLegacy, removePinTree, unpin } from '../bpf/index.ts';
 import {
   addrAdd, linkAddVeth, linkDel, linkGet, linkSet, NetlinkHandle, routeAdd, routeDel, type Route,
 } from '../netlink/index.ts';
@@ -217,10 +217,10 @@ export function attachEndpointPrograms(cfg: NodeConfig, s: EndpointSpec, d: Endp
   const hooks = endpointHooks(cfg);
   if (!opts.deferTcx || cfg.forceLegacyTc) {
     try {
-      const modes = hooks.map(({ program, hook }) =>
-        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), legacyTc: cfg.forceLegacyTc, rb }).mode);
-      // As after the background move: no empty clsact left for a chained plugin to trip over.
-      if (modes.every((m) => m === 'tcx')) destroyClsact({ ifindex: d.hostIfindex });
+      // A clsact qdisc left from a legacy attachment stays, empty: see run() below.
+      for (const { program, hook } of hooks) {
+        attachProgram({ prog: obj.program(program), ifindex: d.hostIfindex, ifname: d.hostIfname, hook, linkPin: endpointLinkPin(nodeDir, s.id, program), legacyTc: cfg.forceLegacyTc, rb });
+      }
     } finally {
       obj.close();
     }
@@ -248,9 +248,13 @@ export function attachEndpointPrograms(cfg: NodeConfig, s: EndpointSpec, d: Endp
           }
           detachTcLegacy({ ifindex: d.hostIfindex, direction: hook });
         }
-        // The emptied clsact qdisc goes too: it holds the ingress handle (ffff:), and a chained
-        // plugin that adds its own ingress qdisc (bandwidth) would fail with "file exists".
-        destroyClsact({ ifindex: d.hostIfindex });
+        // The emptied clsact qdisc stays. Deleting a qdisc of a device that is up goes through
+        // the kernel's qdisc_graft -> dev_deactivate: for an RCU grace period the device's TX
+        // queues point at noop_qdisc, and every packet sent on the lxc meanwhile, i.e. every
+        // packet delivered into the pod, is dropped (the pod lost pings to this). Empty, it costs
+        // nothing: tcx runs first and its filter blocks are empty. It keeps the ingress handle
+        // (ffff:), which only the bandwidth plugin's egress shaping wants, refused up front
+        // (docs/cni.md); ingress shaping (a root qdisc) works beside it.
         return 'tcx';
       } finally {
         done = true;
