@@ -8,20 +8,17 @@
 // leaves nothing: no device but the netns's own, no program (bpftool net),
 // no pins, no state, no file under R.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
-import { apiCall } from '../../src/api/client.ts';
-import { parseUnit } from '../../src/cli/install/plan.ts';
+import { installedUnit, startAsUnit } from '../helpers/unit.ts';
 import { runConflist } from '../../src/cni/runtime.ts';
 import { buildOnce, MEMBRANE, projectBpffs } from '../helpers/membrane.ts';
 import { ipJson, makeNetns, nsExec, uniqueName } from '../helpers/netns.ts';
 import { rootOnly } from '../helpers/skip.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** CapEff of a process as a bigint. */
 function capEff(pid: number): bigint {
@@ -30,10 +27,7 @@ function capEff(pid: number): bigint {
 }
 
 /** Linux capability numbers (uapi/linux/capability.h) of the ones the unit names. */
-const CAP_NUM: Record<string, number> = {
-  CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_PTRACE: 19, CAP_SYS_ADMIN: 21,
-  CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39,
-};
+const CAP_NUM: Record<string, number> = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 };
 
 test('installed unit runs the agent in a node netns; a pod through the installed conflist; uninstall --purge leaves nothing', { skip: rootOnly() }, async (t) => {
   buildOnce();
@@ -57,39 +51,17 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   }));
   execFileSync(MEMBRANE, ['install', '--root', root, '--config', cfgFile]);
 
-  const unit = parseUnit(readFileSync(`${root}/etc/systemd/system/membrane-agent.service`, 'utf8'));
+  const unit = installedUnit(root);
   const conflistPath = `${root}/etc/cni/net.d/10-membrane.conflist`;
   const socket = JSON.parse(readFileSync(conflistPath, 'utf8')).plugins[0].agentSocket as string;
   assert.equal(socket, `${stateDir}/agent.sock`);
 
   // As systemd would: ExecStartPre, then ExecStart with only the unit's environment and capabilities.
-  nsExec(ns, ['/bin/sh', '-c', unit.execStartPre!]);
-  const caps = unit.capabilities.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
-  const envArgs = Object.entries(unit.env).map(([k, v]) => `${k}=${v}`);
-  const script = `mount -t overlay membrane-etc -o lowerdir=${root}/etc:/etc /etc && exec "$@"`;
-  const agent = spawn('ip', [
-    'netns', 'exec', ns, 'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh',
-    'setpriv', '--inh-caps=-all', `--bounding-set=-all,${caps}`, 'env', '-i', ...envArgs, ...unit.execStart,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  agent.stdout.on('data', (c) => { log += c; });
-  agent.stderr.on('data', (c) => { log += c; });
-  const exited = new Promise<number | null>((r) => agent.on('exit', (code) => r(code)));
-  t.after(() => { agent.kill('SIGKILL'); });
-
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (agent.exitCode !== null) assert.fail(`the agent exited ${agent.exitCode}:\n${log}`);
-    try {
-      const h = await apiCall<{ status: string }>(socket, 'GET', '/v1/healthz');
-      if (h.status === 'ok') break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) assert.fail(`the agent did not become ready:\n${log}`);
-    await sleep(100);
-  }
+  const agent = await startAsUnit(t, root, ns, socket);
+  const log = agent.log;
   // It runs with the unit's capabilities and no others (those this machine grants at all: a container may withhold some).
   const want = unit.capabilities.reduce((m, c) => m | (1n << BigInt(CAP_NUM[c]!)), 0n) & capEff(process.pid);
-  assert.equal(capEff(agent.pid!).toString(16), want.toString(16), 'CapEff is the unit\'s bounding set');
+  assert.equal(capEff(agent.pid).toString(16), want.toString(16), 'CapEff is the unit\'s bounding set');
   assert.match(readFileSync(`/proc/${agent.pid}/cmdline`, 'utf8').split('\0').join(' '), /agent --config \/etc\/membrane\/config\.yaml/);
 
   // A pod through the installed conflist and plugin, from the node netns, as a runtime does.
@@ -104,8 +76,7 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   nsExec(podNs, ['ping', '-c', '1', '-W', '2', '10.244.91.1']);
 
   // The unit's KillSignal: the agent stops cleanly (exit 0) and leaves the datapath in place.
-  agent.kill('SIGHUP');
-  assert.equal(await exited, 0, log);
+  assert.equal(await agent.stop(), 0, log());
   assert.ok(ipJson<{ ifname: string }[]>(ns, ['link', 'show']).some((l) => l.ifname === 'cilium_host'), 'datapath stays after a stop');
 
   // uninstall --purge in the node netns: nothing left.

@@ -21,19 +21,15 @@ export const CONFLIST_NAME = '10-membrane.conflist';
 export const NETWORK_NAME = 'membrane';
 
 /**
- * The capabilities the agent runs with (the unit's bounding set; the agent
- * runs as root with only these): NET_ADMIN (devices, routes, tc), BPF and
- * PERFMON (load programs, maps), SYS_ADMIN (bpffs mounts, setns into pod
- * netns, older bpf paths), NET_RAW (raw sockets for probes), SYS_RESOURCE
- * (memlock for maps on older kernels), DAC_OVERRIDE and FOWNER (state and pin
- * files whatever their owner), SYS_PTRACE (reading other processes' netns
- * links in /proc). test/privileged/install-agent.test.ts runs the agent with
- * exactly this bounding set.
+ * The capabilities the agent runs with (the unit's bounding set: the agent
+ * runs as root with these only): NET_ADMIN (devices, addresses, routes, tc
+ * and tcx attachments, sysctls of its devices), SYS_ADMIN (setns into pod
+ * network namespaces, bpffs, what the agent's own privilege check asks for),
+ * BPF and PERFMON (programs and maps). No more: test/privileged/
+ * install-agent.test.ts runs the agent with exactly this set and a pod's
+ * traffic through it.
  */
-export const AGENT_CAPABILITIES = [
-  'CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_BPF', 'CAP_PERFMON', 'CAP_NET_RAW', 'CAP_SYS_RESOURCE',
-  'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_SYS_PTRACE',
-] as const;
+export const AGENT_CAPABILITIES = ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_BPF', 'CAP_PERFMON'] as const;
 
 export interface PlannedFile {
   /** Absolute path on the target system (install --root R writes R + path). */
