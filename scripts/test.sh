@@ -11,7 +11,10 @@ make -s -C bpf
 make -s -C cni
 # The JavaScript bin/membrane runs (dist/cli/): the tests and the lab run the build, as users do.
 node scripts/build.mjs
+# The web UI's page (ui/dist/), which `membrane ui` serves and the browser test loads.
+node ui/build.mjs
 npx tsc -p tsconfig.json
+npx tsc -p ui/tsconfig.json
 shopt -s nullglob
 files=(test/unit/*.test.ts test/privileged/*.test.ts)
 if [ "$#" -gt 0 ]; then files=("$@"); fi

@@ -11,6 +11,7 @@ make -s -C bpf
 make -s -C cni
 # The JavaScript bin/membrane runs (dist/cli/; bin/membrane refuses a stale one).
 node scripts/build.mjs
+node ui/build.mjs
 ./bin/membrane lab up "$@"
 echo
 ./bin/membrane lab status

@@ -20,6 +20,8 @@ export const defaults = {
   enableEndpointRoutes: false,
   routeMetric: 0,
   cluster: 'default',
+  /** Where `membrane ui` listens: loopback only (the UI has no authentication); 12000 is the port hubble-ui is usually forwarded to. */
+  uiListen: '127.0.0.1:12000',
   /**
    * A bpffs in the root mount namespace shared by every run for a node
    * (docs/kernel-notes/bpf.md); each node pins under <bpffsRoot>/<nodeName>.

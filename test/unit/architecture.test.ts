@@ -53,7 +53,9 @@ const ALLOWED: Record<string, string[]> = {
   agent: ['datapath', 'store', 'shared', 'api', 'cni', 'policy'],
   lab: ['agent', 'api', 'cni', 'datapath', 'shared', 'netlink'],
   connectivity: ['agent', 'api', 'datapath', 'lab', 'shared'],
-  cli: ['agent', 'api', 'connectivity', 'datapath', 'lab', 'shared', 'policy'],
+  // The web UI's server reads the agents' APIs and, in each node's netns, what `datapath explain` reads.
+  ui: ['api', 'datapath', 'shared'],
+  cli: ['agent', 'api', 'connectivity', 'datapath', 'lab', 'shared', 'policy', 'ui'],
 };
 
 /** The one place outside src/datapath that uses src/netlink: the lab builds the machines (netns, bridge, veths), not a node's datapath. */
