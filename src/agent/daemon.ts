@@ -24,6 +24,7 @@ import { ClusterSync } from './cluster-sync.ts';
 import { EndpointManager } from './endpoint-manager.ts';
 import { securityLabels } from './labels.ts';
 import { NodeLock } from './lock.ts';
+import type { Observability } from './observe/agent-observe.ts';
 import { PolicyManager } from './policy-manager.ts';
 import { deleteNodeEntries, Publisher } from './publisher.ts';
 import { agentRoutes } from './routes.ts';
@@ -69,6 +70,8 @@ export class Agent {
   ) {}
 
   private ctGc?: NodeJS.Timeout;
+  /** Events, flows and metrics (src/agent/observe). */
+  observe?: Observability;
 
   static async start(cfg: NodeConfig, log: (s: string) => void = () => {}): Promise<Agent> {
     const missing = missingCapabilities();
@@ -152,6 +155,9 @@ export class Agent {
       identities.startGc();
       rmSync(left, { force: true });
       agentRoutes(agent, agent.api);
+      const { startObservability } = await import('./observe/agent-observe.ts');
+      agent.observe = await startObservability(agent, agent.api, log);
+      undo.push(() => agent.observe?.stop());
       agent.api.raw('POST', '/v1/cni', cniHttpHandler(agent.cniBackend(), { networkName: CNI_NETWORK_NAME }));
       await agent.api.listen(cfg.paths.apiSocket);
       timer.mark('api listen');
@@ -218,6 +224,7 @@ export class Agent {
 
   async stop(opts: { leave?: boolean; log?: (s: string) => void } = {}): Promise<void> {
     await this.api.close();
+    await this.observe?.stop();
     clearInterval(this.ctGc);
     this.policy.stop();
     this.health.stop();

@@ -1,6 +1,7 @@
 // `membrane lab status`: the lab's stable JSON interface (docs/lab.md).
 // From lab.json, with each pod's identity and endpoint ID refreshed from its
 // node's agent when that agent answers. Fields are only ever added.
+import { metricsURL } from '../agent/observe/constants.ts';
 import { agentEndpoints, liveAgentPid } from './agents.ts';
 import { labDir } from './layout.ts';
 import { isOurs, processState } from './processes.ts';
@@ -21,6 +22,8 @@ export interface LabStatusNode {
   stopped: boolean;
   logFile: string;
   configFile: string;
+  /** Added: the agent's Prometheus metrics (reachable from inside the lab: `ip netns exec NETNS curl URL`; docs/observability.md). */
+  metricsURL: string;
 }
 
 export interface LabStatusPod {
@@ -72,6 +75,7 @@ export async function statusOf(rec: LabRecord): Promise<LabStatus> {
     nodes: rec.nodes.map((n) => ({
       name: n.name, netns: n.netns, nodeIP: n.nodeIP, podCIDR: n.podCIDR, routerIP: n.routerIP, agentPid: live.get(n.name) ?? n.agentPid ?? null,
       apiSocket: n.apiSocket, running: running.get(n.name) ?? false, stopped: stopped.get(n.name) ?? false, logFile: n.logFile, configFile: n.configFile,
+      metricsURL: metricsURL(n.nodeIP),
     })),
     pods: rec.pods.map((p) => {
       const l = eps.get(p.containerID);
