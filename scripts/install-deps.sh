@@ -18,7 +18,7 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
 fi
 
 need_apt=0
-for bin in clang gcc bpftool tcpdump iperf3 etcd jq make openssl curl nsenter setpriv; do
+for bin in clang gcc bpftool tcpdump tshark iperf3 etcd jq make openssl curl nsenter setpriv; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 # bpftool 7.1 and iproute2 6.1 cannot show tcx attachments: require the backports.
@@ -29,7 +29,7 @@ if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    clang llvm gcc libc6-dev make jq tcpdump iperf3 iputils-ping netcat-openbsd procps psmisc \
+    clang llvm gcc libc6-dev make jq tcpdump tshark iperf3 iputils-ping netcat-openbsd procps psmisc \
     etcd-server etcd-client openssl curl util-linux >/dev/null
   apt-get install -y -qq --no-install-recommends -t bookworm-backports \
     bpftool iproute2 libbpf1 libbpf-dev >/dev/null

@@ -6,6 +6,9 @@ import { connectivityTestCmd } from './connectivity.ts';
 import { datapathExplain, datapathInit } from './datapath.ts';
 import { installCmd, uninstallCmd } from './install.ts';
 import { labCommands } from './lab.ts';
+import { monitorCmd } from './monitor.ts';
+import { observeCmd } from './observe.ts';
+import { traceCmd } from './trace.ts';
 import { policyCommands } from './policy.ts';
 
-export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd, installCmd, uninstallCmd];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd, installCmd, uninstallCmd, monitorCmd, observeCmd, traceCmd];
