@@ -3,8 +3,9 @@
 // node's maps reflect them, sends real traffic, and removes them again
 // (always: on failure and on Ctrl-C too). An allowed flow must get its
 // replies; a denied one must get none, be counted in the dropping node's
-// cilium_metrics under the policy drop reason, and show up as a drop event
-// in that node's cilium_events carrying both security identities.
+// cilium_metrics under the policy drop reason, and show up as a dropped flow
+// in that node's agent (GET /v1/flows: the agent reads cilium_events) whose
+// drop event carries both security identities.
 //
 // Three pods play the parts: a1 and a2 on one node (A), b1 on another (B);
 // so every scenario runs same-node (a2 <-> a1) and cross-node (b1 <-> a1).
@@ -17,9 +18,9 @@
 import type { PolicyStatus } from '../agent/policy-manager.ts';
 import type { StoredPolicy } from '../agent/policy-store.ts';
 import { apiCall } from '../api/client.ts';
-import { drainEvents } from '../datapath/events-drain.ts';
+import type { Flow } from '../agent/observe/flows.ts';
+import { openStream } from '../api/stream.ts';
 import { dropReasonText } from '../datapath/maps/drop-reasons.ts';
-import type { DropEvent } from '../datapath/maps/events.ts';
 import { listMetrics } from '../datapath/node-maps.ts';
 import { UNDERLAY_PREFIX_LEN } from '../lab/layout.ts';
 import type { LabStatus, LabStatusNode } from '../lab/status.ts';
@@ -201,20 +202,37 @@ async function tcpPasses(from: Peer, to: Peer, p?: number): Promise<Check> {
   return { ok, text: `${from.name} -> ${to.name}${p ? `:${p}` : ''} TCP ${ok ? `passes (${TCP_BYTES >> 10} KiB)` : `NOT passing: ${r.received < 0 ? 'no transfer' : `${r.received} of ${TCP_BYTES} bytes`}${r.error ? ` (${r.error})` : ''}`}` };
 }
 
+/** The newest dropped ICMP flows to `ip` that node `at`'s agent holds (GET /v1/flows). */
+async function droppedFlows(at: LabStatusNode, ip: string): Promise<Flow[]> {
+  const out: Flow[] = [];
+  await openStream(at.apiSocket, `/v1/flows?last=200&verdict=DROPPED&protocol=icmp&to-ip=${ip}`, (v) => { if (v.flow) out.push(v.flow as Flow); }).done;
+  return out;
+}
+
 /**
  * A ping that must be dropped at node `at` with `reason`: no reply, the
- * node's cilium_metrics count it under that reason, and its cilium_events
- * hold a drop event for it with source and destination identities `src`,
- * `dst`.
+ * node's cilium_metrics count it under that reason, and its agent holds a
+ * dropped flow for it (from the datapath's drop event) with source and
+ * destination identities `src`, `dst`.
  */
 async function dropped(r: Run, at: LabStatusNode, from: Peer, to: Peer, want: { reason: number; src: number; dst: number }): Promise<Check> {
   const dir = r.nodeDir(at);
-  drainEvents(dir); // what came before is not this flow's
+  const seen = new Set((await droppedFlows(at, to.ip)).map((f) => f.uuid)); // what came before is not this flow's
   const before = dropCount(dir, want.reason);
   const p = await ping(from.netns, to.ip, DENY_PING);
   const counted = dropCount(dir, want.reason) - before;
-  const forDst = drainEvents(dir).events.filter((e): e is DropEvent => e.type === 'drop' && e.summary.includes(`-> ${to.ip} ICMP echo`));
-  const match = forDst.filter((e) => e.reason === want.reason && e.srcLabel === want.src && e.dstLabel === want.dst);
+  // The agent reads the ring every few ms: give it a moment to join the last drop.
+  let forDst: Flow[] = [];
+  let match: Flow[] = [];
+  for (let i = 0; i < 20; i++) {
+    forDst = (await droppedFlows(at, to.ip)).filter((f) => !seen.has(f.uuid) && f.l4?.ICMPv4?.type === 8);
+    match = forDst.filter((f) => {
+      const hop = f.hops.find((h) => h.point === 'DROPPED');
+      return f.drop?.reason === want.reason && hop?.src_identity === want.src && hop?.dst_identity === want.dst;
+    });
+    if (match.length || p.received > 0) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
   const reason = `"${dropReasonText(want.reason)}" (${want.reason})`;
   const ok = p.received === 0 && p.sent > 0 && counted >= 1 && match.length >= 1;
   const flow = `${from.name} -> ${to.name} ICMP`;
@@ -225,8 +243,8 @@ async function dropped(r: Run, at: LabStatusNode, from: Peer, to: Peer, want: { 
   if (counted < 1) why.push(`${at.name} counted no ${reason} drop`);
   if (match.length < 1) {
     why.push(forDst.length
-      ? `drop events: ${[...new Set(forDst.map((e) => `${e.reasonText} (${e.reason}) ${e.srcLabel} -> ${e.dstLabel}`))].join(', ')}, want ${want.reason} ${want.src} -> ${want.dst}`
-      : `no drop event at ${at.name}`);
+      ? `dropped flows: ${[...new Set(forDst.map((f) => { const h = f.hops.find((x) => x.point === 'DROPPED'); return `${f.drop?.reason_text} (${f.drop?.reason}) ${h?.src_identity} -> ${h?.dst_identity}`; }))].join(', ')}, want ${want.reason} ${want.src} -> ${want.dst}`
+      : `no dropped flow at ${at.name}`);
   }
   return { ok: false, text: `${flow} NOT dropped as it must be: ${why.join(', ')}`, dropped: counted, events: match.length };
 }
