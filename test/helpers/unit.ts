@@ -2,8 +2,10 @@
 // wrote would run it, on a "host" that is a network namespace: the unit's
 // ExecStartPre, then its ExecStart with only its Environment and its
 // capability bounding set (setpriv), and with R/etc laid over /etc in a
-// private mount namespace (an overlay), so /etc/membrane/config.yaml is the
-// installed file. The unit's KillSignal (SIGHUP) stops it.
+// mount namespace of its own (an overlay), so /etc/membrane/config.yaml is
+// the installed file. That namespace is a slave of this machine's, so mounts
+// made later (a pod's /run/netns/NAME) reach the agent, as under systemd,
+// where it runs in the host's. The unit's KillSignal (SIGHUP) stops it.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
@@ -40,7 +42,7 @@ export async function startAsUnit(t: TestContext, root: string, ns: string, sock
   const envArgs = Object.entries(unit.env).map(([k, v]) => `${k}=${v}`);
   const script = `mount -t overlay membrane-etc -o lowerdir=${root}/etc:/etc /etc && exec "$@"`;
   const child = spawn('nsenter', [
-    net, 'unshare', '--mount', '--propagation', 'private', '/bin/sh', '-c', script, 'sh',
+    net, 'unshare', '--mount', '--propagation', 'slave', '/bin/sh', '-c', script, 'sh',
     'setpriv', '--inh-caps=-all', `--bounding-set=-all,${caps}`, 'env', '-i', ...envArgs, ...unit.execStart,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
