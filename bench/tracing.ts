@@ -1,0 +1,505 @@
+// What tracing costs: cross-node pod-to-pod throughput and latency of the
+// Membrane setup (bench/lib/setups.ts: an agent per node, one pod per node)
+// at each trace level, measured the same way in one run:
+//
+//   level0        trace level 0 and nobody reading cilium_events (the default:
+//                 no listener); drops and policy denials would still be sent;
+//   level1+reader trace level 1 (per connection, Cilium's monitor aggregation)
+//                 with a reader draining both nodes' rings every 10 ms, as a
+//                 monitor attached through the agent does;
+//   level2+reader trace level 2 (every packet at every point, debug records)
+//                 with the same reader.
+//
+// Each mode: iperf3 TCP 1 stream and 8 streams (`--seconds` each,
+// receiver-side Gbit/s, best of `--rounds`) and a 1-byte TCP RR loop (p50).
+// Rounds interleave the modes and alternate their order. Ratios are against
+// level0 in the same run; the goal (issue 11) is >= 0.95x with a listener at
+// the default level. The reader's counts (records read, lost) show it kept up.
+//
+// level2 (no reader) separates what the programs pay from what the reader
+// costs the shared CPUs.
+//
+// Per packet (BPF_PROG_TEST_RUN of bpf_lxc.o, no device): an established TCP
+// packet of pod A to a remote pod (egress + encapsulation), a reply to it, and
+// one into pod B (cil_to_container), at levels 0, 1 (steady state: reported
+// within the interval, no record) and 2 (records sent, the ring drained
+// between runs); with --baseline DIR also through DIR/bpf/bpf_lxc.o, a build
+// from before this change (trace flag off), which is the "no listener vs
+// before" comparison a throughput run of one build cannot make.
+//
+//   sudo node --import tsx bench/tracing.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [--repeat 200000] [--baseline DIR] [--no-throughput] [-o json]
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
+import { Lab } from './lib/lab.ts';
+import { iperf, summarize, tcpRR, type IperfResult } from './lib/measure.ts';
+import { buildMembrane, waitReachable, type Setup } from './lib/setups.ts';
+import { BpfMap, BpfObject, MAP_F_NO_PREALLOC, MAP_TYPE, progTestRun, removePinTree } from '../src/bpf/index.ts';
+import { mountBpffs } from '../src/datapath/bpffs.ts';
+import * as ct from '../src/datapath/maps/conntrack.ts';
+import * as ipcache from '../src/datapath/maps/ipcache.ts';
+import { encodeLxcConfig } from '../src/datapath/maps/load-config.ts';
+import * as nodeConfig from '../src/datapath/maps/node-config.ts';
+import * as policy from '../src/datapath/maps/policy.ts';
+import { globalsDir } from '../src/datapath/paths.ts';
+import { EventReader } from '../src/datapath/events-reader.ts';
+import type { TraceLevel } from '../src/datapath/maps/node-config.ts';
+import { readTraceLevel, setTraceLevel } from '../src/datapath/static-entries.ts';
+import { REPO } from '../src/lab/layout.ts';
+
+interface Options {
+  seconds: number;
+  rounds: number;
+  rrSeconds: number;
+  repeat: number;
+  baseline?: string;
+  throughput: boolean;
+  json: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { seconds: 5, rounds: 3, rrSeconds: 2, repeat: 200_000, throughput: true, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v!;
+    };
+    const num = (min: number) => {
+      const v = Number(val());
+      if (!Number.isFinite(v) || v < min) usage(`${a}: expected a number >= ${min}`);
+      return v;
+    };
+    if (a === '--seconds') o.seconds = Math.round(num(1));
+    else if (a === '--rounds') o.rounds = Math.round(num(1));
+    else if (a === '--rr-seconds') o.rrSeconds = num(0.1);
+    else if (a === '--repeat') o.repeat = Math.round(num(1000));
+    else if (a === '--baseline') {
+      o.baseline = val();
+      if (!existsSync(`${o.baseline}/bpf/bpf_lxc.o`)) usage(`--baseline: ${o.baseline}/bpf/bpf_lxc.o is missing (make -C ${o.baseline}/bpf)`);
+    } else if (a === '--no-throughput') o.throughput = false;
+    else if (a === '-o' || a === '--output') {
+      const v = val();
+      if (v !== 'json' && v !== 'text') usage(`${a}: expected json or text`);
+      o.json = v === 'json';
+    } else if (a === '-h' || a === '--help') usage();
+    else usage(`unknown argument ${a}`);
+  }
+  return o;
+}
+
+function usage(err?: string): never {
+  if (err) process.stderr.write(`tracing: ${err}\n`);
+  process.stderr.write('usage: sudo node --import tsx bench/tracing.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [--repeat 200000] [--baseline DIR] [--no-throughput] [-o json|text]\n');
+  process.exit(err ? 2 : 0);
+}
+
+interface Mode {
+  name: 'level0' | 'level1+reader' | 'level2' | 'level2+reader';
+  level: TraceLevel;
+  reader: boolean;
+}
+
+const MODES: Mode[] = [
+  { name: 'level0', level: 0, reader: false },
+  { name: 'level1+reader', level: 1, reader: true },
+  { name: 'level2', level: 2, reader: false },
+  { name: 'level2+reader', level: 2, reader: true },
+];
+
+/** Drains both nodes' rings every 10 ms while open, counting what it read and what was lost. */
+class Drainer {
+  readonly readers: EventReader[];
+  readonly byType: Record<string, number> = {};
+  read = 0;
+  /** Time spent in consume() and decoding, ns: the reader's share of the CPUs. */
+  busyNs = 0n;
+  private readonly t0 = process.hrtime.bigint();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(nodeDirs: string[]) {
+    this.readers = nodeDirs.map((d) => EventReader.open(d));
+    this.readers.forEach((r) => r.consume()); // what came before is not this run's
+    this.timer = setInterval(() => this.drain(), 10);
+  }
+
+  private drain(): void {
+    const t = process.hrtime.bigint();
+    for (const r of this.readers) {
+      for (const e of r.consume()) {
+        this.read++;
+        this.byType[e.type] = (this.byType[e.type] ?? 0) + 1;
+      }
+    }
+    this.busyNs += process.hrtime.bigint() - t;
+  }
+
+  /** Stops, drains what is left and returns the counts (lost: since open). */
+  close(): RunCounts {
+    clearInterval(this.timer);
+    this.drain();
+    const lost = this.readers.reduce((s, r) => s + Number(r.lost().total), 0);
+    for (const r of this.readers) r.close();
+    return { read: this.read, byType: { ...this.byType }, lost, busyMs: Number(this.busyNs) / 1e6, wallMs: Number(process.hrtime.bigint() - this.t0) / 1e6 };
+  }
+}
+
+interface RunCounts {
+  read: number;
+  lost: number;
+  byType: Record<string, number>;
+  /** The reader's time in consume() and decoding, and the wall time it ran. */
+  busyMs: number;
+  wallMs: number;
+}
+
+interface ModeResult {
+  name: Mode['name'];
+  stream1: { gbps: number; runs: IperfResult[] };
+  stream8: { gbps: number; runs: IperfResult[] };
+  tcpRR: ReturnType<typeof summarize>;
+  events: RunCounts;
+  vsLevel0?: { stream1: number; stream8: number; stream1PerRound: number[]; stream8PerRound: number[]; tcpRRp50: number };
+}
+
+// --- per packet: BPF_PROG_TEST_RUN of bpf_lxc.o ----------------------------------
+
+const A = { id: 7, ip: '10.0.1.5', identity: 1234, ifindex: 42, mac: '02:aa:00:00:00:05', podMac: '02:00:00:00:00:05' };
+const B = { id: 8, ip: '10.0.1.6', identity: 5678, ifindex: 43, mac: '02:aa:00:00:00:06', podMac: '02:00:00:00:00:06' };
+const REMOTE = { ip: '10.0.2.7', identity: 4321, node: '192.168.50.2' };
+const NODE: nodeConfig.NodeConfig = {
+  hostIfindex: 3, netIfindex: 2, encapIfindex: 4, routerIp: '10.0.1.1', nodeIp: '192.168.50.1',
+  hostMac: '02:00:00:00:0a:03', netMac: '02:00:00:00:0a:02', encapMac: '02:00:00:00:0a:04',
+  endpointRoutes: false, traceLevel: 0, routeMtu: 1450,
+};
+const TCP = 6;
+const TC_ACT_OK = 0;
+const TC_ACT_REDIRECT = 7;
+
+/** Ethernet + IPv4 + a TCP ACK with 1400 bytes of payload. */
+function tcpFrame(src: string, sport: number, dst: string, dport: number, srcMac: string, dstMac: string): Buffer {
+  const mac = (m: string) => m.split(':').map((x) => parseInt(x, 16));
+  const tcp = Buffer.alloc(20 + 1400);
+  tcp.writeUInt16BE(sport, 0);
+  tcp.writeUInt16BE(dport, 2);
+  tcp[12] = 5 << 4;
+  tcp[13] = 0x10;
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + tcp.length, 2);
+  ip.writeUInt16BE(0x4000, 6);
+  ip[8] = 64;
+  ip[9] = TCP;
+  Buffer.from(src.split('.').map(Number)).copy(ip, 12);
+  Buffer.from(dst.split('.').map(Number)).copy(ip, 16);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  ip.writeUInt16BE(~sum & 0xffff, 10);
+  return Buffer.concat([Buffer.from([...mac(dstMac), ...mac(srcMac), 0x08, 0x00]), ip, tcp]);
+}
+
+/** skb->mark carrying an identity (bpf/lib/identity.h), in a __sk_buff for the test run. */
+function markCtx(identity: number): Buffer {
+  const b = Buffer.alloc(192);
+  b.writeUInt32LE((0x0f00 | ((identity & 0xffff) << 16) | ((identity >>> 16) & 0xff)) >>> 0, 8);
+  return b;
+}
+
+interface ProgNode {
+  nodeDir: string;
+  a: BpfObject;
+  b: BpfObject;
+}
+
+/** Pods A and B's bpf_lxc.o from `objectFile` in a fresh pin root: allow-all policy both ways, the remote pod in the ipcache, the probes' connections established and reported just now. */
+function loadNode(objectFile: string, tag: string, level: TraceLevel): ProgNode {
+  const nodeDir = `${mountBpffs()}/bench-trace-${process.pid}-${tag}`;
+  const pinRoot = globalsDir(nodeDir);
+  const open = (p: typeof A) => BpfObject.open(objectFile, {
+    pinRoot, mapPins: { cilium_calls: `${pinRoot}/cilium_calls_${p.id}` },
+    constants: encodeLxcConfig({ endpointId: p.id, ipv4: p.ip, identity: p.identity, ifindex: p.ifindex, ifMac: p.mac }),
+  });
+  const a = open(A);
+  const b = open(B);
+  // An older build reads byte 52 as reserved: its traces stay off (flags bit 1 clear).
+  a.map(nodeConfig.NODE_CONFIG_MAP_NAME).update(nodeConfig.encodeKey(), nodeConfig.encodeValue({ ...NODE, traceLevel: level }));
+  a.map(ipcache.IPCACHE_MAP_NAME).update(ipcache.encodeKey(`${REMOTE.ip}/32`), ipcache.encodeValue({ identity: REMOTE.identity, tunnelEndpoint: REMOTE.node }));
+  for (const id of [A.id, B.id]) {
+    const inner = BpfMap.create({
+      type: MAP_TYPE.LPM_TRIE, name: policy.policyMapName(id), keySize: policy.POLICY_KEY.size, valueSize: policy.POLICY_ENTRY.size,
+      maxEntries: policy.POLICY_MAP_MAX_ENTRIES, flags: MAP_F_NO_PREALLOC,
+    });
+    try {
+      for (const e of policy.normalizePolicyEntries([...policy.ALLOW_ALL])) {
+        const { key, value } = policy.encodeEntry(e);
+        inner.update(key, value);
+      }
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(id);
+      a.map(policy.POLICY_MAPS_NAME).setInnerMap(k, inner);
+    } finally {
+      inner.close();
+    }
+  }
+  const now = ct.monotonicSeconds();
+  const m = a.map(ct.CT_TCP_MAP_NAME);
+  const put = (t: ct.CtTuple, srcSecId: number) => m.update(ct.encodeKey(t), ct.encodeValue({
+    lifetime: now + 3600, created: now, flags: ct.CT_ENTRY_F_SEEN_NON_SYN, srcSecId, txFlagsSeen: 0x12, rxFlagsSeen: 0x12, lastTxReport: now, lastRxReport: now,
+  }));
+  put({ saddr: A.ip, daddr: REMOTE.ip, sport: 40000, dport: 80, proto: TCP, dir: 'out' }, A.identity);
+  put({ saddr: REMOTE.ip, daddr: A.ip, sport: 50000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
+  put({ saddr: REMOTE.ip, daddr: B.ip, sport: 40000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
+  return { nodeDir, a, b };
+}
+
+function unloadNode(n: ProgNode): void {
+  n.a.close();
+  n.b.close();
+  removePinTree(n.nodeDir);
+}
+
+interface Probe {
+  name: 'egress' | 'reply' | 'ingress';
+  obj: (n: ProgNode) => BpfObject;
+  program: string;
+  frame: Buffer;
+  ctx?: Buffer;
+  want: number;
+}
+
+const PROBES: Probe[] = [
+  { name: 'egress', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 40000, REMOTE.ip, 80, A.podMac, A.mac), want: TC_ACT_REDIRECT },
+  { name: 'reply', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 80, REMOTE.ip, 50000, A.podMac, A.mac), want: TC_ACT_REDIRECT },
+  { name: 'ingress', obj: (n) => n.b, program: 'cil_to_container', frame: tcpFrame(REMOTE.ip, 40000, B.ip, 80, B.mac, B.podMac), ctx: markCtx(REMOTE.identity), want: TC_ACT_OK },
+];
+
+interface PerPacketRow {
+  name: string;
+  /** ns per run (best of 5) by probe. */
+  ns: Record<Probe['name'], number>;
+  /** Records one run of each probe sent. */
+  records: Record<Probe['name'], number>;
+}
+
+/**
+ * ns per run of each probe, best of 5 x `repeat`. Records sent are drained
+ * after every batch, and a batch never sends more than the ring holds, so a
+ * level that sends records pays for sending them, never for a full ring.
+ */
+function measureNode(n: ProgNode, repeat: number, name: string): PerPacketRow {
+  const reader = existsSync(`${globalsDir(n.nodeDir)}/cilium_events_lost`) ? EventReader.open(n.nodeDir) : undefined;
+  const row: PerPacketRow = { name, ns: { egress: 0, reply: 0, ingress: 0 }, records: { egress: 0, reply: 0, ingress: 0 } };
+  try {
+    for (const p of PROBES) {
+      const prog = p.obj(n).program(p.program);
+      reader?.consume();
+      const one = progTestRun(prog.fd, p.frame, { repeat: 1, ctx: p.ctx });
+      if (one.retval !== p.want) throw new Error(`${name} ${p.name}: ${p.program} returned ${one.retval}, want ${p.want}`);
+      const perRun = reader?.consume().length ?? 0;
+      row.records[p.name] = perRun;
+      // 176-byte records + 8-byte headers in 1 MiB, with room to spare.
+      const batch = perRun ? Math.min(repeat, Math.floor(4000 / perRun)) : repeat;
+      let best = Infinity;
+      for (let i = 0; i < 5; i++) {
+        best = Math.min(best, progTestRun(prog.fd, p.frame, { repeat: batch, ctx: p.ctx }).durationNs);
+        reader?.consume();
+      }
+      if (reader && reader.lost().total > 0n) throw new Error(`${name} ${p.name}: the ring overflowed (${reader.lost().total} lost): the batch is too large`);
+      row.ns[p.name] = best;
+    }
+  } finally {
+    reader?.close();
+  }
+  return row;
+}
+
+function perPacket(repeat: number, baseline?: string): PerPacketRow[] {
+  const rows: PerPacketRow[] = [];
+  const runs: { name: string; file: string; level: TraceLevel }[] = [
+    ...(baseline ? [{ name: `before (${baseline})`, file: `${baseline}/bpf/bpf_lxc.o`, level: 0 as TraceLevel }] : []),
+    { name: 'level 0', file: `${REPO}bpf/bpf_lxc.o`, level: 0 },
+    { name: 'level 1 (reported < 5 s ago)', file: `${REPO}bpf/bpf_lxc.o`, level: 1 },
+    { name: 'level 2 (ring drained)', file: `${REPO}bpf/bpf_lxc.o`, level: 2 },
+  ];
+  for (const [i, r] of runs.entries()) {
+    const n = loadNode(r.file, `${i}`, r.level);
+    try {
+      rows.push(measureNode(n, repeat, r.name));
+    } finally {
+      unloadNode(n);
+    }
+  }
+  return rows;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const command = `sudo node --import tsx bench/tracing.ts --seconds ${opts.seconds} --rounds ${opts.rounds} --rr-seconds ${opts.rrSeconds} --repeat ${opts.repeat}`
+  + `${opts.baseline ? ` --baseline ${opts.baseline}` : ''}${opts.throughput ? '' : ' --no-throughput'}${opts.json ? ' -o json' : ''}`;
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const r2 = (x: number) => Math.round(x * 100) / 100;
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+interface Verdict {
+  target: string;
+  stream1Ratio: number;
+  stream8Ratio: number;
+  met: boolean;
+}
+
+/** The throughput part: the membrane setup, every mode per round. */
+async function throughput(): Promise<{ modes: ModeResult[]; verdict: Verdict; traceLevelAfter: number[] }> {
+  const lab = new Lab('mbtrace');
+  let setup: Setup | undefined;
+  // buildMembrane names its nodes <tag>-m1, <tag>-m2 under the project bpffs.
+  const nodeDirs = [1, 2].map((i) => `${mountBpffs()}/${lab.tag}-m${i}`);
+  try {
+    log(`building the membrane setup in netns ${lab.tag}-*`);
+    setup = await buildMembrane(lab);
+    const s = setup;
+    log(`  ${s.client.ip} -> ${s.server.ip} reachable after ${(await waitReachable(lab, s.client, s.server)).toFixed(0)} ms`);
+
+    const runs = new Map(MODES.map((m) => [m.name, { p1: [] as IperfResult[], p8: [] as IperfResult[], rr: [] as number[], events: { read: 0, lost: 0, byType: {}, busyMs: 0, wallMs: 0 } as RunCounts }]));
+    for (let round = 1; round <= opts.rounds; round++) {
+      const order = round % 2 === 1 ? MODES : [...MODES].reverse();
+      for (const m of order) {
+        for (const d of nodeDirs) setTraceLevel(d, m.level);
+        const drainer = m.reader ? new Drainer(nodeDirs) : undefined;
+        let counts: RunCounts | undefined;
+        const acc = runs.get(m.name)!;
+        try {
+          acc.p1.push(await iperf(lab, s, 1, opts.seconds));
+          acc.p8.push(await iperf(lab, s, 8, opts.seconds));
+          for (const x of await tcpRR(lab, s, opts.rrSeconds)) acc.rr.push(x);
+        } finally {
+          counts = drainer?.close();
+        }
+        if (counts) {
+          acc.events.read += counts.read;
+          acc.events.lost += counts.lost;
+          acc.events.busyMs += counts.busyMs;
+          acc.events.wallMs += counts.wallMs;
+          for (const [k, v] of Object.entries(counts.byType)) acc.events.byType[k] = (acc.events.byType[k] ?? 0) + v;
+        }
+        const last = (xs: IperfResult[]) => xs[xs.length - 1]!;
+        log(`  round ${round}/${opts.rounds} ${m.name.padEnd(14)} 1 stream ${last(acc.p1).gbps.toFixed(2)} Gbit/s, 8 streams ${last(acc.p8).gbps.toFixed(2)} Gbit/s`
+          + (counts ? `, ${counts.read} records read, ${counts.lost} lost, reader busy ${(100 * counts.busyMs / counts.wallMs).toFixed(1)}% of one CPU` : ''));
+      }
+    }
+    for (const d of nodeDirs) setTraceLevel(d, 0);
+
+    const best = (xs: IperfResult[]) => Math.max(...xs.map((x) => x.gbps));
+    const modes: ModeResult[] = MODES.map((m) => {
+      const acc = runs.get(m.name)!;
+      return {
+        name: m.name,
+        stream1: { gbps: r3(best(acc.p1)), runs: acc.p1.map((x) => ({ ...x, gbps: r3(x.gbps) })) },
+        stream8: { gbps: r3(best(acc.p8)), runs: acc.p8.map((x) => ({ ...x, gbps: r3(x.gbps) })) },
+        tcpRR: summarize(acc.rr),
+        events: acc.events,
+      };
+    });
+    const base = modes[0]!;
+    for (const r of modes) {
+      r.vsLevel0 = {
+        stream1: r2(r.stream1.gbps / base.stream1.gbps),
+        stream8: r2(r.stream8.gbps / base.stream8.gbps),
+        // Back to back in every round (the order only flips): the same load.
+        stream1PerRound: r.stream1.runs.map((x, i) => r2(x.gbps / base.stream1.runs[i]!.gbps)),
+        stream8PerRound: r.stream8.runs.map((x, i) => r2(x.gbps / base.stream8.runs[i]!.gbps)),
+        tcpRRp50: r2(r.tcpRR.p50Us / base.tcpRR.p50Us),
+      };
+    }
+    const l1 = modes[1]!.vsLevel0!;
+    const verdict: Verdict = {
+      target: 'cross-node throughput with a listener at the default level (1) >= 0.95x of none (level 0, no reader), same run (issue 11)',
+      stream1Ratio: l1.stream1,
+      stream8Ratio: l1.stream8,
+      met: l1.stream1 >= 0.95 && l1.stream8 >= 0.95,
+    };
+    return { modes, verdict, traceLevelAfter: nodeDirs.map((d) => readTraceLevel(d)) };
+  } finally {
+    await setup?.stop?.().catch((e) => log(`stop: ${e}`));
+    lab.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) usage('must run as root (network namespaces, BPF_PROG_TEST_RUN)');
+  execFileSync('make', ['-s', '-C', `${REPO}bpf`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('make', ['-s', '-C', `${REPO}cni`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const loadStart = loadavg().map(r2);
+  log('per packet (BPF_PROG_TEST_RUN)');
+  const packets = perPacket(opts.repeat, opts.baseline);
+  const tp = opts.throughput ? await throughput() : undefined;
+  const report = {
+    date: new Date().toISOString(), command, kernel: release(), cpus: cpus().length, loadavg: { start: loadStart, end: loadavg().map(r2) },
+    method: {
+      perPacket: `bpf_lxc.o under BPF_PROG_TEST_RUN, 1454-byte TCP ACK of an established connection, ns per run, best of 5 batches of up to ${opts.repeat}`,
+      ...(tp ? {
+        throughput: `iperf3 -J, ${opts.seconds} s per run, receiver-side Gbit/s, best of ${opts.rounds} rounds`,
+        tcpRR: `1-byte TCP request/response, ${opts.rrSeconds} s per round, rounds pooled`,
+        reader: 'EventReader on both nodes (what NodeDatapath.openEventReader opens), consume() every 10 ms in the bench process',
+        order: 'modes interleaved per round, order alternated between rounds',
+      } : {}),
+    },
+    perPacket: packets,
+    ...(tp ?? {}),
+  };
+  if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else printText(report.date, packets, tp, report.loadavg);
+}
+
+function table(head: string[], unit: string[], rows: string[][]): string[] {
+  const w = head.map((h, i) => Math.max(h.length, unit[i]!.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('   ');
+  return [line(head), line(unit), ...rows.map(line)];
+}
+
+function printText(date: string, packets: PerPacketRow[], tp: { modes: ModeResult[]; verdict: Verdict } | undefined, load: { start: number[]; end: number[] }): void {
+  const out: string[] = [];
+  out.push(`cost of tracing (${date}, kernel ${release()}, ${cpus().length} CPUs)`);
+  out.push('');
+  out.push(`per packet: bpf_lxc.o, established TCP, ns per run (best of 5 batches of up to ${opts.repeat}); records one run sends`);
+  const base = packets.find((r) => r.name === 'level 0')!;
+  const before = opts.baseline ? packets[0] : undefined;
+  out.push(...table(
+    ['build / level', 'egress', 'reply', 'ingress', 'records', 'vs level 0', ...(before ? ['vs before'] : [])],
+    ['', 'ns', 'ns', 'ns', 'e/r/i', 'e/r/i', ...(before ? ['e/r/i'] : [])],
+    packets.map((r) => [
+      r.name, String(r.ns.egress), String(r.ns.reply), String(r.ns.ingress), `${r.records.egress}/${r.records.reply}/${r.records.ingress}`,
+      PROBES.map((p) => (r.ns[p.name] / base.ns[p.name]).toFixed(2)).join('/'),
+      ...(before ? [PROBES.map((p) => (r.ns[p.name] / before.ns[p.name]).toFixed(2)).join('/')] : []),
+    ]),
+  ));
+  if (tp) {
+    out.push('');
+    out.push(`cross-node pod-to-pod TCP: iperf3 ${opts.seconds} s per run, best of ${opts.rounds} rounds; TCP RR ${opts.rrSeconds} s per round; modes interleaved`);
+    out.push(...table(
+      ['mode', '1 stream', '8 streams', 'RR p50', '1 stream', '8 streams', 'RR p50', 'records read', 'lost', 'reader busy'],
+      ['', 'Gbit/s', 'Gbit/s', 'us', 'x level0', 'x level0', 'x level0', '', '', '% of a CPU'],
+      tp.modes.map((r) => [
+        r.name, r.stream1.gbps.toFixed(2), r.stream8.gbps.toFixed(2), r.tcpRR.p50Us.toFixed(0),
+        r.vsLevel0!.stream1.toFixed(2), r.vsLevel0!.stream8.toFixed(2), r.vsLevel0!.tcpRRp50.toFixed(2),
+        ...(r.events.wallMs ? [String(r.events.read), String(r.events.lost), (100 * r.events.busyMs / r.events.wallMs).toFixed(1)] : ['-', '-', '-']),
+      ]),
+    ));
+    out.push('');
+    out.push('per round vs level0 (back-to-back runs):');
+    for (const r of tp.modes.slice(1)) {
+      out.push(`  ${r.name.padEnd(14)} 1 stream ${r.vsLevel0!.stream1PerRound.join(', ')}   8 streams ${r.vsLevel0!.stream8PerRound.join(', ')}`
+        + (r.events.wallMs ? `   records by type ${JSON.stringify(r.events.byType)}` : ''));
+    }
+    out.push('');
+    out.push(`target (issue 11) listener at level 1 >= 0.95x of none: 1 stream ${tp.verdict.stream1Ratio.toFixed(2)}x, 8 streams ${tp.verdict.stream8Ratio.toFixed(2)}x: ${tp.verdict.met ? 'met' : 'NOT met'}`);
+  }
+  out.push(`note: everything shares ${cpus().length} CPUs (load average ${load.start.join(' ')} at start, ${load.end.join(' ')} at end); compare within one run`);
+  out.push(`reproduce: ${command}`);
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+main().catch((e) => {
+  log(`tracing: ${e instanceof Error ? e.stack ?? e.message : e}`);
+  process.exit(1);
+});
