@@ -3,7 +3,8 @@
 # clang for bpf/*.c, libbpf 1.4 + bpftool 7.5 + iproute2 6.15 from
 # bookworm-backports (they know tcx; bookworm's 7.1 bpftool cannot show it),
 # tools the tests and benchmarks use (openssl: etcd certificates; nsenter,
-# setpriv, curl: the install and etcd TLS tests), and the npm dependencies.
+# setpriv, curl: the install and etcd TLS tests; chromium: the web UI's
+# browser test, Debian's build, never a downloaded one), and the npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
 fi
 
 need_apt=0
-for bin in clang gcc bpftool tcpdump tshark iperf3 etcd jq make openssl curl nsenter setpriv; do
+for bin in clang gcc bpftool tcpdump tshark iperf3 etcd jq make openssl curl nsenter setpriv chromium; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 # bpftool 7.1 and iproute2 6.1 cannot show tcx attachments: require the backports.
@@ -30,7 +31,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
     clang llvm gcc libc6-dev make jq tcpdump tshark iperf3 iputils-ping netcat-openbsd procps psmisc \
-    etcd-server etcd-client openssl curl util-linux >/dev/null
+    etcd-server etcd-client openssl curl util-linux chromium >/dev/null
   apt-get install -y -qq --no-install-recommends -t bookworm-backports \
     bpftool iproute2 libbpf1 libbpf-dev >/dev/null
 fi

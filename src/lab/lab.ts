@@ -21,6 +21,7 @@ import { attachNodeToUnderlay, createNetns, deleteNetns, listNetns, netnsExists,
 import { findLabProcesses, isOurs, killProcessGroup, processState, throwIfAborted } from './processes.ts';
 import { labExists, loadLab, saveLab, tryLoadLab, type LabRecord, type NodeRecord, type PodRecord } from './record.ts';
 import type { LabSpec, PodSpec } from './spec.ts';
+import { spawnLabUi, waitLabUi } from './ui-process.ts';
 import { apiSocketIn } from '../shared/config.ts';
 import { forwardedVariables } from '../shared/env.ts';
 
@@ -119,6 +120,8 @@ export interface UpOptions {
   signal?: AbortSignal;
   /** With the etcd store: TLS and client-certificate auth, certificates made for the lab (src/lab/etcd-pki.ts). */
   etcdTls?: boolean;
+  /** Start the web UI (`membrane ui`, its URL in lab status as uiURL); default true. */
+  ui?: boolean;
 }
 
 /**
@@ -161,10 +164,20 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
     throwIfAborted(o.signal, `lab up ${o.name}`);
     // Agents start in parallel: their start (Node, the bundle, loading the node's programs) is most of lab up.
     for (const n of nodes) startAgent(rec, n, progress);
+    // The UI starts alongside the agents (it reads them only while a page is open).
+    if (o.ui !== false) {
+      rec.ui = spawnLabUi(rec);
+      saveLab(rec);
+    }
     const pods = nodes.map((n, i) => o.spec.nodes[i]!.map((s, j) => newPodRecord(rec, n, j + 1, s)));
     for (const p of pods.flat()) createPodNetns(rec, p);
     await Promise.all(nodes.map((n, i) => bringUpNode(rec, n, pods[i]!, t0, progress, o.signal)));
     await waitConverged(nodes, rec.pods.length, 15_000, o.signal);
+    if (rec.ui) {
+      const ui = await waitLabUi(rec.ui);
+      rec.ui.url = ui.url;
+      progress(ui.url ? `ui: ${ui.url}` : `ui: not started: ${ui.problem}; the lab works without it (membrane ui --lab ${o.name})`);
+    }
     rec.state = 'ready';
     saveLab(rec);
     progress(`lab ${o.name} ready: ${nodes.length} nodes, ${rec.pods.length} pods, ${rec.store} store, in ${secs(t0)}`);
@@ -204,6 +217,7 @@ export async function labDown(name: string, progress: Progress = () => {}): Prom
     if (live && isOurs(live, marker)) pids.add(live);
   }
   if (isOurs(rec?.etcd?.pid, marker)) pids.add(rec!.etcd!.pid!);
+  if (isOurs(rec?.ui?.pid, marker)) pids.add(rec!.ui!.pid!);
   for (const p of findLabProcesses(dir)) pids.add(p);
   // Killed outright: the lab is going away, there is nothing to keep consistent.
   await Promise.all([...pids].map((p) => killProcessGroup(p, 'SIGKILL')));

@@ -158,11 +158,12 @@ export function isOurs(pid: number | undefined, marker: string): boolean {
 
 /**
  * Pids of the lab's own processes found by command line: an agent started
- * with `--config <dir>/...` or an etcd with `--data-dir <dir>/...`. Nothing
+ * with `--config <dir>/...`, an etcd with `--data-dir <dir>/...` or the UI
+ * with `--url-file <dir>/...`. Nothing
  * else that merely mentions the directory (a `tail -f` of a log) matches.
  */
 export function findLabProcesses(dir: string): number[] {
-  return findProcesses((argv) => argv.some((a, i) => (a === '--config' || a === '--data-dir') && argv[i + 1]?.startsWith(`${dir}/`)));
+  return findProcesses((argv) => argv.some((a, i) => (a === '--config' || a === '--data-dir' || a === '--url-file') && argv[i + 1]?.startsWith(`${dir}/`)));
 }
 
 /** Pids of processes whose command line has `flag` followed by exactly `value` (e.g. an agent's --config FILE). */

@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { MembraneError } from '../shared/errors.ts';
 import { labDir, labFile } from './layout.ts';
+import type { LabUiRecord } from './ui-process.ts';
 
 export type StoreKind = 'sqlite' | 'etcd';
 
@@ -75,6 +76,8 @@ export interface LabRecord {
   agentEnv?: Record<string, string>;
   /** Netns names in creation order (also those not yet filled in above). */
   namespaces: string[];
+  /** The lab's web UI (`membrane ui`), started by lab up. */
+  ui?: LabUiRecord;
 }
 
 export function labExists(lab: string): boolean {

@@ -6,6 +6,7 @@ import { agentEndpoints, liveAgentPid } from './agents.ts';
 import { labDir } from './layout.ts';
 import { isOurs, processState } from './processes.ts';
 import { loadLab, type LabRecord } from './record.ts';
+import { liveUiURL } from './ui-process.ts';
 
 export interface LabStatusNode {
   name: string;
@@ -49,6 +50,8 @@ export interface LabStatus {
   /** Added: the lab's bpffs root (one directory per node below it). */
   pinRoot: string;
   etcd?: { endpoint: string; pid: number | null; running: boolean };
+  /** Added: the web UI's URL (loopback) while `membrane ui` started by lab up runs, else null. */
+  uiURL: string | null;
 }
 
 export async function labStatus(name: string): Promise<LabStatus> {
@@ -88,6 +91,7 @@ export async function statusOf(rec: LabRecord): Promise<LabStatus> {
     underlay: rec.underlay,
     deviceMTU: rec.deviceMTU,
     pinRoot: rec.pinRoot,
+    uiURL: liveUiURL(rec),
     ...(rec.etcd ? { etcd: { endpoint: rec.etcd.endpoint, pid: rec.etcd.pid ?? null, running: isOurs(rec.etcd.pid, marker) } } : {}),
   };
 }

@@ -10,5 +10,6 @@ import { monitorCmd } from './monitor.ts';
 import { observeCmd } from './observe.ts';
 import { traceCmd } from './trace.ts';
 import { policyCommands } from './policy.ts';
+import { uiCmd } from './ui.ts';
 
-export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd, installCmd, uninstallCmd, monitorCmd, observeCmd, traceCmd];
+export const commands: Command[] = [agentCmd, statusCmd, endpointList, nodeList, nodeDelete, datapathInit, datapathExplain, bpfNet, bpfIpcache, bpfEndpoints, bpfMetrics, bpfPolicy, bpfCt, ...policyCommands, ...labCommands, connectivityTestCmd, installCmd, uninstallCmd, monitorCmd, observeCmd, traceCmd, uiCmd];

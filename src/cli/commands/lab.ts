@@ -50,13 +50,14 @@ export function renderStatus(s: LabStatus): string {
 export const labUpCmd: Command = {
   path: ['lab', 'up'],
   summary: 'build a lab: an underlay, N node netns each running an agent, M pods per node attached through CNI',
-  usage: '[--name NAME] [--nodes N] [--pods-per-node M] [--store sqlite|etcd [--etcd-tls]] [--labels POD=K=V,...] [--lab-file F]',
+  usage: '[--name NAME] [--nodes N] [--pods-per-node M] [--store sqlite|etcd [--etcd-tls]] [--labels POD=K=V,...] [--lab-file F] [--no-ui]',
   flags: {
     ...NAME_FLAG,
     nodes: { type: 'string', help: 'number of nodes (default 2)' },
     podsPerNode: { type: 'string', help: 'pods per node (default 2)' },
     store: { type: 'string', help: 'cluster store: sqlite (default, a file in the lab dir) or etcd (the lab runs its own)' },
     etcdTls: { type: 'boolean', help: 'with --store etcd: etcd on https with client-certificate auth, certificates made for the lab (as on real hosts)' },
+    noUi: { type: 'boolean', help: 'do not start the web UI (by default `membrane ui` serves the lab on a loopback port: uiURL in lab status)' },
     labels: { type: 'string', help: 'extra pod labels: POD=KEY=VALUE,... (every pod has app=<pod name>)' },
     labFile: { type: 'string', help: 'YAML/JSON lab file: store, deviceMTU, nodes (count or [{pods: count | [{name, labels}]}]), podsPerNode, labels' },
   },
@@ -79,7 +80,7 @@ export const labUpCmd: Command = {
     try {
       const etcdTls = ctx.args.flags.etcdTls === true;
       if (etcdTls && spec.store !== 'etcd') throw new MembraneError('lab up --etcd-tls', { code: 'E_USAGE', cause: 'needs --store etcd' });
-      const rec = await labUp({ name, spec, progress, signal: ac.signal, etcdTls });
+      const rec = await labUp({ name, spec, progress, signal: ac.signal, etcdTls, ui: ctx.args.flags.noUi !== true });
       if (ctx.json) ctx.out(json(await statusOf(rec)));
     } catch (e) {
       if (ac.signal.aborted) return 130;
