@@ -96,7 +96,14 @@ export function resetNode(cfg: Pick<NodeConfig, 'paths' | 'nodeName'>): ResetRes
  * True if it went; a root still in use (not empty) stays.
  */
 export function removeEmptyBpffsRoot(dir: string): boolean {
-  if (!isEmptyDir(dir)) return false;
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return false;
+  }
+  // maps.debug and progs.debug: the kernel's own iterators in every new bpffs mount (CONFIG_BPF_PRELOAD), not pins of anyone.
+  if (entries.some((e) => !KERNEL_PRELOAD.has(e))) return false;
   try {
     if (statSync(dir).dev !== statSync(dirname(dir)).dev) execFileSync('umount', [dir], { stdio: ['ignore', 'ignore', 'pipe'] });
     rmdirSync(dir);
@@ -105,6 +112,8 @@ export function removeEmptyBpffsRoot(dir: string): boolean {
     throw new MembraneError(`purge node: remove bpffs root ${dir}`, { code: 'E_BPFFS', cause: (e as { stderr?: Buffer }).stderr?.toString().trim() || e });
   }
 }
+
+const KERNEL_PRELOAD = new Set(['maps.debug', 'progs.debug']);
 
 /** True when `dir` exists and has no entries (for removing a bpffs root a purge emptied). */
 export function isEmptyDir(dir: string): boolean {

@@ -6,17 +6,18 @@
 // attached through the installed conflist and plugin; SIGHUP (the unit's
 // KillSignal) stops the agent cleanly; `uninstall --root R --purge` then
 // leaves nothing: no device but the netns's own, no program (bpftool net),
-// no pins, no state, no file under R.
+// no pins, no bpffs (the one ExecStartPre mounted is unmounted), no state,
+// no file under R.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { installedUnit, startAsUnit } from '../helpers/unit.ts';
 import { runConflist } from '../../src/cni/runtime.ts';
-import { buildOnce, MEMBRANE, projectBpffs } from '../helpers/membrane.ts';
+import { buildOnce, MEMBRANE } from '../helpers/membrane.ts';
 import { ipJson, makeNetns, nsExec, uniqueName } from '../helpers/netns.ts';
 import { rootOnly } from '../helpers/skip.ts';
 
@@ -32,7 +33,12 @@ const CAP_NUM: Record<string, number> = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, 
 test('installed unit runs the agent in a node netns; a pod through the installed conflist; uninstall --purge leaves nothing', { skip: rootOnly() }, async (t) => {
   buildOnce();
   const dir = mkdtempSync(join(tmpdir(), 'membrane-inst-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // A bpffs of the node's own, which the unit's ExecStartPre mounts (nothing is mounted there yet) and the purge unmounts.
+  const bpffsRoot = `${dir}/bpffs`;
+  t.after(() => {
+    spawnSync('umount', [bpffsRoot], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
   const root = `${dir}/root`;
   const ns = makeNetns(t, 'ih');
   const podNs = makeNetns(t, 'ip');
@@ -40,8 +46,6 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   execFileSync('ip', ['-n', ns, 'addr', 'add', '10.13.91.5/24', 'dev', 'eth0']);
   for (const d of ['eth0', 'eth1']) execFileSync('ip', ['-n', ns, 'link', 'set', d, 'up']);
   // A bpffs root of this test's own (a directory on the project's bpffs), so the purge can remove it whole.
-  const bpffsRoot = `${projectBpffs()}/${uniqueName('ib')}`;
-  t.after(() => rmSync(bpffsRoot, { recursive: true, force: true }));
   const nodeName = `host-${uniqueName('')}`;
   const stateDir = `${dir}/state`;
   const cfgFile = `${dir}/node.yaml`;
@@ -56,8 +60,10 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   const socket = JSON.parse(readFileSync(conflistPath, 'utf8')).plugins[0].agentSocket as string;
   assert.equal(socket, `${stateDir}/agent.sock`);
 
-  // As systemd would: ExecStartPre, then ExecStart with only the unit's environment and capabilities.
+  // As systemd would: ExecStartPre (mounts the bpffs), then ExecStart with only the unit's environment and capabilities.
   const agent = await startAsUnit(t, root, ns, socket);
+  assert.equal(execFileSync('stat', ['-f', '-c', '%T', bpffsRoot], { encoding: 'utf8' }).trim(), 'bpf_fs', 'ExecStartPre mounted a bpffs at the node\'s bpffsRoot');
+  assert.equal(statSync(bpffsRoot).mode & 0o777, 0o700);
   const log = agent.log;
   // It runs with the unit's capabilities and no others (those this machine grants at all: a container may withhold some).
   const want = unit.capabilities.reduce((m, c) => m | (1n << BigInt(CAP_NUM[c]!)), 0n) & capEff(process.pid);
@@ -80,12 +86,14 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   assert.ok(ipJson<{ ifname: string }[]>(ns, ['link', 'show']).some((l) => l.ifname === 'cilium_host'), 'datapath stays after a stop');
 
   // uninstall --purge in the node netns: nothing left.
-  const out = nsExec(ns, [MEMBRANE, 'uninstall', '--root', root, '--purge']);
+  // Run as on a host: in the node's network namespace, in this machine's mount namespace (not `ip netns exec`'s own).
+  const out = execFileSync('nsenter', [`--net=/run/netns/${ns}`, MEMBRANE, 'uninstall', '--root', root, '--purge'], { encoding: 'utf8' });
   assert.match(out, new RegExp(`purged node ${nodeName}: devices lxc[0-9a-f]+, cilium_vxlan, cilium_host;`));
   assert.deepEqual(ipJson<{ ifname: string }[]>(ns, ['link', 'show']).map((l) => l.ifname).sort(), ['eth0', 'eth1', 'lo']);
   const net = JSON.parse(nsExec(ns, ['bpftool', '-j', 'net', 'show']))[0];
   assert.deepEqual([net.xdp, net.tc, net.flow_dissector, net.netfilter ?? []].flat(), [], 'no program attached in the netns');
-  assert.equal(existsSync(bpffsRoot), false, 'the node\'s pins and its bpffs root are gone');
+  assert.equal(existsSync(bpffsRoot), false, `the node's pins are gone and its bpffs unmounted and removed; uninstall said: ${out}; left: ${existsSync(bpffsRoot) ? execFileSync('ls', ['-la', bpffsRoot], { encoding: 'utf8' }) : ''}`);
+  assert.doesNotMatch(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(bpffsRoot), 'no bpffs mounted there any more');
   assert.equal(existsSync(stateDir), false, 'state dir (endpoints, lock, socket, store) is gone');
   assert.deepEqual(readdirSync(root), [], 'nothing left under the root');
   assert.deepEqual(ipJson<{ ifname: string }[]>(podNs, ['link', 'show']).map((l) => l.ifname), ['lo'], 'the pod\'s interface went with its veth');

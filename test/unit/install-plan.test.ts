@@ -35,6 +35,9 @@ test('unit: ordering, restart, limits, capabilities, bpffs mount; parseUnit read
   assert.equal(u.env.PATH, '/opt/node/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   assert.deepEqual(u.capabilities, [...AGENT_CAPABILITIES]);
   assert.match(u.execStartPre!, /mkdir -p -m 0700 \/sys\/fs\/bpf\/m && .*mount -t bpf -o mode=700 bpffs \/sys\/fs\/bpf\/m/);
+  // systemd would read %T as a specifier and $( as a variable: the file doubles them, parseUnit gives what systemd runs.
+  assert.ok(text.includes('"$$(stat -f -c %%T /sys/fs/bpf/m)" = bpf_fs'), 'escaped for systemd');
+  assert.ok(u.execStartPre!.includes('"$(stat -f -c %T /sys/fs/bpf/m)" = bpf_fs'));
   // node on a standard directory: not repeated on PATH.
   assert.equal(parseUnit(unitFile({ cfg, membraneBin: '/x/bin/membrane', nodeDir: '/usr/bin' })).env.PATH, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
 });

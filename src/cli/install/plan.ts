@@ -104,7 +104,7 @@ export function unitFile(i: Pick<InstallInputs, 'cfg' | 'membraneBin' | 'nodeDir
     '[Service]',
     'Type=simple',
     ...Object.entries(env).map(([k, v]) => `Environment=${k}=${v}`),
-    `ExecStartPre=/bin/sh -c '${bpffsMountCommand(i.cfg.bpffsRoot)}'`,
+    `ExecStartPre=${systemdEscape(`/bin/sh -c '${bpffsMountCommand(i.cfg.bpffsRoot)}'`)}`,
     `ExecStart=${agentCommand(i.membraneBin).join(' ')}`,
     'KillSignal=SIGHUP',
     'TimeoutStopSec=30',
@@ -122,7 +122,17 @@ export function unitFile(i: Pick<InstallInputs, 'cfg' | 'membraneBin' | 'nodeDir
   ].join('\n');
 }
 
-/** Reads the unit's ExecStart and Environment back (what an end-to-end test runs, and `install --dry-run` checks). */
+/** A command line as systemd reads it: `%` starts a specifier (`%T` is the temp dir) and `$` a variable, so both are doubled. */
+export function systemdEscape(cmd: string): string {
+  return cmd.replace(/[%$]/g, (c) => c + c);
+}
+
+/** What systemd runs for an escaped command line (systemdEscape undone). */
+export function systemdUnescape(cmd: string): string {
+  return cmd.replace(/%%|\$\$/g, (m) => m[0]!);
+}
+
+/** Reads the unit's ExecStart, ExecStartPre (as systemd runs it), Environment and capabilities back (what the end-to-end tests run). */
 export function parseUnit(text: string): { execStart: string[]; env: Record<string, string>; execStartPre?: string; capabilities: string[] } {
   const line = (k: string) => text.split('\n').find((l) => l.startsWith(`${k}=`))?.slice(k.length + 1);
   const env: Record<string, string> = {};
@@ -134,7 +144,7 @@ export function parseUnit(text: string): { execStart: string[]; env: Record<stri
   return {
     execStart: (line('ExecStart') ?? '').split(' ').filter(Boolean),
     env,
-    ...(pre ? { execStartPre: pre } : {}),
+    ...(pre ? { execStartPre: systemdUnescape(pre) } : {}),
     capabilities: (line('CapabilityBoundingSet') ?? '').split(' ').filter(Boolean),
   };
 }
