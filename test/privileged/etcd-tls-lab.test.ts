@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { inNetns, labStatus, labUp } from '../helpers/lab.ts';
+import { inNetns, labOk, labStatus, labUp } from '../helpers/lab.ts';
 import { labDir, nodeDirOf, underlayNetns } from '../../src/lab/layout.ts';
 import { rootOnly, skipUnless } from '../helpers/skip.ts';
 
@@ -36,6 +36,24 @@ test('lab up --store etcd --etcd-tls: agents on a TLS etcd with client certifica
   await t.test('the nodes learned each other through the TLS store: every pod reaches the other node\'s pods', () => {
     for (const a of s.pods) {
       for (const b of s.pods.filter((p) => p.node !== a.node)) inNetns(a.netns, ['ping', '-c', '1', '-W', '2', b.ip!]);
+    }
+  });
+
+  await t.test('lab etcd stop / start: the TLS etcd comes back (health on its metrics port) and the agents write to it again', async () => {
+    await labOk(['lab', 'etcd', 'stop', '--name', name]);
+    assert.equal((await labStatus(name)).etcd!.running, false);
+    await labOk(['lab', 'etcd', 'start', '--name', name]);
+    const added = JSON.parse((await labOk(['lab', 'add-pod', '--name', name, '--node', 'node-1', '-o', 'json'])).stdout);
+    const other = s.pods.find((p) => p.node === 'node-2')!;
+    // node-2 learns the new pod through the store, so its pod reaches it.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        inNetns(other.netns, ['ping', '-c', '1', '-W', '1', added.ip]);
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
     }
   });
 
