@@ -81,6 +81,13 @@ test('installed unit runs the agent in a node netns; a pod through the installed
   nsExec(ns, ['ping', '-c', '1', '-W', '2', podIP]);
   nsExec(podNs, ['ping', '-c', '1', '-W', '2', '10.244.91.1']);
 
+  // A purge while the agent runs is refused (it would re-create what the purge removes), changing nothing.
+  const early = spawnSync('nsenter', [`--net=/run/netns/${ns}`, MEMBRANE, 'uninstall', '--root', root, '--purge'], { encoding: 'utf8' });
+  assert.equal(early.status, 1);
+  assert.match(early.stderr, new RegExp(`uninstall --purge node ${nodeName}: its agent \\(pid ${agent.pid}\\) is still running`));
+  assert.match(early.stderr, /hint: stop it first: systemctl stop membrane-agent\.service/);
+  assert.ok(existsSync(`${root}/etc/membrane/install-manifest.json`), 'nothing was uninstalled');
+
   // The unit's KillSignal: the agent stops cleanly (exit 0) and leaves the datapath in place.
   assert.equal(await agent.stop(), 0, log());
   assert.ok(ipJson<{ ifname: string }[]>(ns, ['link', 'show']).some((l) => l.ifname === 'cilium_host'), 'datapath stays after a stop');
