@@ -36,6 +36,14 @@ if [ "$need_apt" = 1 ]; then
     bpftool iproute2 libbpf1 libbpf-dev >/dev/null
 fi
 
+# A real container runtime on the membrane network (docs/runtimes.md): podman
+# (CNI backend) and busybox-static for an image made with `podman import`.
+# Not required by any test yet, so a machine that cannot fetch them goes on.
+if ! command -v podman >/dev/null 2>&1 || [ ! -x /bin/busybox ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman busybox-static >/dev/null; } \
+    || echo "install-deps: podman/busybox-static not installed (apt failed); nothing needs them yet" >&2
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
