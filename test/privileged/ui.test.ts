@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -191,9 +191,9 @@ spec:
     try { inNetns(a1.netns, ['ping', '-q', '-c', '2000', '-i', '0.0025', '-W', '1', b1.ip!], 60_000); } catch { /* losses are fine here */ }
     await new Promise((r) => setTimeout(r, 1_000));
     const secs = (Date.now() - t0) / 1000;
-    const frames = await p2.evaluate<{ count: number; max: number; p99: number; median: number }>('window.__membrane.stopFrames()');
+    const frames = await p2.evaluate<{ count: number; max: number; p99: number; median: number; over50: number; maxWorkMs: number; longTasks: number; longestTaskMs: number }>('window.__membrane.stopFrames()');
     const got = (await p2.evaluate<number>('window.__membrane.flowsReceived')) - start;
-    tt.diagnostic(`flows received ${got} in ${secs.toFixed(1)} s (${(got / secs).toFixed(0)}/s); frames ${frames.count}, median ${frames.median.toFixed(1)} ms, p99 ${frames.p99.toFixed(1)} ms, max ${frames.max.toFixed(1)} ms`);
+    tt.diagnostic(`flows received ${got} in ${secs.toFixed(1)} s (${(got / secs).toFixed(0)}/s); frames ${frames.count}, median ${frames.median.toFixed(1)} ms, p99 ${frames.p99.toFixed(1)} ms, max ${frames.max.toFixed(1)} ms, ${frames.over50} over 50 ms; the page's own work at most ${frames.maxWorkMs.toFixed(1)} ms at a time; ${frames.longTasks} long tasks, the longest ${frames.longestTaskMs.toFixed(0)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} CPUs`);
     assert.ok(got > 0, 'flows arrived');
     assert.ok(frames.count > 0, 'the page kept drawing frames');
     await p2.screenshot(join(SHOTS, 'ui-flood.png'));

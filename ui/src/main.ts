@@ -8,11 +8,13 @@ import { dropLabel, dropped, dropReasonOf, portOf, protoOf, type Flow, type Stre
 import { drawPath, flowSteps, podIndex, renderTopology, traceSteps, type Layout } from './topology.ts';
 
 const MAX_FLOWS = 5_000;
-const TABLE_ROWS = 200;
+const TABLE_ROWS = 100;
 /** Paths on the drawing at once; older ones fade out. */
 const MAX_PATHS = 24;
 const PATH_TTL_MS = 4_000;
 const REDRAW_MS = 250;
+/** The table is redrawn at most this often: under a flood every row changes on every redraw. */
+const TABLE_MS = 500;
 
 const $ = <T extends Element>(sel: string): T => document.querySelector(sel) as T;
 const svg = $<SVGSVGElement>('#topology');
@@ -37,13 +39,26 @@ const state: State = { pods: new Map(), flows: [], received: 0, skipped: 0, dirt
 const probe = {
   firstRenderMs: undefined as number | undefined,
   frames: [] as number[],
+  /** The longest time the page's own drawing work took in one go, while measuring. */
+  maxWorkMs: 0,
   measuring: false,
+  work(ms: number) { if (this.measuring && ms > this.maxWorkMs) this.maxWorkMs = ms; },
+  /** Tasks of the page's main thread over 50 ms (script, style, layout, paint), while measuring: the Long Tasks API. */
+  longTasks: [] as number[],
   get flowsReceived() { return state.received; },
   get flowsSkipped() { return state.skipped; },
-  startFrames() { this.frames = []; this.measuring = true; },
-  stopFrames() { this.measuring = false; const f = [...this.frames].sort((a, b) => a - b); return { count: f.length, max: f[f.length - 1] ?? 0, p99: f[Math.floor(f.length * 0.99)] ?? 0, median: f[Math.floor(f.length / 2)] ?? 0 }; },
+  startFrames() { this.frames = []; this.maxWorkMs = 0; this.longTasks = []; this.measuring = true; },
+  stopFrames() {
+    this.measuring = false;
+    const f = [...this.frames].sort((a, b) => a - b);
+    return { count: f.length, max: f[f.length - 1] ?? 0, p99: f[Math.floor(f.length * 0.99)] ?? 0, median: f[Math.floor(f.length / 2)] ?? 0, over50: f.filter((x) => x > 50).length, maxWorkMs: this.maxWorkMs,
+      longTasks: this.longTasks.length, longestTaskMs: Math.max(0, ...this.longTasks) };
+  },
 };
 (window as unknown as { __membrane: typeof probe }).__membrane = probe;
+try {
+  new PerformanceObserver((l) => { if (probe.measuring) for (const e of l.getEntries()) probe.longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: false });
+} catch { /* no Long Tasks API: frames are still measured */ }
 
 let lastFrame = performance.now();
 function frame(now: number): void {
@@ -126,33 +141,53 @@ function pathText(f: Flow): string {
   return (f.hops ?? []).map((h) => (h.point === 'DROPPED' ? `✗ ${h.ifname ?? ''}` : `${h.point_text ?? h.point}${h.ifname ? `@${h.ifname}` : ''}`)).join(' → ');
 }
 
+/** The table's rows, made once and refilled in place (a flood must not make the page build hundreds of rows a second). */
+const rowPool: { tr: HTMLTableRowElement; cells: HTMLTableCellElement[] }[] = [];
+let rowFlows: Flow[] = [];
+
+function row(i: number): { tr: HTMLTableRowElement; cells: HTMLTableCellElement[] } {
+  while (rowPool.length <= i) {
+    const tr = document.createElement('tr');
+    tr.dataset.i = String(rowPool.length);
+    const cells = Array.from({ length: 7 }, (_, j) => {
+      const td = document.createElement('td');
+      if (j === 5) td.className = 'verdict';
+      tr.append(td);
+      return td;
+    });
+    rowPool.push({ tr, cells });
+  }
+  return rowPool[i]!;
+}
+
 function renderTable(): void {
   const q = filters();
   if (q.pause) return;
   const tbody = $<HTMLTableSectionElement>('#flows tbody');
-  const rows: HTMLTableRowElement[] = [];
-  let shown = 0;
-  for (let i = state.flows.length - 1; i >= 0 && shown < TABLE_ROWS; i--) {
+  const shownFlows: Flow[] = [];
+  for (let i = state.flows.length - 1; i >= 0 && shownFlows.length < TABLE_ROWS; i--) {
     const f = state.flows[i]!;
-    if (!flowMatches(f, q)) continue;
-    shown++;
-    const tr = document.createElement('tr');
-    tr.className = dropped(f) ? 'dropped' : 'forwarded';
-    if (f === state.selected) tr.classList.add('selected');
-    const verdict = dropped(f) ? `DROPPED (${dropReasonOf(f)})` : f.verdict ?? '';
-    const cells = [f.time ? new Date(f.time).toLocaleTimeString() : '', f.node_name ?? '', `${endName(f, 'source')}`, `${endName(f, 'destination')}`, protoOf(f), verdict, pathText(f)];
-    cells.forEach((c, j) => {
-      const td = document.createElement('td');
-      td.textContent = c;
-      if (j === 5) td.className = 'verdict';
-      tr.append(td);
-    });
-    tr.addEventListener('click', () => selectFlow(f));
-    rows.push(tr);
+    if (flowMatches(f, q)) shownFlows.push(f);
   }
-  tbody.replaceChildren(...rows);
-  $('#flow-count').textContent = `${state.received} flows received${state.skipped ? `, ${state.skipped} not drawn (too many at once)` : ''}; showing ${shown}`;
+  shownFlows.forEach((f, i) => {
+    const r = row(i);
+    const cls = `${dropped(f) ? 'dropped' : 'forwarded'}${f === state.selected ? ' selected' : ''}`;
+    if (r.tr.className !== cls) r.tr.className = cls;
+    const verdict = dropped(f) ? `DROPPED (${dropReasonOf(f)})` : f.verdict ?? '';
+    const text = [f.time ? new Date(f.time).toLocaleTimeString() : '', f.node_name ?? '', endName(f, 'source'), endName(f, 'destination'), protoOf(f), verdict, pathText(f)];
+    text.forEach((c, j) => { if (r.cells[j]!.textContent !== c) r.cells[j]!.textContent = c; });
+    if (r.tr.parentNode !== tbody || tbody.children[i] !== r.tr) tbody.append(r.tr);
+  });
+  while (tbody.children.length > shownFlows.length) tbody.lastElementChild!.remove();
+  rowFlows = shownFlows;
+  $('#flow-count').textContent = `${state.received} flows received${state.skipped ? `, ${state.skipped} not drawn (too many at once)` : ''}; showing ${shownFlows.length}`;
 }
+
+$<HTMLTableSectionElement>('#flows tbody').addEventListener('click', (e) => {
+  const tr = (e.target as Element).closest('tr');
+  const f = tr ? rowFlows[Number(tr.dataset.i)] : undefined;
+  if (f) selectFlow(f);
+});
 
 function esc(s: unknown): string {
   return String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]!));
@@ -166,7 +201,8 @@ function selectFlow(f: Flow): void {
     `${h.state ? ` (ct ${esc(h.state)})` : ''}${h.src_identity !== undefined ? ` identity ${esc(h.src_identity)}→${esc(h.dst_identity ?? '?')}` : ''}</li>`).join('');
   const drop = f.drop ? `<p class="drop-text">dropped: ${esc(f.drop.reason_desc)} (${esc(f.drop.reason)}: ${esc(f.drop.reason_text)}) at ${esc(f.drop.file)}:${esc(f.drop.line)}${f.drop.ifname ? ` on ${esc(f.drop.ifname)}` : ''}</p>` : '';
   const encap = f.encap ? `<p>tunnel key: remote <code>${esc(f.encap.tunnel_endpoint)}</code>, VNI ${esc(f.encap.vni)} (the source identity)</p>` : '';
-  const pv = f.policy_verdict ? `<p>policy verdict: <code>${esc(JSON.stringify(f.policy_verdict))}</code></p>` : '';
+  const v = f.policy_verdict as Record<string, unknown> | undefined;
+  const pv = v ? `<p>policy verdict: <b>${esc(v.verdict)}</b> at ${esc(v.direction)} (${esc(v.reason)}; match ${esc(v.match)}, remote identity ${esc(v.remote_identity)})</p>` : '';
   $('#flow-detail').innerHTML = `<p><b>${esc(endName(f, 'source'))}</b> (${esc(f.IP?.source)}, identity ${esc(f.source?.identity)}) → <b>${esc(endName(f, 'destination'))}</b> (${esc(f.IP?.destination)}, identity ${esc(f.destination?.identity)})</p>` +
     `<p>${esc(protoOf(f))} on ${esc(f.node_name)}: <span class="${dropped(f) ? 'drop-text' : 'ok-text'}">${esc(f.verdict)}</span>${f.is_reply ? ' (reply)' : ''} ${esc(f.traffic_direction ?? '')}</p>` +
     `${drop}<ol class="hops">${hops}</ol>${encap}${pv}` +
@@ -199,41 +235,55 @@ function addFlows(flows: Flow[], skipped: number): void {
   state.dirtyTable = true;
 }
 
+/** One drawn path per node, pair, protocol and verdict: a repeated flow renews its path instead of adding one. */
+const pathKey = (f: Flow): string => `${f.node_name}|${f.IP?.source ?? ''}>${f.IP?.destination ?? ''}|${protoOf(f)}|${f.verdict}`;
+const drawn = new Map<string, SVGGElement>();
+
 /** Draws the newest flows as paths; each fades out, and at most MAX_PATHS are on the drawing. */
-function drawNewPaths(): void {
+function drawNewPaths(now: number): void {
   if (!state.topology || !state.layout || !state.newPaths.length) return;
-  const layer = svg.querySelector('#paths');
-  if (!layer) return;
-  // Drops first in the queue keep their mark: a red path stays until newer drops replace it.
   for (const f of state.newPaths) {
+    const key = pathKey(f);
+    const old = drawn.get(key);
+    if (old?.isConnected) {
+      old.dataset.born = String(now);
+      old.removeAttribute('opacity');
+      continue;
+    }
     const steps = flowSteps(state.topology, state.layout, f, state.pods);
     const d = drawPath(svg, state.layout, steps, dropped(f) ? 'dropped' : 'forwarded', dropped(f) ? dropLabel(f) : undefined);
     if (!d) continue;
     d.g.dataset.flow = `${f.IP?.source ?? ''}>${f.IP?.destination ?? ''} ${protoOf(f)}`;
-    d.g.dataset.born = String(performance.now());
+    d.g.dataset.born = String(now);
+    drawn.set(key, d.g);
   }
   state.newPaths = [];
-  const live = [...layer.querySelectorAll<SVGGElement>('g.path.forwarded:not(.selected), g.path.dropped:not(.selected)')];
+  const live = [...drawn.values()].filter((g) => g.isConnected).sort((a, b) => Number(a.dataset.born) - Number(b.dataset.born));
   for (const g of live.slice(0, Math.max(0, live.length - MAX_PATHS))) g.remove();
+  for (const [k, g] of drawn) if (!g.isConnected) drawn.delete(k);
 }
 
+/** Paths older than their time go; in their last second they are drawn faint (one change, no animation to repaint). */
 function expirePaths(now: number): void {
-  for (const g of svg.querySelectorAll<SVGGElement>('#paths g.path[data-born]')) {
+  for (const [k, g] of drawn) {
     const age = now - Number(g.dataset.born);
     // Drops stay longer: they are what a reader looks for.
     const ttl = g.classList.contains('dropped') ? PATH_TTL_MS * 4 : PATH_TTL_MS;
-    if (age > ttl) g.remove();
-    else if (age > ttl - 1_000 && !g.classList.contains('fading')) g.querySelector('.flow-path')?.classList.add('fading');
+    if (age > ttl) { g.remove(); drawn.delete(k); }
+    else if (age > ttl - 1_000 && !g.hasAttribute('opacity')) g.setAttribute('opacity', '0.35');
   }
 }
 
 let lastRedraw = 0;
+let lastTable = 0;
 function tick(now: number): void {
   if (now - lastRedraw >= REDRAW_MS) {
     lastRedraw = now;
-    if (state.dirtyTable) { state.dirtyTable = false; renderTable(); }
-    drawNewPaths();
+    const t0 = performance.now();
+    if (state.dirtyTable && now - lastTable >= TABLE_MS) { state.dirtyTable = false; lastTable = now; renderTable(); }
+    drawNewPaths(now);
     expirePaths(now);
+    probe.work(performance.now() - t0);
   }
   requestAnimationFrame(tick);
 }
@@ -344,8 +394,10 @@ function connect(): void {
   es.onerror = () => { conn.textContent = 'reconnecting'; conn.className = 'badge bad'; };
   es.addEventListener('topology', (e) => setTopology(JSON.parse((e as MessageEvent).data)));
   es.addEventListener('flows', (e) => {
+    const t0 = performance.now();
     const v = JSON.parse((e as MessageEvent).data) as { flows: Flow[]; skipped: number };
     addFlows(v.flows, v.skipped);
+    probe.work(performance.now() - t0);
   });
   es.addEventListener('streams', (e) => showStreams(JSON.parse((e as MessageEvent).data)));
 }
