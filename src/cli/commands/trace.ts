@@ -91,7 +91,7 @@ export const traceCmd: Command = {
       import('../../datapath/ipcache.ts'), import('../../datapath/node-maps.ts'), import('../../datapath/policy-maps.ts'), import('../../datapath/maps/identities.ts'),
       import('../../datapath/maps/drop-reasons.ts')]);
     const f = ctx.args.flags;
-    const usage = (cause: string) => new MembraneError('trace', { code: 'E_USAGE', cause, hint: `usage: membrane ${traceCmd.usage}` });
+    const usage = (cause: string) => new MembraneError('read arguments', { code: 'E_USAGE', cause, hint: `usage: membrane trace ${traceCmd.usage}` });
     const srcRef = (f.src as string | undefined) ?? ctx.args.positionals[0];
     const dstRef = (f.dst as string | undefined) ?? ctx.args.positionals[f.src ? 0 : 1];
     if (!srcRef || !dstRef) throw usage('give a source and a destination');
