@@ -75,7 +75,8 @@ export function labTarget(name: string): ClusterTarget {
 
 /** A cluster config file, validated with every problem named. */
 export async function readClusterConfig(path: string): Promise<ClusterTarget> {
-  const { parse } = await import('yaml');
+  // yaml is CommonJS: imported dynamically from the split bundle its exports arrive as `default` only.
+  const { parse } = (await import('yaml')).default;
   let raw: unknown;
   try {
     raw = parse(readFileSync(path, 'utf8'));
