@@ -131,10 +131,10 @@ function filters(): { pod: string; verdict: string; protocol: string; port: stri
   return { pod: v('pod'), verdict: v('verdict'), protocol: v('protocol'), port: v('port'), pause: (f.elements.namedItem('pause') as HTMLInputElement).checked };
 }
 
+/** A flow's end by pod name: the node's own name for it, else the pod the topology has at that IP (a remote pod), else the IP. */
 const endName = (f: Flow, which: 'source' | 'destination'): string => {
-  const pod = f[which]?.pod_name;
   const ip = which === 'source' ? f.IP?.source : f.IP?.destination;
-  return pod ? `${pod}` : ip ?? '?';
+  return f[which]?.pod_name ?? (ip ? state.pods.get(ip)?.name : undefined) ?? ip ?? '?';
 };
 
 function pathText(f: Flow): string {

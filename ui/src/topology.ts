@@ -152,8 +152,11 @@ export function renderTopology(svg: SVGSVGElement, t: UiTopology): Layout {
     const hb = L.boxes.get(`${n.name}/cilium_host`)!;
     g.append(el('line', { class: 'stack', x1: hb.x + hb.w / 2, x2: hb.x + hb.w / 2, y1: stackY, y2: hb.y }));
     wire('cilium_host', 'cilium_net', 'veth');
+    g.append(el('text', { class: 'stack-label', x: hb.x + hb.w / 2 + 6, y: hb.y + hb.h + 15 }, 'veth pair'));
     const u = n.devices.find((d) => d.role === 'underlay')?.name ?? 'eth0';
     wire('cilium_vxlan', u, 'bpf');
+    const vb = L.boxes.get(`${n.name}/cilium_vxlan`)!;
+    g.append(el('text', { class: 'stack-label', x: vb.x + vb.w / 2 + 6, y: vb.y + vb.h + 15 }, `VXLAN, UDP ${n.tunnelPort ?? 8472}`));
     const ub = L.boxes.get(`${n.name}/${u}`)!;
     g.append(el('line', { class: 'wire', x1: ub.x + ub.w / 2, x2: ub.x + ub.w / 2, y1: ub.y + ub.h, y2: L.underlayY }));
     for (const p of n.pods) drawPod(g, p, L.boxes.get(`${n.name}/pod:${p.name}`)!, identities);
