@@ -18,6 +18,7 @@ import type { ApiServer } from '../../api/server.ts';
 import { identityName } from '../../datapath/maps/identities.ts';
 import { MembraneError } from '../../shared/errors.ts';
 import type { Agent } from '../daemon.ts';
+import type { EndpointState } from '../state-file.ts';
 import { parseEventFilter, parseFlowFilter } from './filters.ts';
 import { MAX_HOLD_SECONDS, type TraceLevel } from './hub.ts';
 import type { ObservedEvent } from './model.ts';
@@ -25,8 +26,10 @@ import { Observer, type EventSource, type ObserverContext } from './observer.ts'
 import { METRICS_PORT } from './constants.ts';
 import type { Metrics } from './metrics.ts';
 
-/** Lines a follower may have queued before further ones are dropped (and counted). */
-const MAX_QUEUE = 65536;
+/** Lines a follower may have queued before further ones are dropped (and counted): ~6 MiB of events. */
+const MAX_QUEUE = 8192;
+/** How stale the endpoint lookups of the pipeline may be (a new pod's first packets may miss its name for this long). */
+const ENDPOINTS_TTL_MS = 100;
 
 /** Device names by ifindex, from /sys/class/net (the agent runs in its node's netns, and so does its sysfs). */
 class IfNames {
@@ -72,12 +75,21 @@ class IdentityLabels {
 
 function context(agent: Agent, labels: IdentityLabels): ObserverContext {
   const ifnames = new IfNames();
-  const byIP = () => new Map(agent.endpoints.list().map((e) => [e.ip, e]));
+  // The endpoints by IP and by id, rebuilt at most every ENDPOINTS_TTL_MS: a flood asks for every flow.
+  let cache: { at: number; byIP: Map<string, EndpointState>; byId: Map<number, EndpointState> } | undefined;
+  const endpoints = () => {
+    const now = Date.now();
+    if (!cache || now - cache.at > ENDPOINTS_TTL_MS) {
+      const list = agent.endpoints.list();
+      cache = { at: now, byIP: new Map(list.map((e) => [e.ip, e])), byId: new Map(list.map((e) => [e.id, e])) };
+    }
+    return cache;
+  };
   return {
     node: agent.cfg.nodeName,
     wallTime: () => new Date(0), // replaced by the observer's own clock below
     endpointByIP(ip) {
-      const e = byIP().get(ip);
+      const e = endpoints().byIP.get(ip);
       return e ? { id: e.id, identity: e.identity, podName: e.podName, podNamespace: e.podNamespace, labels: e.labels } : undefined;
     },
     identityOfIP(ip) {
@@ -90,7 +102,7 @@ function context(agent: Agent, labels: IdentityLabels): ObserverContext {
     identityLabels: (id) => labels.get(id),
     ifname: (i) => ifnames.get(i),
     podOfEndpoint(id) {
-      const e = agent.endpoints.list().find((x) => x.id === id);
+      const e = endpoints().byId.get(id);
       return e?.podName ? `${e.podNamespace ?? 'default'}/${e.podName}` : undefined;
     },
   };
