@@ -70,6 +70,15 @@ test('connectivity test --cluster: test pods through each node\'s installed plug
   assert.match(bad.stderr, new RegExp(`read ${dir}/nowhere\\.conflist on ${s.nodes[1]!.name}`));
   assert.doesNotMatch(netnsList(), /mbcheck-/);
 
+  // A host whose plugin is missing: the ADD fails there, naming host and plugin; the pods made before it and
+  // the failed one's netns are released all the same (DEL, netns removed), and the agents keep no test endpoint.
+  writeFileSync(clusterFile, stringify({ hosts: [hosts[0], { ...hosts[1]!, cniBinDir: `${dir}/no-plugins` }] }));
+  const noPlugin = await lab(['connectivity', 'test', '--cluster', clusterFile]);
+  assert.notEqual(noPlugin.code, 0);
+  assert.match(noPlugin.stderr, new RegExp(`CNI ADD check-${s.nodes[1]!.name}-1 on ${s.nodes[1]!.name} \\(plugin membrane-cni\\)`));
+  assert.doesNotMatch(netnsList(), /mbcheck-/);
+  assert.deepEqual(await Promise.all(s.nodes.map(async (n) => JSON.parse(await membraneIn(n.netns, ['endpoint', 'list', '-o', 'json'])).length)), endpointsBefore);
+
   // A malformed cluster file: every problem listed, exit 3.
   writeFileSync(clusterFile, stringify({ hosts: [{ name: 'a', exec: 'ssh a' }, { name: 'a', exec: [], conflist: 'rel' }] }));
   const invalid = await lab(['connectivity', 'test', '--cluster', clusterFile]);
