@@ -121,8 +121,17 @@ spec:
     const drop = rows.find((r) => r.cls.includes('dropped') && r.cells[3] === b2.name);
     assert.ok(drop, 'the flow table lists the drop');
     assert.match(drop.cells[5]!, /DROPPED \(POLICY_DENY\)/);
+    // The filters: only drops, then only this pod's flows.
+    await page.fill('#filters select[name=verdict]', 'DROPPED');
+    const dropsOnly = await page.waitFor<{ cls: string; cells: string[] }[]>(`(() => { const r = ${ROWS}; return r.length && r.every((x) => x.cls.includes('dropped')) ? r : null; })()`, 'the table filtered to drops', 5_000);
+    assert.ok(dropsOnly.every((r) => /POLICY_DENY/.test(r.cells[5]!)));
+    await page.fill('#filters select[name=verdict]', '');
+    await page.fill('#filters input[name=pod]', b1.name);
+    await page.waitFor(`(() => { const r = ${ROWS}; return r.length > 0 && r.every((x) => x.cells[2] === '${b1.name}' || x.cells[3] === '${b1.name}'); })()`, `the table filtered to ${b1.name}`, 5_000);
+    await page.fill('#filters input[name=pod]', '');
     // The detail pane: the hop and the source line.
-    await page.evaluate(`[...document.querySelectorAll('#flows tbody tr.dropped')][0].click()`);
+    await page.waitFor(`document.querySelector('#flows tbody tr.dropped')`, 'the drops back in the unfiltered table', 5_000);
+    await page.click('#flows tbody tr.dropped td');
     const detail = await page.evaluate<string>(`document.querySelector('#flow-detail').textContent`);
     assert.match(detail, /dropped: POLICY_DENY .*policy\.h:\d+ on cilium_vxlan/);
     await page.screenshot(join(SHOTS, 'ui-drop.png'));

@@ -163,7 +163,9 @@ export function renderTopology(svg: SVGSVGElement, t: UiTopology): Layout {
     for (const [key, b] of L.boxes) {
       const [node, dev] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
       if (node !== n.name || dev.startsWith('pod:')) continue;
-      const d = byName.get(dev) ?? { name: dev, role: dev === u ? 'underlay' as const : dev.startsWith('lxc') ? 'lxc' as const : 'host' as const, addresses: [], programs: [] };
+      // A device the server could not read (no netns here): drawn from what the agent says (the underlay's node IP).
+      const d = byName.get(dev) ?? { name: dev, role: dev === u ? 'underlay' as const : dev.startsWith('lxc') ? 'lxc' as const : 'host' as const,
+        addresses: dev === u && n.nodeIP ? [n.nodeIP] : [], programs: [] };
       drawDevice(g, n.name, d, b);
     }
     if (n.devicesError) g.append(el('text', { class: 'node-sub', x: nb.x + 12, y: nb.y + nb.h - 8 }, `devices: ${n.devicesError}`));
