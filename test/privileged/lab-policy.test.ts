@@ -279,7 +279,7 @@ test('network policy through the CLI on a 2 x 2 lab', { skip: rootOnly() }, asyn
     assert.equal((await tcpExact(p11.netns, p21.netns, p21.ip!, 64 << 10, 8005)).received, 64 << 10, 'while TCP 8005 (in the range) passes');
   });
 
-  await t.test('a real Cilium policy file, imported unchanged, is enforced on both nodes', async (tt) => {
+  await t.test('real Cilium policy files (YAML, JSON), imported unchanged; the YAML one enforced on both nodes', async (tt) => {
     // test/testdata/policy/l3-allow.yaml: docs.cilium.io "Simple Ingress Allow" as written (quoted
     // apiVersion, description, namespace); the lab's --labels make pod-1-1 a frontend and pod-1-2, pod-2-1 backends.
     const f = `${REPO}test/testdata/policy/l3-allow.yaml`;
@@ -299,6 +299,13 @@ test('network policy through the CLI on a 2 x 2 lab', { skip: rootOnly() }, asyn
     assert.equal((await ping(p12.netns, p22.ip!, { count: 2 })).received, 2, 'pod-1-2 -> pod-2-2 (not selected)');
     await cliOk(['policy', 'delete', 'l3-rule', '--wait']);
     assert.equal((await ping(p22.netns, p12.ip!, { count: 2 })).received, 2, 'deleted: pod-2-2 -> pod-1-2 passes again');
+
+    // A JSON file from Cilium's documentation too (it selects app=myService: no lab pod).
+    const j = `${REPO}test/testdata/policy/cidr.json`;
+    assert.match((await cliOk(['policy', 'import', j, '--wait'])).stdout, /^imported default\/cidr-rule /m);
+    tt.after(() => cli(['policy', 'delete', 'cidr-rule', '--wait']));
+    assert.deepEqual(JSON.parse((await cliOk(['policy', 'get', 'cidr-rule', '-o', 'json'])).stdout), JSON.parse(readFileSync(j, 'utf8')), 'stored as written');
+    await cliOk(['policy', 'delete', 'cidr-rule', '--wait']);
   });
 
   await t.test('trace: the verdict and the rule that decided, and the datapath agrees', async (tt) => {
