@@ -221,6 +221,17 @@ test('2-node lab: observe, monitor --pcap, trace, metrics', { skip: rootOnly() }
     assert.match(textTrace, /DROPPED on node-2 at cilium_vxlan after \S+: Policy denied \(133\), \w+\.[ch]:\d+/);
   });
 
+  await t.test('monitor prints the two nodes\' events of a cross-node ping in the order they happened', async () => {
+    const m = background(['monitor', '--lab', name, '--every-packet', '--type', 'trace', '--from-pod', a.name, '-o', 'json', '--duration', '4']);
+    await attached(s, 'events');
+    inNetns(a.netns, ['ping', '-c', '1', '-W', '2', b.ip!]);
+    const out = await m.done;
+    assert.equal(out.code, 0, out.stderr);
+    const seq = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; node: string; pointText?: string; ip?: { destination: string } })
+      .filter((v) => v.kind === 'event' && v.ip?.destination === b.ip).map((v) => `${v.node}/${v.pointText}`);
+    assert.deepEqual(seq, ['node-1/from-endpoint', 'node-1/to-overlay', 'node-2/from-overlay', 'node-2/to-endpoint']);
+  });
+
   await t.test('a spoofed source: monitor --type drop prints the drop with its reason and line; observe shows INVALID_SOURCE_IP', async (st) => {
     const p = pod('pod-1-2');
     const spoofed = p.ip!.replace(/\.\d+$/, '.250');

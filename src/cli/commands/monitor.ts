@@ -3,13 +3,17 @@
 // node) or, run inside a node's netns, from that node. Each agent reads its
 // node's cilium_events and sends them over GET /v1/events; while a monitor
 // is attached the agent sets trace level 1 (--every-packet: 2), and back to
-// 0 when the last one leaves. --pcap FILE also writes the captured frames
-// (first 128 bytes) as a pcap that tshark and Wireshark read.
+// 0 when the last one leaves. Several nodes' events are printed in the order
+// of their timestamps (after a short wait). --pcap FILE also writes the
+// captured frames (first 128 bytes) as a pcap that tshark and Wireshark read.
 import type { Command } from '../command.ts';
 import { TARGET_FLAGS } from '../target.ts';
 import { listPods, observedNodes, podIPs } from './observe.ts';
 
 type Ev = Record<string, unknown> & { node: string; type: string; summary: string };
+
+/** Events of several nodes wait this long to be printed in timestamp order. */
+const REORDER_MS = 150;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
 const hex = (v: unknown): string => `0x${(num(v) >>> 0).toString(16)}`;
@@ -88,6 +92,17 @@ export const monitorCmd: Command = {
     let lost = 0;
     const streams: ReturnType<typeof openStream>[] = [];
     const stop = () => { for (const s of streams) s.close(); };
+    const emit = (e: Ev) => {
+      if (limit !== undefined && seen >= limit) return;
+      seen++;
+      ctx.out(ctx.json ? `${JSON.stringify(e)}\n` : eventLine(e));
+      if (pcapFd !== undefined && typeof e.packet === 'string' && e.packet) {
+        const frame = Buffer.from(e.packet, 'base64');
+        const wall = BigInt(String(e.timeNs ?? '0')) + (offsets.get(e.node) ?? 0n);
+        fs.writeSync(pcapFd, pcapRecord(wall, frame, num(e.lenOrig)));
+      }
+      if (limit !== undefined && seen >= limit) stop();
+    };
     const onLine = (v: Record<string, unknown>) => {
       if (limit !== undefined && seen >= limit) return;
       if (v.kind === 'hello') {
@@ -107,15 +122,23 @@ export const monitorCmd: Command = {
       }
       if (v.kind !== 'event') return;
       const e = v as Ev;
-      seen++;
-      ctx.out(ctx.json ? `${JSON.stringify(e)}\n` : eventLine(e));
-      if (pcapFd !== undefined && typeof e.packet === 'string' && e.packet) {
-        const frame = Buffer.from(e.packet, 'base64');
-        const wall = BigInt(String(e.timeNs ?? '0')) + (offsets.get(e.node) ?? 0n);
-        fs.writeSync(pcapFd, pcapRecord(wall, frame, num(e.lenOrig)));
-      }
-      if (limit !== undefined && seen >= limit) stop();
+      if (nodes.length === 1) emit(e);
+      else pending.push({ at: Date.now(), ns: BigInt(String(e.timeNs ?? '0')), e });
     };
+    // One node's events come in order; several nodes' are merged by their timestamps (one clock per
+    // machine) after REORDER_MS, longer than an agent takes to read and send them.
+    const pending: { at: number; ns: bigint; e: Ev }[] = [];
+    const flush = (all = false) => {
+      // pending is in arrival order: the ready ones are a prefix.
+      const cutoff = Date.now() - REORDER_MS;
+      let n = 0;
+      while (n < pending.length && (all || pending[n]!.at <= cutoff)) n++;
+      if (!n) return;
+      const ready = pending.splice(0, n);
+      ready.sort((x, y) => (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : 0));
+      for (const p of ready) emit(p.e);
+    };
+    const ticker = nodes.length > 1 ? setInterval(flush, REORDER_MS / 3) : undefined;
     for (const n of nodes) streams.push(openStream(n.apiSocket, `/v1/events?${q}`, onLine));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -124,6 +147,8 @@ export const monitorCmd: Command = {
       await Promise.all(streams.map((s) => s.done.catch((e: unknown) => { stop(); throw e; })));
     } finally {
       clearTimeout(timer);
+      clearInterval(ticker);
+      flush(true);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       if (pcapFd !== undefined) fs.closeSync(pcapFd);
