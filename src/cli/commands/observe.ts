@@ -105,7 +105,7 @@ export const observeCmd: Command = {
     verdict: { type: 'string', help: 'FORWARDED or DROPPED' },
     protocol: { type: 'string', help: 'tcp, udp or icmp' },
     port: { type: 'string', help: 'source or destination port' },
-    last: { type: 'string', help: 'the newest N flows of each node (default 20; with --follow, 0)' },
+    last: { type: 'string', help: 'the newest N flows of all nodes together (default 20; with --follow: of each node first, default 0)' },
     follow: { type: 'boolean', short: 'f', help: 'keep printing new flows (Ctrl-C ends)' },
     everyPacket: { type: 'boolean', help: 'while following, trace every packet at every observation point (trace level 2), not one per connection' },
     duration: { type: 'string', help: 'with --follow: stop after this many seconds' },
@@ -150,7 +150,8 @@ export const observeCmd: Command = {
       // One CLOCK_MONOTONIC for every node of a machine: time_ns orders a lab's flows finer than time.
       const ns = (v: Record<string, unknown>) => BigInt(String((v.flow as Flow | undefined)?.time_ns ?? 0));
       got.sort((a, b) => String(a.time).localeCompare(String(b.time)) || (ns(a) < ns(b) ? -1 : ns(a) > ns(b) ? 1 : 0));
-      for (const v of got) print(v);
+      // The newest N of all nodes together, as Hubble Relay answers --last N.
+      for (const v of got.slice(-Number(query.get('last')))) print(v);
       return;
     }
     const streams = nodes.map((n) => openStream(n.apiSocket, `/v1/flows?${query}`, print));
