@@ -128,6 +128,7 @@ export class UiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://ui');
     const p = url.pathname;
+    if (p.startsWith('/api/')) this.checkOrigin(req);
     if (req.method === 'GET' && p === '/api/topology') return sendJson(res, 200, await this.read());
     if (req.method === 'GET' && p === '/api/events') return this.subscribe(req, res);
     if (req.method === 'GET' && p === '/api/flows') return sendJson(res, 200, this.ring);
@@ -139,6 +140,26 @@ export class UiServer {
     if (p.startsWith('/api/')) throw new MembraneError(`no route ${req.method} ${p}`, { code: 'E_NOT_FOUND' });
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new MembraneError(`${req.method} ${p}`, { code: 'E_NOT_FOUND', cause: 'only GET serves files' });
     return this.serveFile(p, res);
+  }
+
+  /**
+   * The API answers this page only. A page of another site open in the same
+   * browser could otherwise send probes (POST /api/trace) or read the
+   * cluster: a request naming another origin is refused, and so is one whose
+   * Host is not the address served (DNS rebinding) while that is loopback.
+   * POSTs must say application/json, which a cross-site form cannot send
+   * without a preflight this server never grants.
+   */
+  private checkOrigin(req: IncomingMessage): void {
+    const host = req.headers.host ?? '';
+    const served = new URL(this.url || 'http://127.0.0.1/');
+    const port = served.port;
+    const local = ['127.0.0.1', 'localhost', '[::1]'].map((h) => `${h}:${port}`);
+    const refuse = (cause: string) => new MembraneError(`${req.method} ${req.url}`, { code: 'E_BAD_REQUEST', cause, hint: 'open the UI at the address membrane ui printed' });
+    if (isLoopbackHost(served.hostname) && !local.includes(host)) throw refuse(`Host ${JSON.stringify(host)} is not this server`);
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${host}`) throw refuse(`a page of ${origin} may not use this API`);
+    if (req.method === 'POST' && !/^application\/json\b/.test(req.headers['content-type'] ?? '')) throw refuse('the body must be sent as application/json');
   }
 
   private serveFile(path: string, res: ServerResponse): void {
@@ -277,6 +298,8 @@ export class UiServer {
   /** `membrane trace SRC DST -o json`: the CLI's contract, run as a command (it sends a probe into the source pod). */
   private async trace(body: unknown): Promise<unknown> {
     const b = parsePair(body, 'trace');
+    // Only pods the page shows: nothing else reaches the command line.
+    await Promise.all([this.pod(b.src.node, b.src.pod), this.pod(b.dst.node, b.dst.pod)]);
     if (!this.o.membrane) throw new MembraneError('trace', { code: 'E_USAGE', cause: 'this UI server was started without a membrane command to run' });
     const argv = [...this.o.membrane.argv, 'trace', b.src.pod, b.dst.pod, '--proto', b.protocol.toLowerCase(),
       ...(b.port !== undefined && b.protocol !== 'ICMP' ? ['--port', String(b.port)] : []), ...this.o.membrane.targetFlags, '-o', 'json'];
@@ -348,6 +371,8 @@ export function slim(f: WireFlow): WireFlow {
     ...(pv ? { policy_verdict: { direction: pv.direction, verdict: pv.verdict, reason: pv.reasonText, match: pv.matchText, remote_identity: pv.remoteLabel, dport: pv.dstPort, proto: pv.protoText } } : {}),
   };
 }
+
+const isLoopbackHost = (h: string): boolean => h === 'localhost' || h === '[::1]' || h === '::1' || /^127\./.test(h);
 
 function send(res: ServerResponse, event: string, data: unknown): void {
   res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);

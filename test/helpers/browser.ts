@@ -51,8 +51,12 @@ export class Browser {
     const child = spawn(CHROMIUM, [
       '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check',
       '--disable-extensions', '--disable-background-networking', '--mute-audio', '--remote-debugging-pipe', `--user-data-dir=${profile}`, 'about:blank',
-    ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true });
     child.stderr!.resume();
+    // Its own process group (its zygote and renderers too): killed whole, also if this process exits first.
+    const killGroup = () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } };
+    process.once('exit', killGroup);
+    child.once('exit', () => process.off('exit', killGroup));
     const b = new Browser(child, profile);
     await b.send('Browser.getVersion');
     return b;
@@ -79,12 +83,13 @@ export class Browser {
   }
 
   async close(): Promise<void> {
-    if (this.child.exitCode === null) {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
       const gone = new Promise((r) => this.child.once('exit', r));
-      this.child.kill('SIGKILL');
+      try { process.kill(-this.child.pid!, 'SIGKILL'); } catch { this.child.kill('SIGKILL'); }
       await gone;
     }
-    rmSync(this.profile, { recursive: true, force: true });
+    // A renderer may still be flushing into the profile for a moment after the browser died.
+    rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 

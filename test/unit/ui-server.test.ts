@@ -33,9 +33,9 @@ async function fakeAgent(socket: string, node: string): Promise<Fake> {
   return { api, flows };
 }
 
-function get(url: string): Promise<{ status: number; body: string; type?: string }> {
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; type?: string }> {
   return new Promise((resolve, reject) => {
-    request(url, (res) => {
+    request(url, { headers }, (res) => {
       let body = '';
       res.on('data', (c) => { body += c; });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: res.headers['content-type'] }));
@@ -43,9 +43,9 @@ function get(url: string): Promise<{ status: number; body: string; type?: string
   });
 }
 
-function post(url: string, body: string): Promise<{ status: number; body: string }> {
+function post(url: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request(url, { method: 'POST', headers }, (res) => {
       let b = '';
       res.on('data', (c) => { b += c; });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
@@ -152,6 +152,19 @@ test('ui server: topology from the agent, unreachable and back, flows relayed, b
     assert.equal(nf.status, 404);
     assert.match(JSON.parse(nf.body).message, /find pod node-1\/nobody: no such pod/);
     assert.deepEqual(parsePair({ src: { node: 'a', pod: 'p' }, dst: { node: 'b', pod: 'q' }, protocol: 'icmp' }, 'x'), { src: { node: 'a', pod: 'p' }, dst: { node: 'b', pod: 'q' }, protocol: 'ICMP' });
+  });
+
+  await t.test('another site\'s page may not use the API', async () => {
+    const port = new URL(url).port;
+    const cross = await post(`${url}api/trace`, '{}', { 'content-type': 'application/json', origin: 'http://evil.example' });
+    assert.equal(cross.status, 400);
+    assert.match(JSON.parse(cross.body).message, /a page of http:\/\/evil\.example may not use this API/);
+    const form = await post(`${url}api/trace`, '{}', { 'content-type': 'text/plain' });
+    assert.match(JSON.parse(form.body).message, /must be sent as application\/json/);
+    const rebound = await get(`${url}api/topology`, { host: `evil.example:${port}` });
+    assert.equal(rebound.status, 400);
+    assert.match(JSON.parse(rebound.body).message, /Host "evil\.example:\d+" is not this server/);
+    assert.equal((await get(`${url}api/topology`, { host: `localhost:${port}`, origin: `http://localhost:${port}` })).status, 200, 'the page itself, by any loopback name');
   });
 
   await t.test('files: the app, index.html for any page path, nothing outside the build', async () => {

@@ -37,7 +37,7 @@ function intFlag(ctx: CommandContext, name: string): number | undefined {
 }
 
 export function renderStatus(s: LabStatus): string {
-  const head = `lab ${s.name}: ${s.state}, ${s.store} store${s.etcd ? ` (${s.etcd.endpoint}, pid ${s.etcd.pid ?? '-'}${s.etcd.running ? '' : ', not running'})` : ''}, underlay ${s.underlay.netns} ${s.underlay.bridge} ${s.underlay.gateway}/24, device MTU ${s.deviceMTU}\n\n`;
+  const head = `lab ${s.name}: ${s.state}, ${s.store} store${s.etcd ? ` (${s.etcd.endpoint}, pid ${s.etcd.pid ?? '-'}${s.etcd.running ? '' : ', not running'})` : ''}, underlay ${s.underlay.netns} ${s.underlay.bridge} ${s.underlay.gateway}/24, device MTU ${s.deviceMTU}${s.uiURL ? `, web UI ${s.uiURL}` : ''}\n\n`;
   const nodes = table(['NODE', 'NETNS', 'NODE IP', 'POD CIDR', 'ROUTER IP', 'AGENT'], s.nodes.map((n) => [
     n.name, n.netns, n.nodeIP, n.podCIDR, n.routerIP, `${n.agentPid ?? '-'} ${n.stopped ? 'stopped' : n.running ? 'running' : 'not running'}`,
   ]));
