@@ -30,6 +30,7 @@ DECLARE_LAYOUT(struct policy_key, layout_policy_key);
 DECLARE_LAYOUT(struct policy_entry, layout_policy_entry);
 DECLARE_LAYOUT(struct ct4_tuple, layout_ct4_tuple);
 DECLARE_LAYOUT(struct ct_entry, layout_ct_entry);
+DECLARE_LAYOUT(struct nat_entry, layout_nat_entry);
 DECLARE_LAYOUT(struct ipv4_frag_id, layout_ipv4_frag_id);
 DECLARE_LAYOUT(struct ipv4_frag_l4, layout_ipv4_frag_l4);
 DECLARE_LAYOUT(struct event_hdr, layout_event_hdr);

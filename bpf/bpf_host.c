@@ -27,6 +27,7 @@
 #include <encap.h>
 #include <conntrack.h>
 #include <policy.h>
+#include <nat.h>
 #include <tailcall.h>
 #include <drop.h>
 
@@ -163,6 +164,139 @@ int cil_to_host(struct __sk_buff *ctx)
 {
 	ctx_clear_meta(ctx);
 	return ctx_finish(ctx, to_host(ctx), METRIC_INGRESS);
+}
+
+/* Identities CIDR rules allocate (src/policy/labels.ts CIDR_IDENTITY_BASE):
+ * addresses outside the cluster, like world.
+ */
+#define CIDR_IDENTITY_BASE	(1U << 24)
+
+/* Whether `daddr` is outside every pod CIDR and node IP: no local endpoint or
+ * host address, and an ipcache entry that is world (or a CIDR rule's
+ * identity) without a tunnel endpoint. Remote pod CIDRs are world with their
+ * node as tunnel endpoint; remote node IPs are remote-node.
+ */
+static __always_inline bool outside_cluster(__be32 daddr)
+{
+	const struct remote_endpoint_info *info;
+
+	if (lookup_endpoint(daddr))
+		return false;
+	info = lookup_ipcache(daddr);
+	if (!info)
+		return true;
+	if (info->flags & IPCACHE_F_HAS_TUNNEL_EP)
+		return false;
+	return info->sec_identity == IDENTITY_WORLD || info->sec_identity >= CIDR_IDENTITY_BASE;
+}
+
+/* Native device ingress: replies of masqueraded connections are translated
+ * back (nat.h) and, like everything else for a local pod arriving here
+ * (native routing: other nodes' pods and nodes), delivered straight into the
+ * pod after its ingress policy, with the source identity from the ipcache
+ * (a host result is ignored: nothing from outside carries this host's
+ * identity). Everything else, VXLAN included, goes to the stack untouched.
+ */
+static __always_inline int from_netdev(struct __sk_buff *ctx)
+{
+	const struct node_config *cfg = node_config();
+	const struct remote_endpoint_info *info;
+	const struct endpoint_info *ep;
+	__u32 src_label = IDENTITY_WORLD;
+	struct ct_packet pkt;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	bool parsed = false;
+	int ret;
+
+	ctx_store_meta(ctx, CB_SRC_LABEL, IDENTITY_WORLD);
+	if (eth_proto(ctx) != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	/* Never cut the node off: without a config everything passes. */
+	if (!cfg)
+		return TC_ACT_OK;
+	if (!ipv4_headers(ctx, &eth, &ip))
+		return TC_ACT_OK;
+	if (ip->daddr == cfg->node_ip) {
+		if (!(cfg->flags & NODE_F_MASQUERADE))
+			return TC_ACT_OK;
+		if (ct_parse(ctx, ip, &pkt) < 0)
+			return TC_ACT_OK;
+		ret = rev_snat_v4(ctx, ip, &pkt);
+		if (ret <= 0)
+			return ret < 0 ? ret : TC_ACT_OK;
+		parsed = true;
+		if (!ipv4_headers(ctx, &eth, &ip))
+			return DROP(DROP_INVALID);
+	}
+	ep = lookup_endpoint(ip->daddr);
+	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+		return TC_ACT_OK;
+	info = lookup_ipcache(ip->saddr);
+	if (info && info->sec_identity != IDENTITY_HOST)
+		src_label = info->sec_identity;
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	send_trace_notify(ctx, TRACE_FROM_NETWORK, src_label, 0, 0, ctx->ifindex);
+	if (!parsed) {
+		ret = ct_parse(ctx, ip, &pkt);
+		if (ret < 0)
+			return ret;
+	}
+	return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+}
+
+SEC("tc")
+int cil_from_netdev(struct __sk_buff *ctx)
+{
+	ctx_clear_meta(ctx);
+	return ctx_finish(ctx, from_netdev(ctx), METRIC_INGRESS);
+}
+
+/* Native device egress: a local pod's packet for an address outside the
+ * cluster leaves with the node IP as its source (masquerade, nat.h). The
+ * node's own packets (VXLAN included) pass at the first compare.
+ */
+static __always_inline int to_netdev(struct __sk_buff *ctx)
+{
+	const struct node_config *cfg = node_config();
+	const struct endpoint_info *ep;
+	struct ct_packet pkt;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u32 src_label;
+	int ret;
+
+	if (eth_proto(ctx) != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	if (!cfg || !(cfg->flags & NODE_F_MASQUERADE) || !cfg->node_ip)
+		return TC_ACT_OK;
+	if (!ipv4_headers(ctx, &eth, &ip))
+		return TC_ACT_OK;
+	if (ip->saddr == cfg->node_ip)
+		return TC_ACT_OK;
+	ep = lookup_endpoint(ip->saddr);
+	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+		return TC_ACT_OK;
+	if (!outside_cluster(ip->daddr))
+		return TC_ACT_OK;
+	src_label = ep->sec_id;
+	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+	ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_WORLD);
+	ret = ct_parse(ctx, ip, &pkt);
+	if (ret < 0)
+		return ret;
+	ret = snat_v4(ctx, ip, &pkt, cfg->node_ip);
+	if (ret < 0)
+		return ret;
+	send_trace_notify(ctx, TRACE_TO_NETWORK, src_label, IDENTITY_WORLD, 0, ctx->ifindex);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int cil_to_netdev(struct __sk_buff *ctx)
+{
+	ctx_clear_meta(ctx);
+	return ctx_finish(ctx, to_netdev(ctx), METRIC_EGRESS);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

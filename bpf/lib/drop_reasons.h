@@ -26,12 +26,15 @@
 	DROP_REASON(147, DROP_NO_TUNNEL_KEY, "Error retrieving tunnel key")	\
 	DROP_REASON(150, DROP_UNKNOWN_TARGET, "Unknown L3 target address")	\
 	DROP_REASON(151, DROP_UNROUTABLE, "Stale or unroutable IP")		\
+	DROP_REASON(153, DROP_CSUM_L3, "Error while correcting L3 checksum")	\
+	DROP_REASON(154, DROP_CSUM_L4, "Error while correcting L4 checksum")	\
 	DROP_REASON(155, DROP_CT_CREATE_FAILED, "CT: Map insertion failed")	\
 	DROP_REASON(157, DROP_FRAG_NOSUPPORT, "IP fragmentation not supported")	\
 	DROP_REASON(158, DROP_NO_SERVICE, "Service backend not found")		\
 	DROP_REASON(160, DROP_NO_TUNNEL_ENDPOINT, "No tunnel/encapsulation endpoint (datapath BUG!)") \
 	DROP_REASON(163, DROP_UNKNOWN_CT, "Unknown connection tracking state")	\
 	DROP_REASON(166, DROP_UNSUPPORTED_L2, "Unsupported L2 protocol")	\
+	DROP_REASON(167, DROP_NAT_NO_MAPPING, "No mapping for NAT masquerade")	\
 	DROP_REASON(169, DROP_NO_FIB, "FIB lookup failed")			\
 	DROP_REASON(171, DROP_INVALID_IDENTITY, "Invalid identity")		\
 	DROP_REASON(181, DROP_POLICY_DENY, "Policy denied by denylist")		\

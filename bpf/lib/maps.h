@@ -112,11 +112,13 @@ struct {
  *   [0] host_ifindex  [4] net_ifindex  [8] encap_ifindex  [12] router_ip
  *  [16] node_ip      [20] flags       [24] host_mac[6]+pad [32] net_mac[6]+pad
  *  [40] encap_mac[6]+pad              [48] route_mtu       [52] trace_level
- *  [53] pad4[3]      [56] reserved[2]
+ *  [53] pad4[3]      [56] native_ifindex   [60] reserved
  * Bit 0x02 of flags was NODE_F_TRACE_EVENTS (trace events on/off) before
  * trace_level replaced it; nothing sets or reads it any more.
  */
 #define NODE_F_ENDPOINT_ROUTES	0x01	/* local pods are reached via the stack */
+#define NODE_F_MASQUERADE	0x04	/* SNAT pod traffic leaving the cluster (nat.h) */
+#define NODE_F_NATIVE_ROUTING	0x08	/* no tunnel: remote pods are routed over the native device */
 
 /* trace_level: which trace and debug events the programs send (drops and
  * policy denials are always sent; events.h decides per site):
@@ -148,7 +150,8 @@ struct node_config {
 	__u32 route_mtu;
 	__u8 trace_level;	/* TRACE_LEVEL_* */
 	__u8 pad4[3];
-	__u32 reserved[2];
+	__u32 native_ifindex;	/* the underlay device (cil_from_netdev/cil_to_netdev); 0 = none */
+	__u32 reserved;
 };
 
 _Static_assert(sizeof(struct node_config) == 64, "node_config is ABI");
@@ -351,6 +354,34 @@ struct {
 	__uint(max_entries, CT_MAP_SIZE_ANY);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct_any4_global SEC(".maps");
+
+/* --- cilium_snat_v4_external: BPF masquerade (nat.h) --------------------- */
+
+/* Two entries per translated connection, keyed by a conntrack tuple whose
+ * flags say the direction (NAT_DIR_EGRESS 0: the pod's original tuple;
+ * NAT_DIR_INGRESS 1: the reply tuple to the node IP). No lifetime of its own:
+ * an entry lives as long as its connection's conntrack entry (the agent's GC
+ * removes both). LRU so a full table evicts instead of failing.
+ */
+#define NAT_MAP_SIZE		65536
+
+struct nat_entry {
+	__u32 created;		/* seconds of CLOCK_MONOTONIC */
+	__be32 to_addr;		/* egress: the node IP; ingress: the pod IP */
+	__be16 to_port;		/* egress: the new port; ingress: the pod's port */
+	__u16 pad;
+	__u32 reserved;		/* 0 */
+};
+
+_Static_assert(sizeof(struct nat_entry) == 16, "nat_entry is ABI");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct4_tuple);
+	__type(value, struct nat_entry);
+	__uint(max_entries, NAT_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_snat_v4_external SEC(".maps");
 
 /* --- cilium_ipv4_frag_datagrams: L4 ports of fragmented datagrams -------- */
 

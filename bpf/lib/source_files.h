@@ -39,7 +39,8 @@
 	SOURCE_FILE(24, "drop_reasons.h")	\
 	SOURCE_FILE(25, "trace_points.h")	\
 	SOURCE_FILE(26, "conntrack.h")		\
-	SOURCE_FILE(27, "policy.h")
+	SOURCE_FILE(27, "policy.h")		\
+	SOURCE_FILE(40, "nat.h")
 
 static __always_inline __attribute__((unused)) int
 __source_file_id(const char *const name)

@@ -41,7 +41,7 @@ export const POLICY_SCENARIOS: readonly (readonly [string, string])[] = [
   ['policy/egress-allow/same-node', 'ICMP'], ['policy/egress-allow/cross-node', 'ICMP'],
   ['policy/port/same-node', 'TCP+ICMP'], ['policy/port/cross-node', 'TCP+ICMP'],
   ['policy/deny-wins/same-node', 'TCP+ICMP'], ['policy/deny-wins/cross-node', 'TCP+ICMP'],
-  ['policy/entity-host', 'ICMP'], ['policy/entity-remote-node', 'ICMP'],
+  ['policy/entity-host', 'ICMP'], ['policy/entity-remote-node', 'ICMP'], ['policy/entity-world', 'ICMP'],
   ['policy/cidr', 'ICMP'],
   ['policy/cross-node', 'ICMP'],
   ['policy/replies/same-node', 'TCP+ICMP'], ['policy/replies/cross-node', 'TCP+ICMP'],

@@ -12,7 +12,7 @@ import { labStatus, type LabStatus, type LabStatusNode, type LabStatusPod } from
 import { MembraneError } from '../shared/errors.ts';
 import { removeTestPolicies, runPolicyScenarios } from './policy-scenarios.ts';
 import { captureVxlan, dropCounters, fragCounters, iperf, ping, tcpExact, within } from './probes.ts';
-import { killAllTools } from './run.ts';
+import { killAllTools, nsStart } from './run.ts';
 
 /** Drop reasons that are not failures: pods send IPv6 (router solicitations, MLD), which the IPv4 datapath drops. */
 export const EXPECTED_DROPS = ['Unsupported L3 protocol'];
@@ -196,6 +196,12 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
     await pingScenario(c, 'node-to-remote-pod', na.netns, na.name, b.name, b.ip!);
     await pingScenario(c, 'pod-to-remote-node', a.netns, a.name, `${nb.name} node IP`, nb.nodeIP);
   }
+  // Pods to the world (the lab's external host, which has no route to any pod): masqueraded to their node's IP.
+  if (!s.externalHost) skipped(c, 'pod-to-world', 'ICMP+TCP', 'the lab has no external host (made before it existed: lab down, lab up)');
+  for (const n of s.externalHost ? s.nodes : []) {
+    const a = first.get(n.name);
+    if (a) await worldScenario(c, a, n, s.externalHost!);
+  }
   if (pairs.length) {
     const [na, nb] = pairs[0]!;
     await mtuScenario(c, first.get(na.name)!, first.get(nb.name)!, na);
@@ -222,6 +228,41 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   await runPolicyScenarios(s, { record: (r) => { record(c, r); }, allowedDrops: allowed });
   const count = (st: ScenarioResult['status']) => c.results.filter((r) => r.status === st).length;
   return { lab: name, passed: count('pass'), failed: count('fail'), skipped: count('skip'), durationMs: Math.round(performance.now() - t0), scenarios: c.results };
+}
+
+/**
+ * A pod reaches the external host (ping, an exact TCP transfer) and every
+ * packet the external host sees comes from a node IP (tcpdump on its eth0):
+ * the pod's own address never leaves the cluster, and the replies, sent to
+ * the node IP, find their way back into the pod.
+ */
+async function worldScenario(c: Ctx, a: LabStatusPod, n: LabStatusNode, ext: NonNullable<LabStatus['externalHost']>): Promise<void> {
+  await scenario(c, 'pod-to-world', 'ICMP+TCP', a.name, `${ext.name} ${ext.ip}`, async () => {
+    const cap = await nsStart(ext.netns, ['tcpdump', '-i', 'eth0', '-n', '-l', 'ip', 'and', 'dst', 'host', ext.ip], /listening on/, { timeoutMs: 30_000 });
+    let p: Awaited<ReturnType<typeof ping>>;
+    let tcp: Awaited<ReturnType<typeof tcpExact>>;
+    const bytes = 256 << 10;
+    let out = '';
+    try {
+      p = await ping(a.netns, ext.ip, { count: 2 });
+      tcp = await tcpExact(a.netns, ext.netns, ext.ip, bytes);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      out = (await cap.stop()).stdout;
+    }
+    const nodeIPs = new Set(c.s.nodes.map((x) => x.nodeIP));
+    const sources = new Map<string, number>();
+    for (const m of out.matchAll(/^\S+ IP (\d+\.\d+\.\d+\.\d+)(?:\.\d+)? > /gm)) sources.set(m[1]!, (sources.get(m[1]!) ?? 0) + 1);
+    const foreign = [...sources.keys()].filter((ip) => !nodeIPs.has(ip));
+    const fromNode = sources.get(n.nodeIP) ?? 0;
+    const pass = p.ok && tcp.received === bytes && foreign.length === 0 && fromNode > 0;
+    return {
+      pass,
+      measured: `${fmtPing(p)}; TCP ${bytes} bytes: ${tcp.received === bytes ? 'all arrived' : `${tcp.received} arrived${tcp.error ? ` (${tcp.error})` : ''}`}; `
+        + `${ext.name} saw ${[...sources].map(([ip, k]) => `${k} from ${ip}`).join(', ') || 'nothing'}${foreign.length ? ` (NOT node IPs: ${foreign.join(', ')})` : ` (${n.name}'s node IP only)`}`,
+      values: { replies: p.received, tcpBytes: tcp.received, fromNodeIP: fromNode, foreignSources: foreign.length, ...(foreign.length ? { foreign: foreign.join(',') } : {}) },
+    };
+  });
 }
 
 function agentStatus(n: LabStatusNode): Promise<StatusReply> {

@@ -7,8 +7,11 @@
 //
 // Reading is batched (BPF_MAP_LOOKUP_BATCH, 4096 entries per syscall), so a
 // full table costs a few dozen syscalls, not two per entry.
+import { pinExists } from '../bpf/index.ts';
 import * as ct from './maps/conntrack.ts';
+import * as nat from './maps/nat.ts';
 import { withNodeMap } from './node-maps.ts';
+import { globalsDir } from './paths.ts';
 
 export const CT_TABLES = [ct.CT_TCP_MAP_NAME, ct.CT_ANY_MAP_NAME] as const;
 
@@ -22,6 +25,8 @@ export interface CtGcResult {
   /** Wall time of the whole collection. */
   durationMs: number;
   tables: { name: string; scanned: number; deleted: number }[];
+  /** The masquerade's translations (cilium_snat_v4_external): those whose connection is gone are deleted with it. */
+  nat: { scanned: number; deleted: number };
 }
 
 const LIFETIME_OFF = ct.CT_ENTRY.fields.lifetime;
@@ -45,7 +50,57 @@ export function gcConntrack(nodeDir: string, now: number = ct.monotonicSeconds()
   }));
   const scanned = tables.reduce((s, t) => s + t.scanned, 0);
   const deleted = tables.reduce((s, t) => s + t.deleted, 0);
-  return { scanned, deleted, alive: scanned - deleted, durationMs: Number(process.hrtime.bigint() - start) / 1e6, tables };
+  const natResult = gcNat(nodeDir, now);
+  return { scanned, deleted, alive: scanned - deleted, durationMs: Number(process.hrtime.bigint() - start) / 1e6, tables, nat: natResult };
+}
+
+/**
+ * Deletes the NAT entries whose connection has ended: an egress entry lives
+ * while the pod's conntrack entry (OUT, same tuple) is alive; an ingress
+ * entry while the egress entry of its connection is kept and still points at
+ * it (two first packets of one flow on two CPUs may both allocate: the loser's
+ * reply entry is orphaned and goes here). Run after the conntrack GC, so a
+ * connection's conntrack and NAT entries go in the same collection.
+ */
+export function gcNat(nodeDir: string, now: number = ct.monotonicSeconds()): { scanned: number; deleted: number } {
+  if (!pinExists(`${globalsDir(nodeDir)}/${nat.NAT_MAP_NAME}`)) return { scanned: 0, deleted: 0 }; // a node set up before masquerade
+  return withNodeMap(nodeDir, nat.NAT_MAP_NAME, (m) => {
+    const entries = [...m.batchEntries()].map(([k, v]) => ({ raw: Buffer.from(k), key: nat.decodeKey(k), value: nat.decodeValue(v) }));
+    if (!entries.length) return { scanned: 0, deleted: 0 };
+    const egressAlive = new Map<string, nat.NatValue>();
+    const dead: Buffer[] = [];
+    const ctAlive = (t: Omit<ct.CtTuple, 'dir'>): boolean => withNodeMap(nodeDir, t.proto === 6 ? ct.CT_TCP_MAP_NAME : ct.CT_ANY_MAP_NAME, (c) => {
+      const v = c.lookup(ct.encodeKey({ ...t, dir: 'out' }));
+      return !!v && ct.decodeValue(v).lifetime > now;
+    });
+    for (const e of entries.filter((x) => x.key.dir === 'egress')) {
+      if (ctAlive(e.key)) egressAlive.set(e.raw.toString('hex'), e.value);
+      else dead.push(e.raw);
+    }
+    for (const e of entries.filter((x) => x.key.dir === 'ingress')) {
+      const orig = nat.originalOfIngress(e.key, e.value);
+      const fwd = egressAlive.get(nat.encodeKey({ ...orig, dir: 'egress' }).toString('hex'));
+      if (!fwd || fwd.toAddr !== e.key.daddr || fwd.toPort !== nat.translatedPortOfIngress(e.key)) dead.push(e.raw);
+    }
+    return { scanned: entries.length, deleted: dead.length ? m.deleteBatch(dead) : 0 };
+  });
+}
+
+export interface NatListEntry extends nat.NatKey, nat.NatValue {
+  /** "TCP egress 10.244.1.5:40000 -> 10.13.0.254:80 => 10.13.0.11:61234". */
+  summary: string;
+}
+
+/** The masquerade's translations (empty on a node set up before it existed). */
+export function listNat(nodeDir: string): NatListEntry[] {
+  if (!pinExists(`${globalsDir(nodeDir)}/${nat.NAT_MAP_NAME}`)) return [];
+  return withNodeMap(nodeDir, nat.NAT_MAP_NAME, (m) => [...m.batchEntries()].map(([k, v]) => {
+    const key = nat.decodeKey(k);
+    const value = nat.decodeValue(v);
+    const proto = key.proto === 6 ? 'TCP' : key.proto === 17 ? 'UDP' : key.proto === 1 ? 'ICMP' : `proto ${key.proto}`;
+    const side = key.dir === 'egress' ? 'source' : 'destination';
+    return { ...key, ...value, summary: `${proto} ${key.dir} ${key.saddr}:${key.sport} -> ${key.daddr}:${key.dport}: ${side} becomes ${value.toAddr}:${value.toPort}` };
+  }));
 }
 
 export interface CtListEntry extends ct.CtTuple, ct.CtEntry {

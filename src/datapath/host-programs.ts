@@ -60,9 +60,10 @@ function loadAndAttach(cfg: NodeConfig, p: Plan, rb: Rollback, timer?: PhaseTime
 /**
  * Attaches cil_to_host (ingress) and cil_from_host (egress) to cilium_host,
  * cil_to_host (ingress) to cilium_net, and cil_from_overlay / cil_to_overlay
- * to cilium_vxlan. Existing tcx links are updated in place.
+ * to cilium_vxlan, and cil_from_netdev (ingress) / cil_to_netdev (egress) to
+ * the native device when there is one. Existing tcx links are updated in place.
  */
-export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Link; vxlan: Link }, rb: Rollback, timer?: PhaseTimer): AttachedProgram[] {
+export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Link; vxlan: Link; native?: Link }, rb: Rollback, timer?: PhaseTimer): AttachedProgram[] {
   const plans: Plan[] = [
     {
       object: 'bpf_host', device: devs.host, callsMap: callsMapName.hostns(HOST_ENDPOINT_ID),
@@ -79,5 +80,13 @@ export function attachNodePrograms(cfg: NodeConfig, devs: { host: Link; net: Lin
       attach: [{ program: 'cil_from_overlay', hook: 'ingress' }, { program: 'cil_to_overlay', hook: 'egress' }],
     },
   ];
+  // The native (underlay) device: masquerade and native-routing delivery (Cilium's attachNetworkDevices).
+  if (devs.native) {
+    plans.push({
+      object: 'bpf_host', device: devs.native, callsMap: callsMapName.netdev(devs.native.index),
+      constants: { HOST_EP_ID: HOST_ENDPOINT_ID },
+      attach: [{ program: 'cil_from_netdev', hook: 'ingress' }, { program: 'cil_to_netdev', hook: 'egress' }],
+    });
+  }
   return plans.flatMap((p) => loadAndAttach(cfg, p, rb, timer));
 }

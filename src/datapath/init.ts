@@ -6,7 +6,7 @@
 // change this run made, so the node is left as it was.
 import { existsSync, statSync } from 'node:fs';
 import { ensureBpffs, removePinTree } from '../bpf/index.ts';
-import { linkList, NetlinkHandle } from '../netlink/index.ts';
+import { addrList, linkGet, linkList, NetlinkHandle, type Link } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
 import type { PhaseTimer } from '../shared/phase-timer.ts';
@@ -59,6 +59,17 @@ export function preflight(cfg: NodeConfig, h: NetlinkHandle): void {
   objectPath('bpf_host');
   objectPath('bpf_overlay');
   checkVxlanPort(h, cfg.tunnelPort, `datapath init: set up ${VXLAN_DEVICE}`);
+}
+
+/**
+ * The native device: the one holding the node IP (Cilium selects devices by
+ * their addresses and routes; a node has one underlay here). None without a
+ * node IP or when no device has it (e.g. a node IP given for peers only).
+ */
+export function findNativeDevice(h: NetlinkHandle, nodeIP: string | undefined): Link | undefined {
+  if (!nodeIP) return undefined;
+  const a = addrList(h).find((x) => x.address === nodeIP);
+  return a ? linkGet(h, a.index) : undefined;
 }
 
 /**
@@ -119,14 +130,16 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
     // An upgrade from an agent without policy: the new programs must find every known pod's policy map.
     ensureKnownEndpointPolicyMaps(nodeDir);
     // The maps are pinned by the first object loaded, so entries come after the programs.
-    const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link }, rb, timer);
-    writeNodeConfigFor(cfg, { host, net, vxlan: vx.link }, opts.traceLevel);
+    const native = findNativeDevice(h, cfg.nodeIP);
+    if (!native && cfg.nodeIP) notes.push(`no device has the node IP ${cfg.nodeIP}: no programs on a native device, no masquerade`);
+    const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link, native }, rb, timer);
+    writeNodeConfigFor(cfg, { host, net, vxlan: vx.link, native }, opts.traceLevel);
     syncNodeEntries(cfg);
     reconcileIpcache(nodeDir, 'cluster', desiredRemoteIpcache(cfg, remotes), { prune: opts.prune });
     timer?.mark('map entries');
     return {
       nodeName: cfg.nodeName,
-      devices: [host, net, vx.link].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
+      devices: [host, net, vx.link, ...(native ? [native] : [])].map((l) => ({ name: l.name, ifindex: l.index, mac: l.mac, created: !existed.has(l.name) })),
       vxlanRecreated: vx.recreated,
       routes,
       programs,

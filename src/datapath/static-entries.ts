@@ -18,12 +18,16 @@ import { MAP_NAMES, withNodeMap, writeNodeConfig } from './node-maps.ts';
  * map holds is kept, so a second `datapath init` (or an agent restart) does
  * not silence a monitor that is listening.
  */
-export function writeNodeConfigFor(cfg: NodeConfig, d: { host: Link; net: Link; vxlan: Link }, traceLevel?: nodeCfg.TraceLevel): void {
+export function writeNodeConfigFor(cfg: NodeConfig, d: { host: Link; net: Link; vxlan: Link; native?: Link }, traceLevel?: nodeCfg.TraceLevel): void {
   writeNodeConfig(cfg.paths.pinDir, {
     hostIfindex: d.host.index, netIfindex: d.net.index, encapIfindex: d.vxlan.index,
     routerIp: cfg.routerIP, nodeIp: cfg.nodeIP ?? '0.0.0.0',
     hostMac: d.host.mac, netMac: d.net.mac, encapMac: d.vxlan.mac,
     endpointRoutes: cfg.enableEndpointRoutes, traceLevel: traceLevel ?? readTraceLevel(cfg.paths.pinDir), routeMtu: cfg.routeMTU,
+    // Masquerade needs the native device's programs and the node IP to translate to.
+    masquerade: cfg.enableMasquerade && !!d.native && !!cfg.nodeIP,
+    nativeRouting: cfg.routingMode === 'native',
+    nativeIfindex: d.native?.index ?? 0,
   });
 }
 

@@ -14,10 +14,10 @@ import { agentEndpoints, liveAgentPid, spawnAgent, waitAgentReady, waitConverged
 import { checkCniPlugin, cniAdd, runCni } from './cni.ts';
 import { etcdHealthy, newEtcdRecord, startEtcd, stopEtcd } from './etcd.ts';
 import {
-  checkLabName, isLabNetns, LAB_PINS_ROOT, labDir, labPinRoot, LABS_ROOT, MAX_NODES, MAX_PODS_PER_NODE, nodeAddressing,
+  checkLabName, EXTERNAL_HOST_IP, EXTERNAL_HOST_NAME, externalNetns, isLabNetns, LAB_PINS_ROOT, labDir, labPinRoot, LABS_ROOT, MAX_NODES, MAX_PODS_PER_NODE, nodeAddressing,
   nodeDirOf, nodeName, nodeNetns, podNetns, UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, underlayNetns,
 } from './layout.ts';
-import { attachNodeToUnderlay, createNetns, deleteNetns, listNetns, netnsExists, setupUnderlay } from './namespaces.ts';
+import { attachExternalHost, attachNodeToUnderlay, createNetns, deleteNetns, listNetns, netnsExists, setupUnderlay } from './namespaces.ts';
 import { findLabProcesses, isOurs, killProcessGroup, processState, throwIfAborted } from './processes.ts';
 import { labExists, loadLab, saveLab, tryLoadLab, type LabRecord, type NodeRecord, type PodRecord } from './record.ts';
 import type { LabSpec, PodSpec } from './spec.ts';
@@ -152,6 +152,12 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
     createNetns(rec.underlay.netns);
     setupUnderlay(rec.underlay.netns, rec.deviceMTU);
     progress(`underlay: netns ${rec.underlay.netns}, bridge ${UNDERLAY_BRIDGE} ${UNDERLAY_GATEWAY}/24`);
+    rec.externalHost = { name: EXTERNAL_HOST_NAME, netns: externalNetns(o.name), ip: EXTERNAL_HOST_IP };
+    rec.namespaces.push(rec.externalHost.netns);
+    saveLab(rec);
+    createNetns(rec.externalHost.netns);
+    attachExternalHost(rec.underlay.netns, rec.externalHost.netns, EXTERNAL_HOST_IP, rec.deviceMTU);
+    progress(`external host: netns ${rec.externalHost.netns}, eth0 ${EXTERNAL_HOST_IP}/24 (no route to pods)`);
     // etcd comes up while the node namespaces are made; agents need it before they start.
     const etcdUp = rec.etcd ? startEtcd(rec.etcd, rec.underlay.netns, (pid) => { rec.etcd!.pid = pid; saveLab(rec); }, 10_000, o.signal) : undefined;
     const nodes = o.spec.nodes.map((_, i) => newNodeRecord(rec, i + 1));

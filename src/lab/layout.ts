@@ -7,7 +7,7 @@
 //   /run/membrane/labs/<lab>/etcd/                    etcd data dir (--store etcd)
 //   /run/membrane/labs/<lab>/nodes/<node>/            config.yaml, agent.log, state/ (agent.sock)
 //   /run/membrane/bpffs/labs/<lab>/<node>/            the node's pins (per-lab bpffsRoot)
-//   netns <lab>-underlay, <lab>-node-<i>, <lab>-pod-<i>-<j>
+//   netns <lab>-underlay, <lab>-node-<i>, <lab>-pod-<i>-<j>, <lab>-external
 import { fileURLToPath } from 'node:url';
 import { defaults } from '../shared/defaults.ts';
 import { MembraneError } from '../shared/errors.ts';
@@ -25,6 +25,14 @@ export const UNDERLAY_BRIDGE = 'br0';
 export const UNDERLAY_PREFIX = '10.13.0';
 export const UNDERLAY_GATEWAY = `${UNDERLAY_PREFIX}.1`;
 export const UNDERLAY_PREFIX_LEN = 24;
+/**
+ * The external host: a netns on the underlay outside the cluster (no route to
+ * any pod CIDR), the "world" pods reach only through masquerade.
+ */
+export const EXTERNAL_HOST_IP = `${UNDERLAY_PREFIX}.254`;
+export const EXTERNAL_HOST_NAME = 'external';
+/** Its port on the underlay bridge. */
+export const EXTERNAL_HOST_PORT = 'ext';
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
 /** Node indexes run 1..MAX_NODES (node IP 10.13.0.<10+i>, pod CIDR 10.244.<i>.0/24). */
@@ -51,11 +59,12 @@ export const nodeDirOf = (lab: string, node: string): string => `${labDir(lab)}/
 export const underlayNetns = (lab: string): string => `${lab}-underlay`;
 export const nodeNetns = (lab: string, i: number): string => `${lab}-node-${i}`;
 export const podNetns = (lab: string, i: number, j: number): string => `${lab}-pod-${i}-${j}`;
+export const externalNetns = (lab: string): string => `${lab}-external`;
 
 /** Every netns name a lab can have: what `lab down` sweeps when lab.json is missing or incomplete. */
 export function isLabNetns(lab: string, ns: string): boolean {
   if (!ns.startsWith(`${lab}-`)) return false;
-  return /^(underlay|node-\d+|pod-\d+-\d+)$/.test(ns.slice(lab.length + 1));
+  return /^(underlay|external|node-\d+|pod-\d+-\d+)$/.test(ns.slice(lab.length + 1));
 }
 
 export const nodeName = (i: number): string => `node-${i}`;

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { addrAdd, linkAddBridge, linkAddVeth, linkGet, linkSetMaster, linkSetUp, NetlinkHandle } from '../netlink/index.ts';
 import { MembraneError, wrap } from '../shared/errors.ts';
-import { UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, UNDERLAY_PREFIX_LEN, underlayPort } from './layout.ts';
+import { EXTERNAL_HOST_PORT, UNDERLAY_BRIDGE, UNDERLAY_GATEWAY, UNDERLAY_PREFIX_LEN, underlayPort } from './layout.ts';
 
 const NETNS_DIR = '/run/netns';
 
@@ -82,6 +82,25 @@ export function attachNodeToUnderlay(underlayNs: string, nodeNs: string, i: numb
   withHandle(nodeNs, (h) => {
     const eth0 = linkGet(h, 'eth0')!;
     addrAdd(h, { index: eth0.index, address: nodeIP, prefixLen: UNDERLAY_PREFIX_LEN });
+    linkSetUp(h, eth0.index);
+  });
+}
+
+/**
+ * The external host (netns `extNs`) on the underlay: eth0 with `ip/24`, port
+ * ext on the bridge, and no other route: it can answer the nodes' IPs but
+ * not a pod's, so pod traffic reaches it with replies only when masqueraded.
+ */
+export function attachExternalHost(underlayNs: string, extNs: string, ip: string, mtu: number): void {
+  withHandle(underlayNs, (h) => {
+    linkAddVeth(h, { name: EXTERNAL_HOST_PORT, peerName: 'eth0', peerNetns: extNs, mtu });
+    const p = linkGet(h, EXTERNAL_HOST_PORT)!;
+    linkSetMaster(h, p.index, linkGet(h, UNDERLAY_BRIDGE)!.index);
+    linkSetUp(h, p.index);
+  });
+  withHandle(extNs, (h) => {
+    const eth0 = linkGet(h, 'eth0')!;
+    addrAdd(h, { index: eth0.index, address: ip, prefixLen: UNDERLAY_PREFIX_LEN });
     linkSetUp(h, eth0.index);
   });
 }

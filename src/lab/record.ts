@@ -65,6 +65,10 @@ export interface LabRecord {
   createdAt: string;
   deviceMTU: number;
   underlay: { netns: string; bridge: string; gateway: string };
+  /** A host on the underlay outside the cluster (no route to pod CIDRs): the world of pod-to-world. Labs made before it have none. */
+  externalHost?: { name: string; netns: string; ip: string };
+  /** tunnel (default) or native: every agent's routingMode. */
+  routingMode?: 'tunnel' | 'native';
   pinRoot: string;
   storePath?: string;
   etcd?: EtcdRecord;

@@ -52,6 +52,10 @@ export interface LabStatus {
   etcd?: { endpoint: string; pid: number | null; running: boolean };
   /** Added: the web UI's URL (loopback) while `membrane ui` started by lab up runs, else null. */
   uiURL: string | null;
+  /** Added: a host on the underlay outside the cluster, with no route to any pod CIDR (pod-to-world; docs/lab.md). */
+  externalHost?: { name: string; netns: string; ip: string };
+  /** Added: tunnel or native. */
+  routingMode: 'tunnel' | 'native';
 }
 
 export async function labStatus(name: string): Promise<LabStatus> {
@@ -92,6 +96,8 @@ export async function statusOf(rec: LabRecord): Promise<LabStatus> {
     deviceMTU: rec.deviceMTU,
     pinRoot: rec.pinRoot,
     uiURL: liveUiURL(rec),
+    routingMode: rec.routingMode ?? 'tunnel',
+    ...(rec.externalHost ? { externalHost: rec.externalHost } : {}),
     ...(rec.etcd ? { etcd: { endpoint: rec.etcd.endpoint, pid: rec.etcd.pid ?? null, running: isOurs(rec.etcd.pid, marker) } } : {}),
   };
 }

@@ -81,6 +81,10 @@ export interface NodeConfig {
   readonly tunnelSrcPortLow: number;
   readonly tunnelSrcPortHigh: number;
   readonly enableEndpointRoutes: boolean;
+  /** SNAT pod traffic to addresses outside every pod CIDR and node IP to the node IP (BPF, on the native device). */
+  readonly enableMasquerade: boolean;
+  /** tunnel: VXLAN between nodes; native: other nodes' pod CIDRs routed to their node IPs over the native device (autoDirectNodeRoutes). */
+  readonly routingMode: 'tunnel' | 'native';
   readonly routeMetric: number;
   readonly remoteNodes: readonly RemoteNode[];
   /** This node's underlay IP (the tunnel endpoint peers send to). Required by the agent. */
@@ -131,6 +135,8 @@ const TOP_KEYS: Record<string, Check> = {
   tunnelPort: intIn(1, 65535),
   tunnelSourcePortRange: (v, f, p) => (typeof v === 'string' ? v : void p.push(`${f}: must be a string "low-high" (got ${show(v)})`)),
   enableEndpointRoutes: bool,
+  enableMasquerade: bool,
+  routingMode: (v, f, p) => (v === 'tunnel' || v === 'native' ? v : void p.push(`${f}: must be "tunnel" or "native" (got ${show(v)})`)),
   routeMetric: intIn(0, 0xffffffff),
   remoteNodes: (v, f, p) => (Array.isArray(v) ? v : void p.push(`${f}: must be a list of { podCIDR, nodeIP } (got ${show(v)})`)),
   nodeIP: ipv4,
@@ -265,6 +271,7 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
       problems.push(`routerIP: ${out.routerIP} is the ${r === local.network ? 'network' : 'broadcast'} address of podCIDR ${local.text}`);
     }
   }
+  if (out.routingMode === 'native' && raw.nodeIP === undefined) problems.push('nodeIP: required with routingMode native (other nodes route this node\'s pods to it)');
   if (local && local.prefixLen > 30) problems.push(`podCIDR: ${local.text} is too small for pods (at most /30)`);
   if (local && typeof out.nodeIP === 'string' && cidrContains(local, parseIPv4(out.nodeIP))) {
     problems.push(`nodeIP: ${out.nodeIP} is inside podCIDR ${local.text}`);
@@ -322,6 +329,8 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
     tunnelSrcPortLow: lo,
     tunnelSrcPortHigh: hi,
     enableEndpointRoutes: (out.enableEndpointRoutes as boolean | undefined) ?? defaults.enableEndpointRoutes,
+    enableMasquerade: (out.enableMasquerade as boolean | undefined) ?? defaults.enableMasquerade,
+    routingMode: (out.routingMode as 'tunnel' | 'native' | undefined) ?? defaults.routingMode,
     routeMetric: (out.routeMetric as number | undefined) ?? defaults.routeMetric,
     remoteNodes: Object.freeze(remotes.map((r) => Object.freeze({ ...r }))),
     nodeIP: out.nodeIP as string | undefined,

@@ -19,6 +19,10 @@ export const defaults = {
   tunnelSourcePortRange: '0-0',
   enableEndpointRoutes: false,
   routeMetric: 0,
+  /** SNAT pod traffic leaving the cluster to the node IP, in BPF on the native device (Cilium's enable-bpf-masquerade). */
+  enableMasquerade: true,
+  /** 'tunnel' (VXLAN between nodes) or 'native' (pod CIDRs routed to their node IPs over the native device). */
+  routingMode: 'tunnel' as 'tunnel' | 'native',
   cluster: 'default',
   /** Where `membrane ui` listens: loopback only (the UI has no authentication); 12000 is the port hubble-ui is usually forwarded to. */
   uiListen: '127.0.0.1:12000',

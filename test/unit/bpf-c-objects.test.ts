@@ -33,7 +33,7 @@ function symbols(name: string): { name: string; section: string; undefined: bool
 const TAIL_RE = /^tail_(\d+)_/;
 const PROGRAMS: Record<(typeof OBJECTS)[number], { entry: string[]; tails: Record<string, number> }> = {
   bpf_lxc: { entry: ['cil_from_container', 'cil_to_container'], tails: { tail_6_handle_arp: 6, tail_7_ipv4_from_lxc: 7 } },
-  bpf_host: { entry: ['cil_from_host', 'cil_to_host'], tails: { tail_23_ipv4_from_host: 23 } },
+  bpf_host: { entry: ['cil_from_host', 'cil_from_netdev', 'cil_to_host', 'cil_to_netdev'], tails: { tail_23_ipv4_from_host: 23 } },
   bpf_overlay: { entry: ['cil_from_overlay', 'cil_to_overlay'], tails: { tail_7_ipv4_from_overlay: 7 } },
 };
 
@@ -72,6 +72,7 @@ test('shared maps are identical in every object and pinned by name; cilium_calls
     cilium_ct4_global: { type: 9, maxEntries: 131072, pinning: 1 },
     cilium_ct_any4_global: { type: 9, maxEntries: 65536, pinning: 1 },
     cilium_ipv4_frag_datagrams: { type: 9, maxEntries: 8192, pinning: 1 },
+    cilium_snat_v4_external: { type: 9, maxEntries: 65536, pinning: 1 },
   };
   for (const [name, want] of Object.entries(shared)) {
     const first = defs[0].get(name);

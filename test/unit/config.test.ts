@@ -84,3 +84,18 @@ test('environment switches: read once, a bad value names the variable', () => {
   // lab up hands its switches to its agents, but not the lab's own name.
   assert.deepEqual(forwardedVariables({ MEMBRANE_LEASE_TTL: '2', MEMBRANE_LAB: 'x', PATH: '/bin' }), { MEMBRANE_LEASE_TTL: '2' });
 });
+
+test('masquerade and routing mode: defaults, bad values, native needs a node IP', () => {
+  const c = validateNodeConfig({ ...base });
+  assert.equal(c.enableMasquerade, true);
+  assert.equal(c.routingMode, 'tunnel');
+  assert.equal(validateNodeConfig({ ...base, nodeIP: '10.13.0.11', routingMode: 'native', enableMasquerade: false }).routingMode, 'native');
+  try {
+    validateNodeConfig({ ...base, routingMode: 'direct', enableMasquerade: 'yes' });
+    assert.fail('should throw');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(e.problems.sort(), ['enableMasquerade: must be true or false (got "yes")', 'routingMode: must be "tunnel" or "native" (got "direct")']);
+  }
+  assert.throws(() => validateNodeConfig({ ...base, routingMode: 'native' }), (e: ConfigError) => e.problems.some((p) => /^nodeIP: required with routingMode native/.test(p)));
+});

@@ -20,6 +20,7 @@ import { POLICY_ENTRY, POLICY_KEY, POLICY_MAP_MAX_ENTRIES, POLICY_MAPS_MAX_ENTRI
 import {
   CT_ANY_MAP_NAME, CT_ANY_MAX_ENTRIES, CT_ENTRY, CT_TCP_MAP_NAME, CT_TCP_MAX_ENTRIES, CT_TUPLE, FRAG_ID, FRAG_L4, FRAG_MAP_NAME,
 } from '../../src/datapath/maps/conntrack.ts';
+import { NAT_ENTRY, NAT_MAP_NAME, NAT_MAX_ENTRIES } from '../../src/datapath/maps/nat.ts';
 
 const BPF = fileURLToPath(new URL('../../bpf/', import.meta.url));
 
@@ -46,7 +47,7 @@ function assertLayout(info: Btf, layout: StructLayout, where: string): void {
   );
 }
 
-const MAP_STRUCTS = [IPCACHE_KEY, IPCACHE_VALUE, ENDPOINT_KEY, ENDPOINT_INFO, NODE_CONFIG, METRICS_KEY, METRICS_VALUE, CT_TUPLE, CT_ENTRY, FRAG_ID, FRAG_L4];
+const MAP_STRUCTS = [IPCACHE_KEY, IPCACHE_VALUE, ENDPOINT_KEY, ENDPOINT_INFO, NODE_CONFIG, METRICS_KEY, METRICS_VALUE, CT_TUPLE, CT_ENTRY, FRAG_ID, FRAG_L4, NAT_ENTRY];
 /** In bpf_alignchecker.o only: the programs see them as sizes (the inner map definition). */
 const POLICY_STRUCTS = [POLICY_KEY, POLICY_ENTRY];
 const EVENT_STRUCTS = [EVENT_HDR, DROP_NOTIFY, TRACE_NOTIFY, DEBUG_NOTIFY];
@@ -72,6 +73,7 @@ test('map names, key/value types and sizes match the codecs', () => {
     { name: CT_TCP_MAP_NAME, key: CT_TUPLE, value: CT_ENTRY, max: CT_TCP_MAX_ENTRIES },
     { name: CT_ANY_MAP_NAME, key: CT_TUPLE, value: CT_ENTRY, max: CT_ANY_MAX_ENTRIES },
     { name: FRAG_MAP_NAME, key: FRAG_ID, value: FRAG_L4, max: 8192 },
+    { name: NAT_MAP_NAME, key: CT_TUPLE, value: NAT_ENTRY, max: NAT_MAX_ENTRIES },
   ];
   for (const e of expect) {
     const def = maps.get(e.name);

@@ -107,3 +107,17 @@ export const bpfCt: Command = {
     ])));
   },
 };
+
+export const bpfNat: Command = {
+  path: ['bpf', 'nat', 'list'],
+  summary: 'masquerade translations (cilium_snat_v4_external): egress = pod tuple -> node IP and port, ingress = reply tuple -> pod IP and port',
+  async run(ctx) {
+    const { listNat } = await import('../../datapath/conntrack.ts');
+    const rows = listNat(await currentNodeDir());
+    if (ctx.json) return void ctx.out(json(rows));
+    ctx.out(table(['TUPLE', 'TRANSLATED TO', 'CREATED'], rows.map((r) => [
+      `${r.proto === 6 ? 'TCP' : r.proto === 17 ? 'UDP' : r.proto === 1 ? 'ICMP' : r.proto} ${r.dir.toUpperCase()} ${r.saddr}:${r.sport} -> ${r.daddr}:${r.dport}`,
+      `${r.dir === 'egress' ? 'source' : 'destination'} ${r.toAddr}:${r.toPort}`, r.created,
+    ])));
+  },
+};

@@ -7,7 +7,7 @@ export const NODE_CONFIG_MAP_NAME = 'cilium_node_cfg';
 
 export const NODE_CONFIG = defineLayout('node_config', 64, {
   host_ifindex: 0, net_ifindex: 4, encap_ifindex: 8, router_ip: 12, node_ip: 16, flags: 20,
-  host_mac: 24, pad1: 30, net_mac: 32, pad2: 38, encap_mac: 40, pad3: 46, route_mtu: 48, trace_level: 52, pad4: 53, reserved: 56,
+  host_mac: 24, pad1: 30, net_mac: 32, pad2: 38, encap_mac: 40, pad3: 46, route_mtu: 48, trace_level: 52, pad4: 53, native_ifindex: 56, reserved: 60,
 });
 
 /** Local pods are reached through the kernel (per-pod routes), not by direct redirect. */
@@ -33,6 +33,10 @@ export function checkTraceLevel(v: unknown): TraceLevel {
   }
   return v;
 }
+/** SNAT pod traffic leaving the cluster to the node IP (bpf/lib/nat.h). */
+export const NODE_F_MASQUERADE = 0x04;
+/** Native routing: no tunnel, remote pods are reached over the native device. */
+export const NODE_F_NATIVE_ROUTING = 0x08;
 
 export interface NodeConfig {
   /** ifindex of cilium_host. */
@@ -50,6 +54,11 @@ export interface NodeConfig {
   /** Which traces the programs send (TRACE_LEVEL_*). */
   traceLevel: TraceLevel;
   routeMtu: number;
+  /** Masquerade pod traffic leaving the cluster (default false in the codec: the agent says). */
+  masquerade?: boolean;
+  nativeRouting?: boolean;
+  /** ifindex of the native (underlay) device carrying cil_from_netdev/cil_to_netdev; 0 = none. */
+  nativeIfindex?: number;
 }
 
 /** The key of the single entry. */
@@ -65,12 +74,13 @@ export function encodeValue(c: NodeConfig): Buffer {
   buf.writeUInt32LE(checkU32('encap ifindex', c.encapIfindex), f.encap_ifindex);
   writeIPv4(buf, f.router_ip, c.routerIp);
   writeIPv4(buf, f.node_ip, c.nodeIp);
-  buf.writeUInt32LE(c.endpointRoutes ? NODE_F_ENDPOINT_ROUTES : 0, f.flags);
+  buf.writeUInt32LE((c.endpointRoutes ? NODE_F_ENDPOINT_ROUTES : 0) | (c.masquerade ? NODE_F_MASQUERADE : 0) | (c.nativeRouting ? NODE_F_NATIVE_ROUTING : 0), f.flags);
   writeMac(buf, f.host_mac, c.hostMac);
   writeMac(buf, f.net_mac, c.netMac);
   writeMac(buf, f.encap_mac, c.encapMac);
   buf.writeUInt32LE(checkU32('route mtu', c.routeMtu), f.route_mtu);
   buf[f.trace_level] = checkTraceLevel(c.traceLevel);
+  buf.writeUInt32LE(checkU32('native ifindex', c.nativeIfindex ?? 0), f.native_ifindex);
   return buf;
 }
 
@@ -93,5 +103,8 @@ export function decodeValue(buf: Uint8Array): NodeConfig {
     // A level this build does not know reads as "every packet": the programs treat anything >= 2 so.
     traceLevel: level > TRACE_LEVEL_ALL ? TRACE_LEVEL_ALL : (level as TraceLevel),
     routeMtu: b.readUInt32LE(f.route_mtu),
+    masquerade: (flags & NODE_F_MASQUERADE) !== 0,
+    nativeRouting: (flags & NODE_F_NATIVE_ROUTING) !== 0,
+    nativeIfindex: b.readUInt32LE(f.native_ifindex),
   };
 }
