@@ -226,13 +226,37 @@ static __always_inline int from_netdev(struct __sk_buff *ctx)
 		if (ret <= 0)
 			return ret < 0 ? ret : TC_ACT_OK;
 		parsed = true;
+		/* A fresh ctx for the verifier: clang would reuse &ctx->data
+		 * from before the rewrite ("dereference of modified ctx ptr").
+		 */
+		asm volatile("" : "+r"(ctx));
 		if (!ipv4_headers(ctx, &eth, &ip))
 			return DROP(DROP_INVALID);
 	}
 	ep = lookup_endpoint(ip->daddr);
-	if (!ep || (ep->flags & ENDPOINT_F_HOST))
+	if (!ep)
 		return TC_ACT_OK;
 	info = lookup_ipcache(ip->saddr);
+	if (ep->flags & ENDPOINT_F_HOST) {
+		/* Native routing: what would have come through the tunnel
+		 * (other nodes' pods and router IPs) gets the host firewall's
+		 * ingress here, as cil_to_host gives it in tunnel mode.
+		 */
+		if (!(cfg->flags & NODE_F_NATIVE_ROUTING) || parsed || !info ||
+		    !(info->flags & IPCACHE_F_HAS_TUNNEL_EP))
+			return TC_ACT_OK;
+		src_label = info->sec_identity;
+		ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
+		ctx_store_meta(ctx, CB_DST_LABEL, IDENTITY_HOST);
+		ret = ct_parse(ctx, ip, &pkt);
+		if (ret < 0)
+			return ret;
+		ret = host_policy_check(ctx, &pkt, src_label, CT_INGRESS);
+		if (ret < 0)
+			return ret;
+		set_identity_mark(ctx, src_label);
+		return TC_ACT_OK;
+	}
 	if (info && info->sec_identity != IDENTITY_HOST)
 		src_label = info->sec_identity;
 	ctx_store_meta(ctx, CB_SRC_LABEL, src_label);
@@ -252,6 +276,29 @@ int cil_from_netdev(struct __sk_buff *ctx)
 	return ctx_finish(ctx, from_netdev(ctx), METRIC_INGRESS);
 }
 
+/* The host firewall's egress for a host packet to another node's pod or
+ * router IP leaving over the native device (native routing), so the replies
+ * are CT_REPLY at cil_from_netdev's ingress check.
+ */
+static __always_inline int host_egress_native(struct __sk_buff *ctx, struct iphdr *ip)
+{
+	const struct remote_endpoint_info *info = lookup_ipcache(ip->daddr);
+	struct ct_packet pkt;
+	int ret;
+
+	if (!info || !(info->flags & IPCACHE_F_HAS_TUNNEL_EP))
+		return TC_ACT_OK;
+	ctx_store_meta(ctx, CB_SRC_LABEL, IDENTITY_HOST);
+	ctx_store_meta(ctx, CB_DST_LABEL, info->sec_identity);
+	ret = ct_parse(ctx, ip, &pkt);
+	if (ret < 0)
+		return ret;
+	ret = host_policy_check(ctx, &pkt, info->sec_identity, CT_EGRESS);
+	if (ret < 0)
+		return ret;
+	return TC_ACT_OK;
+}
+
 /* Native device egress: a local pod's packet for an address outside the
  * cluster leaves with the node IP as its source (masquerade, nat.h). The
  * node's own packets (VXLAN included) pass at the first compare.
@@ -268,11 +315,19 @@ static __always_inline int to_netdev(struct __sk_buff *ctx)
 
 	if (eth_proto(ctx) != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
-	if (!cfg || !(cfg->flags & NODE_F_MASQUERADE) || !cfg->node_ip)
+	if (!cfg || !cfg->node_ip)
 		return TC_ACT_OK;
 	if (!ipv4_headers(ctx, &eth, &ip))
 		return TC_ACT_OK;
-	if (ip->saddr == cfg->node_ip)
+	if (ip->saddr == cfg->node_ip) {
+		/* Native routing: the host's packets to other nodes' pods leave
+		 * here, not through cil_from_host: the host firewall's egress.
+		 */
+		if (cfg->flags & NODE_F_NATIVE_ROUTING)
+			return host_egress_native(ctx, ip);
+		return TC_ACT_OK;
+	}
+	if (!(cfg->flags & NODE_F_MASQUERADE))
 		return TC_ACT_OK;
 	ep = lookup_endpoint(ip->saddr);
 	if (!ep || (ep->flags & ENDPOINT_F_HOST))

@@ -167,7 +167,7 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   const pairs = nodePairs(s.nodes).filter(([a, b]) => first.get(a.name) && first.get(b.name));
   if (!pairs.length) {
     const why = 'no two nodes with a pod each (lab up --nodes 2)';
-    for (const [name, proto] of [['pod-to-pod/cross-node', 'ICMP+TCP+UDP'], ['node-to-remote-pod', 'ICMP'], ['pod-to-remote-node', 'ICMP'], ['mtu/no-fragmentation', 'ICMP+TCP'], ['vxlan/on-the-wire', 'UDP']] as const) {
+    for (const [name, proto] of [['pod-to-pod/cross-node', 'ICMP+TCP+UDP'], ['node-to-remote-pod', 'ICMP'], ['pod-to-remote-node', 'ICMP'], ['mtu/no-fragmentation', 'ICMP+TCP'], s.routingMode === 'native' ? ['native/on-the-wire', 'ICMP'] : ['vxlan/on-the-wire', 'UDP']] as const) {
       skipped(c, name, proto, why);
     }
   }
@@ -205,7 +205,8 @@ async function runSuite(name: string, o: SuiteOptions): Promise<SuiteResult> {
   if (pairs.length) {
     const [na, nb] = pairs[0]!;
     await mtuScenario(c, first.get(na.name)!, first.get(nb.name)!, na);
-    await vxlanScenario(c, first.get(na.name)!, first.get(nb.name)!, na, nb);
+    if (s.routingMode === 'native') await nativeScenario(c, first.get(na.name)!, first.get(nb.name)!, na, nb);
+    else await vxlanScenario(c, first.get(na.name)!, first.get(nb.name)!, na, nb);
   }
   await scenario(c, 'drops', 'all', 'every node', 'cilium_metrics', async () => {
     const unexpected: string[] = [];
@@ -301,6 +302,34 @@ async function mtuScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod, na: LabStat
       moved.length ? `fragment counters moved: ${moved.join(', ')}` : 'no fragment created or reassembled anywhere',
     ];
     return { pass, measured: parts.join('; '), values: { podMTU, dfPayload: size, dfReplies: full.received, overRefused, tcpBytes: tcp.received, fragCountersMoved: moved.length } };
+  });
+}
+
+/**
+ * Native routing, tcpdump on the underlay bridge: the cross-node flow is the
+ * pods' own packets between the two nodes' MACs, never VXLAN.
+ */
+async function nativeScenario(c: Ctx, a: LabStatusPod, b: LabStatusPod, na: LabStatusNode, nb: LabStatusNode): Promise<void> {
+  const port = (await agentStatus(nb)).tunnelPort;
+  await scenario(c, 'native/on-the-wire', 'ICMP', a.name, `${b.name} ${b.ip}`, async () => {
+    const cap = await nsStart(c.s.underlay.netns, ['tcpdump', '-i', c.s.underlay.bridge, '-n', '-l', '-e', `(icmp and host ${a.ip} and host ${b.ip}) or udp port ${port}`], /listening on/, { timeoutMs: 30_000 });
+    let out = '';
+    let p: Awaited<ReturnType<typeof ping>>;
+    try {
+      p = await ping(a.netns, b.ip!, { count: 2 });
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      out = (await cap.stop()).stdout;
+    }
+    const esc = (x: string) => x.replace(/\./g, '\\.');
+    const req = new RegExp(`${esc(a.ip!)} > ${esc(b.ip!)}: ICMP echo request`).test(out);
+    const rep = new RegExp(`${esc(b.ip!)} > ${esc(a.ip!)}: ICMP echo reply`).test(out);
+    const vxlan = out.split('\n').filter((l) => new RegExp(`\\.${port}: `).test(l)).length;
+    return {
+      pass: p.ok && req && rep && vxlan === 0,
+      measured: `${fmtPing(p)}; on ${c.s.underlay.bridge}: request ${req ? 'seen' : 'NOT seen'}, reply ${rep ? 'seen' : 'NOT seen'} as plain IPv4 between ${na.name} and ${nb.name}; ${vxlan} VXLAN packets`,
+      values: { replies: p.received, requestSeen: req, replySeen: rep, vxlanPackets: vxlan },
+    };
   });
 }
 

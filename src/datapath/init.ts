@@ -19,8 +19,7 @@ import { objectPath } from './objects.ts';
 import { ensureKnownEndpointPolicyMaps } from './policy-maps.ts';
 import { Rollback } from './rollback.ts';
 import { reconcileIpcache } from './ipcache.ts';
-import { desiredRemoteIpcache, type RemoteNodeEntry } from './remote-nodes.ts';
-import { desiredNodeRoutes, reconcileNodeRoutes } from './routes.ts';
+import { desiredRemoteIpcache, reconcileRemoteRoutes, type RemoteNodeEntry } from './remote-nodes.ts';
 import { applySysctls, GLOBAL_SYSCTLS } from './sysctl.ts';
 import type { TraceLevel } from './maps/node-config.ts';
 import { syncNodeEntries, writeNodeConfigFor } from './static-entries.ts';
@@ -125,12 +124,15 @@ export function initNodeWith(h: NetlinkHandle, cfg: NodeConfig, opts: InitOption
     addHostDeviceAddr(h, host, cfg.routerIP, rb);
     writeMarker(h, host.index, { nodeName: cfg.nodeName, bpffsRoot: cfg.bpffsRoot, apiSocket: opts.apiSocket });
     timer?.mark('devices');
-    const routes = reconcileNodeRoutes(h, host.index, desiredNodeRoutes(cfg, host.index, remotes.map((r) => r.podCIDR)), rb, { prune: opts.prune });
+    const native = findNativeDevice(h, cfg.nodeIP);
+    if (!native && cfg.routingMode === 'native') {
+      throw new MembraneError('datapath init', { code: 'E_CONFIG', cause: `routingMode native: no device has the node IP ${cfg.nodeIP} (the native device carries the routes to other nodes' pods)` });
+    }
+    const routes = reconcileRemoteRoutes(h, host.index, native?.index, cfg, remotes, rb, { prune: opts.prune });
     timer?.mark('routes');
     // An upgrade from an agent without policy: the new programs must find every known pod's policy map.
     ensureKnownEndpointPolicyMaps(nodeDir);
     // The maps are pinned by the first object loaded, so entries come after the programs.
-    const native = findNativeDevice(h, cfg.nodeIP);
     if (!native && cfg.nodeIP) notes.push(`no device has the node IP ${cfg.nodeIP}: no programs on a native device, no masquerade`);
     const programs = attachNodePrograms(cfg, { host, net, vxlan: vx.link, native }, rb, timer);
     writeNodeConfigFor(cfg, { host, net, vxlan: vx.link, native }, opts.traceLevel);

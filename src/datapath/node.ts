@@ -13,7 +13,7 @@ import { HOST_DEVICE } from './constants.ts';
 import { gcConntrack, listConntrack, type CtGcResult, type CtListEntry } from './conntrack.ts';
 import { createEndpointDatapath, deleteEndpointDatapath, hostIfname, type CreateEndpointOptions, type CreatedEndpoint, type EndpointSpec } from './endpoint.ts';
 import { checkEndpoint, endpointPresent, inspectPod, restoreEndpoint, sweepEndpoints, type EndpointRecord, type RestoreOutcome } from './endpoint-restore.ts';
-import { initNodeWith, type InitOptions, type InitResult } from './init.ts';
+import { findNativeDevice, initNodeWith, type InitOptions, type InitResult } from './init.ts';
 import { objectPath } from './objects.ts';
 import type { PolicyMapEntry } from './maps/policy.ts';
 import {
@@ -205,7 +205,8 @@ export class NodeDatapath {
   reconcileRemotes(remotes: readonly RemoteNodeEntry[], pods: readonly RemotePodEntry[]): ReturnType<typeof reconcileRemotes> {
     const host = linkGet(this.h, HOST_DEVICE);
     if (!host) throw new MembraneError('reconcile remote nodes', { code: 'E_NOT_INITIALIZED', cause: `${HOST_DEVICE} is missing`, hint: 'restart the agent to set the node up again' });
-    return Rollback.guard((rb) => reconcileRemotes(this.h, host.index, this.cfg, remotes, pods, rb));
+    const native = findNativeDevice(this.h, this.cfg.nodeIP);
+    return Rollback.guard((rb) => reconcileRemotes(this.h, host.index, this.cfg, remotes, pods, rb, { nativeIndex: native?.index }));
   }
 
   close(): void {

@@ -1,11 +1,27 @@
 // The node routes of SPEC 1.2 (Cilium's createNodeRouteSpec): the router IP
 // as a scope-link /32 nexthop route, the local pod CIDR via the router IP
-// (unless endpoint routes are on), and one route per remote node's pod CIDR
-// with MTU = device MTU - 50 so pods never send what VXLAN would fragment.
+// (unless endpoint routes are on), and in tunnel mode one route per remote
+// node's pod CIDR with MTU = device MTU - 50 so pods never send what VXLAN
+// would fragment; in native mode those go via the remote node IP on the
+// native device instead (autoDirectNodeRoutes).
 import { type NetlinkHandle, type Route, routeDel, routeList, routeReplace } from '../netlink/index.ts';
 import { wrap } from '../shared/errors.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import type { Rollback } from './rollback.ts';
+
+/**
+ * Routing protocol of the native-routing routes (`<podCIDR> via <nodeIP> dev
+ * <native device>`, Cilium's autoDirectNodeRoutes): it marks them as ours, so
+ * reconciling them never touches the device's other routes (its subnet, a
+ * default route). 0xc4 is unassigned in iproute2's rt_protos.
+ */
+export const NATIVE_ROUTE_PROTO = 196;
+
+/** Native routing: each remote node's pod CIDR straight to its node IP over the native device (no tunnel, so no MTU reduction). */
+export function desiredNativeRoutes(cfg: Pick<NodeConfig, 'routeMetric'>, nativeIndex: number, remotes: readonly { podCIDR: string; nodeIP: string }[]): Route[] {
+  const metric = cfg.routeMetric > 0 ? cfg.routeMetric : undefined;
+  return remotes.map((r) => ({ dst: r.podCIDR, gateway: r.nodeIP, oif: nativeIndex, protocol: NATIVE_ROUTE_PROTO, scope: 'universe', metric }));
+}
 
 /** The routes cilium_host must carry for `cfg` and the remote pod CIDRs, nexthop route first. */
 export function desiredNodeRoutes(cfg: Pick<NodeConfig, 'routerIP' | 'podCIDR' | 'routeMTU' | 'enableEndpointRoutes' | 'routeMetric'>, hostIndex: number, remotePodCIDRs: readonly string[]): Route[] {
@@ -38,13 +54,20 @@ export function hostDeviceRoutes(h: NetlinkHandle, hostIndex: number): Route[] {
   return routeList(h).filter((r) => r.oif === hostIndex && r.dst !== undefined);
 }
 
+/** The native-routing routes on the native device (protocol NATIVE_ROUTE_PROTO): only ours. */
+export function nativeDeviceRoutes(h: NetlinkHandle, nativeIndex: number): Route[] {
+  return routeList(h).filter((r) => r.oif === nativeIndex && r.protocol === NATIVE_ROUTE_PROTO && r.dst !== undefined);
+}
+
 /**
  * Brings the routes on cilium_host to exactly `desired`: missing or changed
  * ones are replaced, others on that device (a removed remote node, an old
  * metric) are deleted unless `prune` is false. Unchanged routes are not touched.
  */
-export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired: Route[], rb: Rollback, opts: { prune?: boolean } = {}): { added: number; removed: number } {
-  const current = hostDeviceRoutes(h, hostIndex);
+export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired: Route[], rb: Rollback, opts: { prune?: boolean; native?: boolean } = {}): { added: number; removed: number } {
+  // native: the routes on the native device, of which only ours (NATIVE_ROUTE_PROTO) are compared and pruned.
+  const current = opts.native ? nativeDeviceRoutes(h, hostIndex) : hostDeviceRoutes(h, hostIndex);
+  const dev = opts.native ? `ifindex ${hostIndex}` : 'cilium_host';
   const byKey = new Map(current.map((r) => [key(r), r]));
   let added = 0;
   let removed = 0;
@@ -54,7 +77,7 @@ export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired
     try {
       routeReplace(h, r);
     } catch (e) {
-      throw wrap(`install ${describe(r)} dev cilium_host`, e);
+      throw wrap(`install ${describe(r)} dev ${dev}`, e);
     }
     added++;
     rb.push(describe(r), () => (cur ? routeReplace(h, cur) : routeDel(h, r)));
@@ -68,7 +91,7 @@ export function reconcileNodeRoutes(h: NetlinkHandle, hostIndex: number, desired
     try {
       routeDel(h, r);
     } catch (e) {
-      throw wrap(`remove stale ${describe(r)} dev cilium_host`, e);
+      throw wrap(`remove stale ${describe(r)} dev ${dev}`, e);
     }
     removed++;
     rb.push(`remove ${describe(r)}`, () => routeReplace(h, r));

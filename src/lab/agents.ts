@@ -21,7 +21,7 @@ export function writeAgentConfig(rec: LabRecord, n: NodeRecord): void {
     : { backend: 'sqlite', path: rec.storePath };
   writeFileSync(n.configFile, stringify({
     nodeName: n.name, nodeIP: n.nodeIP, routerIP: n.routerIP, podCIDR: n.podCIDR, deviceMTU: rec.deviceMTU,
-    stateDir: n.stateDir, bpffsRoot: labPinRoot(rec.name), store,
+    stateDir: n.stateDir, bpffsRoot: labPinRoot(rec.name), store, ...(rec.routingMode ? { routingMode: rec.routingMode } : {}),
   }), { mode: 0o600 });
 }
 

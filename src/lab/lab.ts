@@ -138,6 +138,7 @@ export async function labUp(o: UpOptions): Promise<LabRecord> {
     version: 1, name: o.name, state: 'creating', store: o.spec.store, createdAt: new Date().toISOString(), deviceMTU: o.spec.deviceMTU,
     underlay: { netns: underlayNetns(o.name), bridge: UNDERLAY_BRIDGE, gateway: UNDERLAY_GATEWAY },
     pinRoot: labPinRoot(o.name), nodes: [], pods: [], namespaces: [],
+    ...(o.spec.routingMode === 'native' ? { routingMode: 'native' as const } : {}),
   };
   // The MEMBRANE_* switches of this process (e.g. MEMBRANE_LEASE_TTL) are recorded for every agent of the lab.
   const env = forwardedVariables();

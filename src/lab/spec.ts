@@ -16,6 +16,8 @@ export interface PodSpec {
 export interface LabSpec {
   store: StoreKind;
   deviceMTU: number;
+  /** Every agent's routingMode (default tunnel). */
+  routingMode?: 'tunnel' | 'native';
   /** Per node (index i+1), its pods. */
   nodes: PodSpec[][];
 }
@@ -24,6 +26,8 @@ export interface SpecInput {
   nodes?: number;
   podsPerNode?: number;
   store?: string;
+  /** --routing tunnel|native */
+  routing?: string;
   labels?: string;
   labFile?: string;
 }
@@ -105,16 +109,18 @@ export function buildSpec(input: SpecInput): LabSpec {
   if (input.labFile) {
     try {
       const v = parse(readFileSync(input.labFile, 'utf8'));
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) problems.push(`${input.labFile}: must be a mapping (store, deviceMTU, nodes, podsPerNode, labels)`);
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) problems.push(`${input.labFile}: must be a mapping (store, deviceMTU, routingMode, nodes, podsPerNode, labels)`);
       else file = v;
     } catch (e) {
       throw new ConfigError(`read lab file ${input.labFile}`, [(e as Error).message.split('\n')[0]!]);
     }
-    for (const k of Object.keys(file)) if (!['store', 'deviceMTU', 'nodes', 'podsPerNode', 'labels'].includes(k)) problems.push(`${k}: unknown key (known: store, deviceMTU, nodes, podsPerNode, labels)`);
+    for (const k of Object.keys(file)) if (!['store', 'deviceMTU', 'routingMode', 'nodes', 'podsPerNode', 'labels'].includes(k)) problems.push(`${k}: unknown key (known: store, deviceMTU, routingMode, nodes, podsPerNode, labels)`);
   }
   const store = (input.store ?? file.store ?? 'sqlite') as string;
   if (store !== 'sqlite' && store !== 'etcd') problems.push(`store: must be sqlite or etcd (got ${JSON.stringify(store)})`);
   const deviceMTU = intIn(file.deviceMTU, MIN_MTU, MAX_MTU, 'deviceMTU', problems) ?? defaults.deviceMTU;
+  const routingMode = (input.routing ?? file.routingMode ?? defaults.routingMode) as string;
+  if (routingMode !== 'tunnel' && routingMode !== 'native') problems.push(`${input.routing !== undefined ? '--routing' : 'routingMode'}: must be tunnel or native (got ${JSON.stringify(routingMode)})`);
 
   const podsPerNode = intIn(input.podsPerNode ?? file.podsPerNode, 0, MAX_PODS_PER_NODE, input.podsPerNode !== undefined ? '--pods-per-node' : 'podsPerNode', problems) ?? 2;
   let layout: (number | { name?: unknown; labels?: unknown }[])[] = [];
@@ -152,5 +158,5 @@ export function buildSpec(input: SpecInput): LabSpec {
   });
   for (const pod of extra.keys()) if (!seen.has(pod)) problems.push(`labels: no pod named ${pod} in this lab (pods: ${[...seen].join(', ') || 'none'})`);
   if (problems.length) throw new ConfigError('lab spec', problems);
-  return { store: store as StoreKind, deviceMTU, nodes };
+  return { store: store as StoreKind, deviceMTU, routingMode: routingMode as 'tunnel' | 'native', nodes };
 }

@@ -103,7 +103,7 @@ export interface NodeConfig {
   /** Attach as legacy tc filters even where tcx exists (MEMBRANE_FORCE_LEGACY_TC, for tests of the fallback). */
   readonly forceLegacyTc: boolean;
   // Derived: computed here once, used everywhere.
-  /** deviceMTU - TUNNEL_OVERHEAD_IPV4: the pods' default route and the remote pod CIDR routes. */
+  /** deviceMTU - TUNNEL_OVERHEAD_IPV4 (native routing: deviceMTU): the pods' default route and the remote pod CIDR routes. */
   readonly routeMTU: number;
   readonly paths: NodePaths;
 }
@@ -340,7 +340,8 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
     leaseTTL: switches.leaseTTL ?? (out.leaseTTL as number | undefined) ?? defaults.leaseTTL,
     nodeLabels: Object.freeze({ ...(out.nodeLabels as Record<string, string> | undefined), 'kubernetes.io/hostname': nodeName }),
     forceLegacyTc: switches.forceLegacyTc,
-    routeMTU: deviceMTU - TUNNEL_OVERHEAD_IPV4,
+    // Native routing adds no header: pods get the device MTU.
+    routeMTU: out.routingMode === 'native' ? deviceMTU : deviceMTU - TUNNEL_OVERHEAD_IPV4,
     paths: Object.freeze({
       pinDir: `${bpffsRoot}/${nodeName}`,
       stateDir,

@@ -37,7 +37,7 @@ function intFlag(ctx: CommandContext, name: string): number | undefined {
 }
 
 export function renderStatus(s: LabStatus): string {
-  const head = `lab ${s.name}: ${s.state}, ${s.store} store${s.etcd ? ` (${s.etcd.endpoint}, pid ${s.etcd.pid ?? '-'}${s.etcd.running ? '' : ', not running'})` : ''}, underlay ${s.underlay.netns} ${s.underlay.bridge} ${s.underlay.gateway}/24, device MTU ${s.deviceMTU}${s.uiURL ? `, web UI ${s.uiURL}` : ''}\n\n`;
+  const head = `lab ${s.name}: ${s.state}, ${s.store} store${s.etcd ? ` (${s.etcd.endpoint}, pid ${s.etcd.pid ?? '-'}${s.etcd.running ? '' : ', not running'})` : ''}, underlay ${s.underlay.netns} ${s.underlay.bridge} ${s.underlay.gateway}/24, device MTU ${s.deviceMTU}, ${s.routingMode} routing${s.externalHost ? `, external host ${s.externalHost.ip} (${s.externalHost.netns})` : ''}${s.uiURL ? `, web UI ${s.uiURL}` : ''}\n\n`;
   const nodes = table(['NODE', 'NETNS', 'NODE IP', 'POD CIDR', 'ROUTER IP', 'AGENT'], s.nodes.map((n) => [
     n.name, n.netns, n.nodeIP, n.podCIDR, n.routerIP, `${n.agentPid ?? '-'} ${n.stopped ? 'stopped' : n.running ? 'running' : 'not running'}`,
   ]));
@@ -50,7 +50,7 @@ export function renderStatus(s: LabStatus): string {
 export const labUpCmd: Command = {
   path: ['lab', 'up'],
   summary: 'build a lab: an underlay, N node netns each running an agent, M pods per node attached through CNI',
-  usage: '[--name NAME] [--nodes N] [--pods-per-node M] [--store sqlite|etcd [--etcd-tls]] [--labels POD=K=V,...] [--lab-file F] [--no-ui]',
+  usage: '[--name NAME] [--nodes N] [--pods-per-node M] [--store sqlite|etcd [--etcd-tls]] [--routing tunnel|native] [--labels POD=K=V,...] [--lab-file F] [--no-ui]',
   flags: {
     ...NAME_FLAG,
     nodes: { type: 'string', help: 'number of nodes (default 2)' },
@@ -58,6 +58,7 @@ export const labUpCmd: Command = {
     store: { type: 'string', help: 'cluster store: sqlite (default, a file in the lab dir) or etcd (the lab runs its own)' },
     etcdTls: { type: 'boolean', help: 'with --store etcd: etcd on https with client-certificate auth, certificates made for the lab (as on real hosts)' },
     noUi: { type: 'boolean', help: 'do not start the web UI (by default `membrane ui` serves the lab on a loopback port: uiURL in lab status)' },
+    routing: { type: 'string', help: 'tunnel (default: VXLAN between nodes) or native (pod CIDRs routed to their node IPs over the underlay)' },
     labels: { type: 'string', help: 'extra pod labels: POD=KEY=VALUE,... (every pod has app=<pod name>)' },
     labFile: { type: 'string', help: 'YAML/JSON lab file: store, deviceMTU, nodes (count or [{pods: count | [{name, labels}]}]), podsPerNode, labels' },
   },
@@ -66,6 +67,7 @@ export const labUpCmd: Command = {
     const name = labName(ctx);
     const spec = buildSpec({
       nodes: intFlag(ctx, 'nodes'), podsPerNode: intFlag(ctx, 'podsPerNode'), store: ctx.args.flags.store as string | undefined,
+      routing: ctx.args.flags.routing as string | undefined,
       labels: ctx.args.flags.labels as string | undefined, labFile: ctx.args.flags.labFile as string | undefined,
     });
     const progress = progressOf(ctx);
