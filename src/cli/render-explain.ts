@@ -29,5 +29,8 @@ export function renderExplain(e: Explanation): string {
   s += table(['DEVICE', 'TYPE', 'IP', 'MTU', 'STATE', 'INGRESS', 'EGRESS', 'CALLS MAP'], rows);
   s += '\n' + e.devices.map((d) => `${d.name}: ${d.purpose}; traffic: ${d.traffic}`).join('\n') + '\n';
   s += `\nroutes via ${HOST_DEVICE}:\n` + (e.routes.map((r) => `  ${formatRoute(r, HOST_DEVICE)}`).join('\n') || '  none') + '\n';
+  s += `\nrouting: ${e.routingMode}${e.routingMode === 'native' ? ` (other nodes' pod CIDRs via their node IPs on ${e.nativeDevice ?? '?'})` : ' (VXLAN through cilium_vxlan)'}; `
+    + `masquerade: ${e.masquerade ? `on (pod traffic leaving the cluster gets the node IP on ${e.nativeDevice})` : 'off'}\n`;
+  if (e.nativeRoutes.length) s += `routes via ${e.nativeDevice}:\n` + e.nativeRoutes.map((r) => `  ${formatRoute(r, e.nativeDevice!)}`).join('\n') + '\n';
   return s;
 }

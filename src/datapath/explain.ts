@@ -7,7 +7,9 @@ import { addrList, linkGet, NetlinkHandle, type Link, type Route } from '../netl
 import { HOST_DEVICE, HOST_ENDPOINT_ID, SECOND_HOST_DEVICE, VXLAN_DEVICE } from './constants.ts';
 import { markerPinDir, readMarker } from './node-marker.ts';
 import { callsMapName, globalsDir } from './paths.ts';
-import { hostDeviceRoutes } from './routes.ts';
+import { hostDeviceRoutes, nativeDeviceRoutes } from './routes.ts';
+import * as nodeCfg from './maps/node-config.ts';
+import { MAP_NAMES, withNodeMap } from './node-maps.ts';
 
 export interface ExplainedProgram {
   name: string;
@@ -46,12 +48,24 @@ export interface Explanation {
   bpffsRoot: string;
   devices: ExplainedDevice[];
   routes: Route[];
+  /** Added: tunnel or native (node_config flags). */
+  routingMode: 'tunnel' | 'native';
+  /** Added: pod traffic leaving the cluster is SNATed to the node IP on the native device. */
+  masquerade: boolean;
+  /** Added: the native device's name, if the node has one (its programs are in `devices`). */
+  nativeDevice?: string;
+  /** Added: native routing's routes to other nodes' pod CIDRs on the native device. */
+  nativeRoutes: Route[];
 }
 
 const ROLES: Record<string, { purpose: string; traffic: string }> = {
   [HOST_DEVICE]: { purpose: 'joins the pod IP space to the host network stack; its address is the pods\' default gateway', traffic: 'host <-> pod, node-to-pod' },
   [SECOND_HOST_DEVICE]: { purpose: 'other end of the cilium_host veth pair', traffic: 'host-side traffic sent out of cilium_host arrives on its ingress' },
   [VXLAN_DEVICE]: { purpose: 'flow-based VXLAN: tunnel key (remote node, VNI = source identity) set per packet by BPF', traffic: 'pod <-> pod across nodes' },
+};
+const NATIVE_ROLE = {
+  purpose: 'the native (underlay) device holding the node IP: masquerade (SNAT to the node IP on egress, reverse NAT on ingress) and, with native routing, delivery of other nodes\' traffic to local pods',
+  traffic: 'pod -> world (masqueraded), world -> pod (replies), pod <-> pod across nodes in native routing',
 };
 
 function typeOf(l: Link, peer?: string): string {
@@ -75,13 +89,20 @@ export function explainNode(): Explanation {
     const marker = readMarker(h);
     const nodeDir = markerPinDir(marker);
     const att = listAttachments();
-    const devices = [HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE].map((name): ExplainedDevice => {
+    const cfg = withNodeMap(nodeDir, MAP_NAMES.nodeConfig, (m) => {
+      const v = m.lookup(nodeCfg.encodeKey());
+      return v ? nodeCfg.decodeValue(v) : undefined;
+    });
+    const native = cfg?.nativeIfindex ? linkGet(h, cfg.nativeIfindex) : undefined;
+    const names = [HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE, ...(native ? [native.name] : [])];
+    const devices = names.map((name): ExplainedDevice => {
       const l = linkGet(h, name);
-      const base = { name, addresses: [], programs: { ingress: [], egress: [] }, ...ROLES[name] };
+      const base = { name, addresses: [], programs: { ingress: [], egress: [] }, ...(ROLES[name] ?? NATIVE_ROLE) };
       if (!l) return { ...base, present: false };
-      const peer = l.kind === 'veth' && l.parentIndex ? linkGet(h, l.parentIndex)?.name : undefined;
+      // The native device's veth peer (a lab) is in another netns: its ifindex means nothing here.
+      const peer = l.kind === 'veth' && l.parentIndex && ROLES[name] ? linkGet(h, l.parentIndex)?.name : undefined;
       const callsMap = name === HOST_DEVICE ? callsMapName.hostns(HOST_ENDPOINT_ID)
-        : name === SECOND_HOST_DEVICE ? callsMapName.netdev(l.index) : callsMapName.overlay();
+        : name === VXLAN_DEVICE ? callsMapName.overlay() : callsMapName.netdev(l.index);
       return {
         ...base, present: true, ifindex: l.index, type: typeOf(l, peer), peer, mac: l.mac, mtu: l.mtu, up: l.up, noarp: l.noarp,
         addresses: addrList(h, l.index).map((a) => `${a.address}/${a.prefixLen}`),
@@ -90,7 +111,11 @@ export function explainNode(): Explanation {
       };
     });
     const host = devices[0];
-    return { nodeName: marker.nodeName, bpffsRoot: marker.bpffsRoot, devices, routes: host.ifindex ? hostDeviceRoutes(h, host.ifindex) : [] };
+    return {
+      nodeName: marker.nodeName, bpffsRoot: marker.bpffsRoot, devices, routes: host.ifindex ? hostDeviceRoutes(h, host.ifindex) : [],
+      routingMode: cfg?.nativeRouting ? 'native' : 'tunnel', masquerade: !!cfg?.masquerade,
+      ...(native ? { nativeDevice: native.name } : {}), nativeRoutes: native ? nativeDeviceRoutes(h, native.index) : [],
+    };
   } finally {
     h.close();
   }
