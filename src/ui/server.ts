@@ -12,6 +12,7 @@
 //   GET  /api/pods/NODE/POD/policies   which policies select the pod, per direction
 //   POST /api/policy/trace        { src, dst, protocol, dport }: the verdict for a pair (the agent's policy trace)
 //   POST /api/trace               { src, dst, protocol, port }: `membrane trace` (a probe and its path)
+//   POST /api/flow/entries        a flow: the map entries that decided each of its hops, read now
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -137,6 +138,7 @@ export class UiServer {
     if (req.method === 'GET' && sel) return sendJson(res, 200, await this.selecting(decodeURIComponent(sel[1]!), decodeURIComponent(sel[2]!)));
     if (req.method === 'POST' && p === '/api/policy/trace') return sendJson(res, 200, await this.policyTrace(await readBody(req)));
     if (req.method === 'POST' && p === '/api/trace') return sendJson(res, 200, await this.trace(await readBody(req)));
+    if (req.method === 'POST' && p === '/api/flow/entries') return sendJson(res, 200, await this.flowEntries(await readBody(req)));
     if (p.startsWith('/api/')) throw new MembraneError(`no route ${req.method} ${p}`, { code: 'E_NOT_FOUND' });
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new MembraneError(`${req.method} ${p}`, { code: 'E_NOT_FOUND', cause: 'only GET serves files' });
     return this.serveFile(p, res);
@@ -295,6 +297,16 @@ export class UiServer {
     return this.anyAgent((s) => apiCall(s, 'POST', '/v1/policy/trace', { src: this.peer(src), dst: this.peer(dst), protocol: b.protocol, ...(b.port !== undefined ? { dport: b.port } : {}) }, { timeoutMs: 5_000 }));
   }
 
+  /** The map entries that decided each hop of a flow the page shows, read on its node now (flow-entries.ts). */
+  private async flowEntries(body: unknown): Promise<unknown> {
+    const f = (body ?? {}) as WireFlow;
+    const src = this.o.sources().find((s) => s.name === f.node_name);
+    if (!src) throw new MembraneError('explain flow', { code: 'E_BAD_REQUEST', cause: `node_name: ${JSON.stringify(f.node_name)} is not a node of ${this.o.cluster}` });
+    if (!src.netns) throw new MembraneError(`explain flow on ${src.name}`, { code: 'E_NOT_FOUND', cause: 'the node\'s maps are not on this machine' });
+    const { flowEntries } = await import('./flow-entries.ts');
+    return flowEntries(src.netns, f);
+  }
+
   /** `membrane trace SRC DST -o json`: the CLI's contract, run as a command (it sends a probe into the source pod). */
   private async trace(body: unknown): Promise<unknown> {
     const b = parsePair(body, 'trace');
@@ -368,7 +380,7 @@ export function slim(f: WireFlow): WireFlow {
     traffic_direction: f.traffic_direction, drop: f.drop, encap: f.encap,
     hops: f.hops?.map((h) => ({ point: h.point, point_text: h.point_text, ifname: h.ifname, ifindex: h.ifindex, program: h.program, state: (h as { state?: string }).state,
       src_identity: (h as { src_identity?: number }).src_identity, dst_identity: (h as { dst_identity?: number }).dst_identity })),
-    ...(pv ? { policy_verdict: { direction: pv.direction, verdict: pv.verdict, reason: pv.reasonText, match: pv.matchText, remote_identity: pv.remoteLabel, dport: pv.dstPort, proto: pv.protoText } } : {}),
+    ...(pv ? { policy_verdict: { direction: pv.direction, verdict: pv.verdict, reason: pv.reasonText, match: pv.matchText, remote_identity: pv.remoteLabel, dport: pv.dstPort, proto: pv.protoText, proto_num: pv.proto, endpoint: pv.endpointId } } : {}),
   };
 }
 

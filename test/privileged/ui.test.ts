@@ -93,6 +93,11 @@ test('web UI: topology, live flows, drops, trace, policies and an agent restart 
     assert.ok(req, `the flow table lists the echo request on node-1: ${JSON.stringify(rows.slice(0, 6))}`);
     assert.match(req.cells[5]!, /FORWARDED/);
     assert.match(req.cells[6]!, /cilium_vxlan/);
+    // Its detail: the map entries that decided its hops, read from node-1's maps.
+    await page.evaluate(`[...document.querySelectorAll('#flows tbody tr')].find((r) => r.cells[1].textContent === 'node-1' && r.cells[2].textContent === '${a1.name}' && r.cells[4].textContent === 'ICMP echo').cells[0].click()`);
+    const entries = await page.waitFor<string>(`(() => { const t = document.querySelector('#flow-entries')?.textContent ?? ''; return /Deciding/.test(t) ? t : ''; })()`, 'the flow\'s map entries');
+    assert.match(entries, new RegExp(`cilium_lxc ${a1.ip!.replace(/\./g, '\\.')}: endpoint ${a1.endpointID}, identity ${a1.identity}`), entries);
+    assert.match(entries, new RegExp(`ipcache ${b1.ip!.replace(/\./g, '\\.')}/32: identity ${b1.identity}, tunnel endpoint ${st.nodes[1]!.nodeIP.replace(/\./g, '\\.')}`), entries);
     // On node-2 it arrives over the overlay and is delivered to the pod.
     await page.waitFor(`${ROWS}.some((r) => r.cells[1] === 'node-2' && r.cells[3] === '${b1.name}' && /to-endpoint/.test(r.cells[6]))`, 'the delivery on node-2');
     await page.screenshot(join(SHOTS, 'ui-flows.png'));
@@ -132,8 +137,10 @@ spec:
     // The detail pane: the hop and the source line.
     await page.waitFor(`document.querySelector('#flows tbody tr.dropped')`, 'the drops back in the unfiltered table', 5_000);
     await page.click('#flows tbody tr.dropped td');
-    const detail = await page.evaluate<string>(`document.querySelector('#flow-detail').textContent`);
+    const detail = await page.waitFor<string>(`(() => { const t = document.querySelector('#flow-detail').textContent; return /Deciding/.test(t) ? t : ''; })()`, 'the drop\'s detail with its map entries');
     assert.match(detail, /dropped: POLICY_DENY .*policy\.h:\d+ on cilium_vxlan/);
+    assert.match(detail, new RegExp(`policy ingress of endpoint ${b2.endpointID}: DENY, remote identity ${a1.identity}`), detail);
+    assert.match(detail, new RegExp(`policy map cilium_policy_v2_${String(b2.endpointID).padStart(5, '0')}: deny identity ${a1.identity}`), detail);
     await page.screenshot(join(SHOTS, 'ui-drop.png'));
   });
 

@@ -206,7 +206,9 @@ function selectFlow(f: Flow): void {
   $('#flow-detail').innerHTML = `<p><b>${esc(endName(f, 'source'))}</b> (${esc(f.IP?.source)}, identity ${esc(f.source?.identity)}) → <b>${esc(endName(f, 'destination'))}</b> (${esc(f.IP?.destination)}, identity ${esc(f.destination?.identity)})</p>` +
     `<p>${esc(protoOf(f))} on ${esc(f.node_name)}: <span class="${dropped(f) ? 'drop-text' : 'ok-text'}">${esc(f.verdict)}</span>${f.is_reply ? ' (reply)' : ''} ${esc(f.traffic_direction ?? '')}</p>` +
     `${drop}<ol class="hops">${hops}</ol>${encap}${pv}` +
+    `<div id="flow-entries"><p class="muted">reading the deciding map entries…</p></div>` +
     `<p><button type="button" id="trace-this">Trace this pair</button> <span class="muted">(a probe with membrane trace: the deciding map entries of each hop)</span></p>`;
+  showEntries(f);
   $('#trace-this').addEventListener('click', () => {
     const src = f.IP ? state.pods.get(f.IP.source) : undefined;
     const dst = f.IP ? state.pods.get(f.IP.destination) : undefined;
@@ -222,6 +224,19 @@ function selectFlow(f: Flow): void {
     svg.querySelector('.path.selected')?.remove();
     const p = drawPath(svg, state.layout, steps, dropped(f) ? 'dropped' : 'forwarded', dropped(f) ? dropLabel(f) : undefined, 2);
     p?.g.classList.add('selected');
+  }
+}
+
+/** The map entries that decided each hop, as the node's maps hold them now (POST /api/flow/entries). */
+async function showEntries(f: Flow): Promise<void> {
+  const out = () => document.querySelector('#flow-entries');
+  try {
+    const entries = await post<{ hop: string; decided: string[] }[]>('/api/flow/entries', f);
+    if (state.selected !== f || !out()) return;
+    out()!.innerHTML = `<p><b>Deciding map entries</b> <span class="muted">(on ${esc(f.node_name)}, read now)</span></p>` +
+      `<ul class="hops entries">${entries.map((e) => `<li><b>${esc(e.hop)}</b><br><span class="mono">${e.decided.map(esc).join('<br>')}</span></li>`).join('')}</ul>`;
+  } catch (e) {
+    if (state.selected === f && out()) out()!.innerHTML = `<p class="error">map entries: ${esc((e as Error).message)}</p>`;
   }
 }
 
