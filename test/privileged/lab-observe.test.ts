@@ -156,6 +156,9 @@ test('2-node lab: observe, monitor --pcap, trace, metrics', { skip: rootOnly() }
     assert.ok(hop('from-endpoint').decided.some((d) => d.startsWith(`cilium_lxc ${a.ip}: endpoint ${a.endpointID}, identity ${a.identity}`)), JSON.stringify(hop('from-endpoint')));
     assert.ok(hop('to-overlay').decided.some((d) => d.startsWith(`ipcache ${b.ip}/32: identity ${b.identity}, tunnel endpoint ${s.nodes[1]!.nodeIP}`)), JSON.stringify(hop('to-overlay')));
     assert.ok(hop('encap').decided[0]!.includes(`remote ${s.nodes[1]!.nodeIP}, VNI ${a.identity}`));
+    const esc = (ip: string) => ip.replace(/\./g, '\\.');
+    assert.ok(hop('to-overlay').decided.some((d) => new RegExp(`^conntrack: new; entry ICMP OUT ${esc(a.ip!)} -> ${esc(b.ip!)} id \\d+ \\(cilium_ct_any4_global\\)`).test(d)), JSON.stringify(hop('to-overlay')));
+    assert.ok(hop('to-endpoint').decided.some((d) => new RegExp(`^conntrack: new; entry ICMP IN ${esc(a.ip!)} -> ${esc(b.ip!)} id \\d+`).test(d)), JSON.stringify(hop('to-endpoint')));
     assert.equal(hop('to-overlay').device, 'cilium_vxlan');
     assert.equal(hop('from-overlay').device, 'cilium_vxlan');
     assert.ok(hop('to-endpoint').decided.some((d) => d.startsWith(`cilium_lxc ${b.ip}: endpoint ${b.endpointID}, identity ${b.identity}`)));

@@ -8,9 +8,9 @@
 // device, the BPF program, and the map entry that decided it, read from that
 // node's maps right after the probe: the endpoint entry (cilium_lxc) of a
 // pod the packet leaves or enters, the ipcache entry (cilium_ipcache_v2,
-// longest prefix) of the address the decision was about, the tunnel key
-// and VNI of an encapsulation, the policy verdict and the policy map entry
-// that matched. A drop names its node, device, reason and source line.
+// longest prefix) of the address the decision was about, the conntrack
+// entry of the probe's connection, the tunnel key and VNI of an
+// encapsulation, the policy verdict and the policy map entry that matched. A drop names its node, device, reason and source line.
 //
 // SRC and DST: a pod (NAME or NAMESPACE/NAME), a node (its netns sends from
 // the host; as a destination its node IP), or an IP address (destination).
@@ -90,6 +90,7 @@ export const traceCmd: Command = {
       import('../../shared/errors.ts'), import('../target.ts'), import('../../lab/status.ts'), import('../../api/stream.ts'), import('node:child_process'),
       import('../../datapath/ipcache.ts'), import('../../datapath/node-maps.ts'), import('../../datapath/policy-maps.ts'), import('../../datapath/maps/identities.ts'),
       import('../../datapath/maps/drop-reasons.ts')]);
+    const ctm = await import('../../datapath/conntrack.ts');
     const f = ctx.args.flags;
     const usage = (cause: string) => new MembraneError('read arguments', { code: 'E_USAGE', cause, hint: `usage: membrane trace ${traceCmd.usage}` });
     const srcRef = (f.src as string | undefined) ?? ctx.args.positionals[0];
@@ -174,11 +175,13 @@ export const traceCmd: Command = {
       return ta < tb ? -1 : ta > tb ? 1 : 0;
     });
     // The request's first pass only (ping may retry nothing; TCP may retransmit): stop at the first reply or drop.
-    const maps = new Map<string, { ipcache: ReturnType<typeof ipc.listIpcache>; lxc: ReturnType<typeof nm.listEndpointMap> }>();
+    const maps = new Map<string, { ipcache: ReturnType<typeof ipc.listIpcache>; lxc: ReturnType<typeof nm.listEndpointMap>; ct: ReturnType<typeof ctm.listConntrack> }>();
     const mapsOf = (node: string) => {
       let m = maps.get(node);
       if (!m) {
-        m = { ipcache: ipc.listIpcache(nodeDir(node)), lxc: nm.listEndpointMap(nodeDir(node)) };
+        let conns: ReturnType<typeof ctm.listConntrack> = [];
+        try { conns = ctm.listConntrack(nodeDir(node)); } catch { /* no conntrack maps (an older datapath) */ }
+        m = { ipcache: ipc.listIpcache(nodeDir(node)), lxc: nm.listEndpointMap(nodeDir(node)), ct: conns };
         maps.set(node, m);
       }
       return m;
@@ -217,7 +220,12 @@ export const traceCmd: Command = {
         else if (point === 'from-overlay') decided.push(ipcText(node, from), `source identity ${String(e.srcLabel)} from the VNI`);
         else if (point === 'to-endpoint') decided.push(lxcText(node, dst.ip));
         else if (point === 'to-stack' || point === 'to-host' || point === 'from-host') decided.push(ipcText(node, dst.ip));
-        if (e.reasonText !== 'unknown') decided.push(`conntrack: ${String(e.reasonText)}`);
+        if (e.reasonText !== 'unknown') {
+          // The entry the conntrack lookup found or made for the probe's connection (the newest of its addresses and protocol).
+          const entry = mapsOf(node).ct.filter((c) => c.proto === wantProto && ((src.ips.includes(c.saddr) && c.daddr === dst.ip) || (c.saddr === dst.ip && src.ips.includes(c.daddr))))
+            .sort((x, y) => y.created - x.created)[0];
+          decided.push(`conntrack: ${String(e.reasonText)}${entry ? `; entry ${entry.summary} (${entry.table}): ${entry.packets ? `${entry.packets} packets, ` : ''}expires in ${Math.round(entry.expiresIn)} s${entry.flagNames.length ? `, ${entry.flagNames.join(',')}` : ''}` : ''}`);
+        }
         hops.push({ node, timeNs: time, kind: 'trace', point, device: dev, program, decided, reply });
       } else if (e.type === 'debug' && e.tunnelEndpoint) {
         hops.push({ node, timeNs: time, kind: 'encap', point: 'encap', device: dev, decided: [`tunnel key: remote ${String(e.tunnelEndpoint)}, VNI ${String(e.vni)} (the source identity)`], reply });
