@@ -93,7 +93,8 @@ test('ui server: topology from the agent, unreachable and back, flows relayed, b
   writeFileSync(join(assets, 'app.js'), 'console.log(1)');
   writeFileSync(join(dir, 'secret'), 'not served');
   let agent = await fakeAgent(socket, 'node-1');
-  const ui = new UiServer({ cluster: 'test', sources: () => [{ name: 'node-1', apiSocket: socket }], host: '127.0.0.1', port: 0, assetsDir: `${assets}/`, pollMs: 100 });
+  const sources = [{ name: 'node-1', apiSocket: socket }];
+  const ui = new UiServer({ cluster: 'test', sources: () => sources, host: '127.0.0.1', port: 0, assetsDir: `${assets}/`, pollMs: 100 });
   const url = await ui.start();
   t.after(async () => { await ui.stop(); await agent.api.close(); });
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
@@ -139,6 +140,16 @@ test('ui server: topology from the agent, unreachable and back, flows relayed, b
     const back = events(`${url}api/events`, (ev, d) => ev === 'topology' && (d as { nodes: { reachable: boolean }[] }).nodes[0]!.reachable);
     agent = await fakeAgent(socket, 'node-1');
     await back;
+  });
+
+  await t.test('a node added to the cluster appears without a reload', async () => {
+    const socket2 = join(dir, 'agent2.sock');
+    const agent2 = await fakeAgent(socket2, 'node-2');
+    t.after(() => agent2.api.close());
+    const seen = events(`${url}api/events`, (ev, d) => ev === 'topology' && (d as { nodes: unknown[] }).nodes.length === 2);
+    sources.push({ name: 'node-2', apiSocket: socket2 });
+    const topo = await seen as { nodes: { name: string; reachable: boolean }[] };
+    assert.deepEqual(topo.nodes.map((n) => [n.name, n.reachable]), [['node-1', true], ['node-2', true]]);
   });
 
   await t.test('bad requests: every problem named, with the catalogue code', async () => {
