@@ -9,11 +9,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
+import { spawn } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { openStore, type EtcdStoreConfig } from '../../src/store/store.ts';
 import { haveEtcd, startThrowawayEtcd, type EtcdInstance } from '../../src/lab/etcd.ts';
-import { makeCa, makeLeaf } from '../../src/lab/etcd-pki.ts';
-import { runStoreContract } from './store-contract.ts';
+import { makeCa, makeEtcdPki, makeLeaf } from '../../src/lab/etcd-pki.ts';
+import { collector, runStoreContract, waitFor } from './store-contract.ts';
 import { skipUnless } from '../helpers/skip.ts';
 
 const noEtcd = skipUnless(haveEtcd(), '/usr/bin/etcd is not installed (apt-get install etcd-server)');
@@ -165,6 +166,49 @@ if (noEtcd) {
       it('refuses a user without readwrite on cilium/', async () => {
         await refused({ tls: tlsOf(e), username: 'reader', password: 'reader-secret' }, 'E_STORE_AUTH', /"reader" may not read and write the cilium\/ prefix/);
       });
+    });
+  });
+
+  describe('a three-member TLS etcd cluster', () => {
+    it('keeps working through the loss of one member (calls move to the others, the watch resumes); losing quorum is E_STORE_UNAVAILABLE naming the endpoints', async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'membrane-etcd3-'));
+      const pki = makeEtcdPki(`${dir}/pki`, ['127.0.0.1']);
+      const base = 20_000 + Math.floor(Math.random() * 30_000);
+      const members = [0, 1, 2].map((i) => ({ name: `m${i}`, client: base + i * 3, peer: base + i * 3 + 1, metrics: base + i * 3 + 2 }));
+      const cluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
+      const procs = members.map((m) => spawn('setpriv', ['--pdeathsig', 'SIGKILL', '/usr/bin/etcd',
+        '--name', m.name, '--data-dir', `${dir}/${m.name}`,
+        '--listen-client-urls', `https://127.0.0.1:${m.client}`, '--advertise-client-urls', `https://127.0.0.1:${m.client}`,
+        '--listen-peer-urls', `http://127.0.0.1:${m.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peer}`,
+        '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--listen-metrics-urls', `http://127.0.0.1:${m.metrics}`,
+        '--cert-file', pki.serverCert, '--key-file', pki.serverKey, '--trusted-ca-file', pki.ca, '--client-cert-auth',
+        '--heartbeat-interval', '20', '--election-timeout', '200', '--log-level', 'error'], { stdio: 'ignore' }));
+      t.after(() => { for (const p of procs) p.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+      const healthy = async (m: typeof members[0]) => fetch(`http://127.0.0.1:${m.metrics}/health`, { signal: AbortSignal.timeout(500) }).then(async (r) => /"health":"true"/.test(await r.text()), () => false);
+      await waitFor('all three members healthy', async () => (await Promise.all(members.map(healthy))).every(Boolean), 20_000);
+
+      const endpoints = members.map((m) => `https://127.0.0.1:${m.client}`);
+      const tls = { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey };
+      const s = await openStore({ backend: 'etcd', endpoints, tls, requestTimeoutMs: 3000 });
+      try {
+        const { revision } = await s.list('cilium/ha/');
+        const c = collector();
+        const w = s.watch('cilium/ha/', revision, c.cb, c.onError);
+        for (let i = 0; i < 10; i++) await s.put(`cilium/ha/a${i}`, String(i));
+        procs[0]!.kill('SIGKILL');
+        // Every write after the loss succeeds (the two left keep quorum); creates too, which are never retried once sent.
+        for (let i = 0; i < 20; i++) await s.put(`cilium/ha/b${i}`, String(i));
+        for (let i = 0; i < 5; i++) assert.equal(await s.create(`cilium/ha/c${i}`, 'x'), true);
+        assert.equal((await s.list('cilium/ha/')).entries.length, 35);
+        await waitFor('the watch saw all 35 writes', () => c.events.length === 35, 10_000);
+        assert.deepEqual(c.events.map((e) => e.key), [...[...Array(10).keys()].map((i) => `cilium/ha/a${i}`), ...[...Array(20).keys()].map((i) => `cilium/ha/b${i}`), ...[...Array(5).keys()].map((i) => `cilium/ha/c${i}`)]);
+        w.close();
+        // A second member gone: no quorum, no write can succeed.
+        procs[1]!.kill('SIGKILL');
+        await assert.rejects(s.put('cilium/ha/after', 'x'), (err: any) => err.code === 'E_STORE_UNAVAILABLE' && /127\.0\.0\.1:\d+/.test(err.message));
+      } finally {
+        await s.close();
+      }
     });
   });
 }
