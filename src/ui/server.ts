@@ -135,7 +135,7 @@ export class UiServer {
     if (req.method === 'GET' && p === '/api/flows') return sendJson(res, 200, this.ring);
     if (req.method === 'GET' && p === '/api/policies') return sendJson(res, 200, await this.anyAgent((s) => apiCall(s, 'GET', '/v1/policies', undefined, { timeoutMs: 5_000 })));
     const sel = /^\/api\/pods\/([^/]+)\/([^/]+)\/policies$/.exec(p);
-    if (req.method === 'GET' && sel) return sendJson(res, 200, await this.selecting(decodeURIComponent(sel[1]!), decodeURIComponent(sel[2]!)));
+    if (req.method === 'GET' && sel) return sendJson(res, 200, await this.selecting(decode(sel[1]!), decode(sel[2]!)));
     if (req.method === 'POST' && p === '/api/policy/trace') return sendJson(res, 200, await this.policyTrace(await readBody(req)));
     if (req.method === 'POST' && p === '/api/trace') return sendJson(res, 200, await this.trace(await readBody(req)));
     if (req.method === 'POST' && p === '/api/flow/entries') return sendJson(res, 200, await this.flowEntries(await readBody(req)));
@@ -165,7 +165,7 @@ export class UiServer {
   }
 
   private serveFile(path: string, res: ServerResponse): void {
-    const rel = normalize(decodeURIComponent(path)).replace(/^(\.\.[/\\])+/, '');
+    const rel = normalize(decode(path)).replace(/^(\.\.[/\\])+/, '');
     let file = join(this.assetsDir, rel === '/' ? 'index.html' : rel);
     if (!file.startsWith(this.assetsDir) || !existsSync(file) || statSync(file).isDirectory()) file = join(this.assetsDir, 'index.html');
     if (!existsSync(file)) {
@@ -382,6 +382,15 @@ export function slim(f: WireFlow): WireFlow {
       src_identity: (h as { src_identity?: number }).src_identity, dst_identity: (h as { dst_identity?: number }).dst_identity })),
     ...(pv ? { policy_verdict: { direction: pv.direction, verdict: pv.verdict, reason: pv.reasonText, match: pv.matchText, remote_identity: pv.remoteLabel, dport: pv.dstPort, proto: pv.protoText, proto_num: pv.proto, endpoint: pv.endpointId } } : {}),
   };
+}
+
+/** A path segment decoded; a malformed escape is the client's error, not a crash. */
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new MembraneError(`decode ${JSON.stringify(s)}`, { code: 'E_BAD_REQUEST', cause: 'malformed %-escape' });
+  }
 }
 
 const isLoopbackHost = (h: string): boolean => h === 'localhost' || h === '[::1]' || h === '::1' || /^127\./.test(h);

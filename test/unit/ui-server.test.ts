@@ -183,6 +183,9 @@ test('ui server: topology from the agent, unreachable and back, flows relayed, b
     assert.equal(js.status, 200);
     assert.match(js.type ?? '', /javascript/);
     assert.match((await get(url)).body, /<title>Membrane<\/title>/);
+    const bad = await get(`${url}%E0%A4%A`);
+    assert.equal(bad.status, 400, 'a malformed escape is a bad request');
+    assert.equal(JSON.parse(bad.body).code, 'E_BAD_REQUEST');
     for (const p of ['%2e%2e/secret', '..%2fsecret', 'a/../../secret']) {
       const r = await get(`${url}${p}`);
       assert.doesNotMatch(r.body, /not served/, `${p} stays inside the build`);
