@@ -145,11 +145,11 @@ const CASES: ProgramCase[] = [
     },
   },
   {
-    name: 'lxc: local delivery with trace events off sends no event at all',
+    name: 'lxc: local delivery at trace level 0 sends no event at all (no trace, no allow verdict of the new connection)',
     ...LXC,
     maps: { nodeConfig: { traceLevel: 0 }, endpoints: [POD_B] },
     frame: fromPodA(POD_B.ip),
-    expect: { retval: TC_ACT_REDIRECT, frame: deliveredToB(POD_A.ip), mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD), events: [] },
+    expect: { retval: TC_ACT_REDIRECT, frame: deliveredToB(POD_A.ip), mark: identityToMark(POD_A.identity), metrics: fwd(LXC_IPV4_FORWARD), events: [], verdicts: [] },
   },
   {
     name: 'lxc: TTL 1 towards a local pod is dropped (TTL exceeded) before any rewrite',
@@ -244,11 +244,11 @@ const CASES: ProgramCase[] = [
     },
   },
   {
-    name: 'lxc: encapsulation with trace events off sends neither DBG_ENCAP nor traces',
+    name: 'lxc: encapsulation at trace level 0 sends neither DBG_ENCAP nor traces nor verdicts',
     ...LXC,
     maps: { nodeConfig: { traceLevel: 0 }, ipcache: [REMOTE_POD] },
     frame: fromPodA(REMOTE.ip),
-    expect: { retval: TC_ACT_REDIRECT, metrics: fwd(LXC_IPV4_FORWARD), events: [] },
+    expect: { retval: TC_ACT_REDIRECT, metrics: fwd(LXC_IPV4_FORWARD), events: [], verdicts: [] },
   },
   {
     name: 'lxc: a remote pod without a tunnel device is dropped (no tunnel endpoint)',
