@@ -19,6 +19,7 @@ export interface WireFlow {
   trace_observation_point?: string;
   is_reply?: boolean;
   traffic_direction?: string;
+  Summary?: string;
   hops?: { point: string; point_text?: string; ifname?: string; ifindex?: number; program?: string }[];
   drop?: { reason_desc?: string; reason_text?: string; file?: string; line?: number; ifname?: string };
   [k: string]: unknown;

@@ -377,7 +377,7 @@ export function slim(f: WireFlow): WireFlow {
   return {
     time: f.time, uuid: f.uuid, verdict: f.verdict, drop_reason_desc: f.drop_reason_desc, node_name: f.node_name, IP: f.IP, l4: f.l4,
     source: f.source, destination: f.destination, trace_observation_point: f.trace_observation_point, is_reply: f.is_reply,
-    traffic_direction: f.traffic_direction, drop: f.drop, encap: f.encap,
+    traffic_direction: f.traffic_direction, drop: f.drop, encap: f.encap, Summary: f.Summary,
     hops: f.hops?.map((h) => ({ point: h.point, point_text: h.point_text, ifname: h.ifname, ifindex: h.ifindex, program: h.program, state: (h as { state?: string }).state,
       src_identity: (h as { src_identity?: number }).src_identity, dst_identity: (h as { dst_identity?: number }).dst_identity })),
     ...(pv ? { policy_verdict: { direction: pv.direction, verdict: pv.verdict, reason: pv.reasonText, match: pv.matchText, remote_identity: pv.remoteLabel, dport: pv.dstPort, proto: pv.protoText, proto_num: pv.proto, endpoint: pv.endpointId } } : {}),

@@ -134,7 +134,7 @@ function filters(): { pod: string; verdict: string; protocol: string; port: stri
 /** A flow's end by pod name: the node's own name for it, else the pod the topology has at that IP (a remote pod), else the IP. */
 const endName = (f: Flow, which: 'source' | 'destination'): string => {
   const ip = which === 'source' ? f.IP?.source : f.IP?.destination;
-  return f[which]?.pod_name ?? (ip ? state.pods.get(ip)?.name : undefined) ?? ip ?? '?';
+  return f[which]?.pod_name ?? (ip ? state.pods.get(ip)?.name : undefined) ?? ip ?? '';
 };
 
 function pathText(f: Flow): string {
@@ -174,7 +174,7 @@ function renderTable(): void {
     const cls = `${dropped(f) ? 'dropped' : 'forwarded'}${f === state.selected ? ' selected' : ''}`;
     if (r.tr.className !== cls) r.tr.className = cls;
     const verdict = dropped(f) ? `DROPPED (${dropReasonOf(f)})` : f.verdict ?? '';
-    const text = [f.time ? new Date(f.time).toLocaleTimeString() : '', f.node_name ?? '', endName(f, 'source'), endName(f, 'destination'), protoOf(f), verdict, pathText(f)];
+    const text = [f.time ? new Date(f.time).toLocaleTimeString() : '', f.node_name ?? '', endName(f, 'source'), endName(f, 'destination'), protoOf(f) || (f.Summary ?? ''), verdict, pathText(f)];
     text.forEach((c, j) => { if (r.cells[j]!.textContent !== c) r.cells[j]!.textContent = c; });
     if (r.tr.parentNode !== tbody || tbody.children[i] !== r.tr) tbody.append(r.tr);
   });

@@ -295,7 +295,8 @@ export function drawPath(svg: SVGSVGElement, L: Layout, steps: Step[], kind: 'fo
   if (label) {
     // Near the right edge the label runs leftwards, so it is never cut off.
     const left = end.x > L.width - 9 * label.length;
-    g.append(el('text', { class: kind === 'trace' ? 'trace-label' : 'drop-label', x: left ? end.x - 10 : end.x + 10, y: end.y - 12, 'text-anchor': left ? 'end' : 'start' }, label));
+    // A trace's label sits above a flow's, which may end at the same device.
+    g.append(el('text', { class: kind === 'trace' ? 'trace-label' : 'drop-label', x: left ? end.x - 10 : end.x + 10, y: end.y - (kind === 'trace' ? 28 : 12), 'text-anchor': left ? 'end' : 'start' }, label));
   }
   layer.append(g);
   return { g, devices };
