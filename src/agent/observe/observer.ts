@@ -289,11 +289,12 @@ export class Observer {
   subscribeFlows(sink: LineSink, filter: FlowFilter, level: TraceLevel, last = 0, queue?: number): () => void {
     const sub = this.subscriber(sink, level, 'flows', queue);
     const entry = { sub, filter };
+    // The level first, so the hello line says what the datapath traces from now on.
+    this.levels.addStream(sub);
+    this.applyLevel();
     sub.send(this.hello('flows'));
     for (const line of this.lastFlows(last, filter)) sub.send(line);
     this.flowSubs.add(entry);
-    this.levels.addStream(sub);
-    this.applyLevel();
     return () => {
       sub.close();
       this.flowSubs.delete(entry);
