@@ -10,7 +10,8 @@
 //   GET  /api/flows               the recent flows (newest last)
 //   GET  /api/policies            the cluster's policies (from any agent)
 //   GET  /api/pods/NODE/POD/policies   which policies select the pod, per direction
-//   POST /api/policy/trace        { src, dst, protocol, dport }: the verdict for a pair (the agent's policy trace)
+//   POST /api/policy/trace        { src, dst, protocol, port }: the verdict for a pair (the agent's policy trace);
+//                                 an end is { node, pod }, pod "@host" for the node itself
 //   POST /api/trace               { src, dst, protocol, port }: `membrane trace` (a probe and its path)
 //   POST /api/flow/entries        a flow: the map entries that decided each of its hops, read now
 import { execFile } from 'node:child_process';
@@ -275,6 +276,26 @@ export class UiServer {
     return p;
   }
 
+  /** One end of a pair: a pod, or (pod "@host") the node itself; either must be in the topology. */
+  private async end(e: { node: string; pod: string }): Promise<UiPod | { host: string }> {
+    if (e.pod !== HOST) return this.pod(e.node, e.pod);
+    const t = this.topology ?? await this.read();
+    if (!t.nodes.some((n) => n.name === e.node)) throw new MembraneError(`find node ${e.node}`, { code: 'E_NOT_FOUND', cause: 'no such node in the topology' });
+    return { host: e.node };
+  }
+
+  /**
+   * An end as the agent's policy trace takes it: a pod with its labels' sources; a node as the other end
+   * sees it (host, 1, from its own pods; remote-node, 6, from other nodes' pods), as `membrane policy trace` does.
+   */
+  private traceEnd(e: UiPod | { host: string }, other: UiPod | { host: string }): unknown {
+    if (!('host' in e)) return this.peer(e);
+    const otherNode = 'host' in other ? other.host : other.node;
+    return otherNode === e.host
+      ? { kind: 'host', identity: 1, labels: { 'reserved:host': '' }, name: `host (of ${e.host})` }
+      : { kind: 'host', identity: 6, labels: { 'reserved:host': '' }, name: `node ${e.host}` };
+  }
+
   /** A pod as the agent's policy trace takes it (labels with their source, as identities carry them). */
   private peer(p: UiPod): { kind: 'endpoint'; identity: number; labels: Record<string, string>; name: string } {
     const labels: Record<string, string> = {};
@@ -293,8 +314,9 @@ export class UiServer {
 
   private async policyTrace(body: unknown): Promise<unknown> {
     const b = parsePair(body, 'trace policy');
-    const [src, dst] = await Promise.all([this.pod(b.src.node, b.src.pod), this.pod(b.dst.node, b.dst.pod)]);
-    return this.anyAgent((s) => apiCall(s, 'POST', '/v1/policy/trace', { src: this.peer(src), dst: this.peer(dst), protocol: b.protocol, ...(b.port !== undefined ? { dport: b.port } : {}) }, { timeoutMs: 5_000 }));
+    const [src, dst] = await Promise.all([this.end(b.src), this.end(b.dst)]);
+    const req = { src: this.traceEnd(src, dst), dst: this.traceEnd(dst, src), protocol: b.protocol, ...(b.port !== undefined ? { dport: b.port } : {}) };
+    return this.anyAgent((s) => apiCall(s, 'POST', '/v1/policy/trace', req, { timeoutMs: 5_000 }));
   }
 
   /** The map entries that decided each hop of a flow the page shows, read on its node now (flow-entries.ts). */
@@ -310,10 +332,11 @@ export class UiServer {
   /** `membrane trace SRC DST -o json`: the CLI's contract, run as a command (it sends a probe into the source pod). */
   private async trace(body: unknown): Promise<unknown> {
     const b = parsePair(body, 'trace');
-    // Only pods the page shows: nothing else reaches the command line.
-    await Promise.all([this.pod(b.src.node, b.src.pod), this.pod(b.dst.node, b.dst.pod)]);
+    // Only pods and nodes the page shows: nothing else reaches the command line.
+    await Promise.all([this.end(b.src), this.end(b.dst)]);
     if (!this.o.membrane) throw new MembraneError('trace', { code: 'E_USAGE', cause: 'this UI server was started without a membrane command to run' });
-    const argv = [...this.o.membrane.argv, 'trace', b.src.pod, b.dst.pod, '--proto', b.protocol.toLowerCase(),
+    const arg = (e: { node: string; pod: string }) => (e.pod === HOST ? e.node : e.pod);
+    const argv = [...this.o.membrane.argv, 'trace', arg(b.src), arg(b.dst), '--proto', b.protocol.toLowerCase(),
       ...(b.port !== undefined && b.protocol !== 'ICMP' ? ['--port', String(b.port)] : []), ...this.o.membrane.targetFlags, '-o', 'json'];
     const out = await new Promise<string>((resolve, reject) => {
       execFile(argv[0]!, argv.slice(1), { timeout: 30_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
@@ -343,6 +366,9 @@ interface PairRequest {
   protocol: 'TCP' | 'UDP' | 'ICMP';
   port?: number;
 }
+
+/** The pod name that stands for the node itself (its host) in a pair: no pod name starts with "@". */
+export const HOST = '@host';
 
 /** Validates { src: {node, pod}, dst: {node, pod}, protocol, port? }, naming every problem. */
 export function parsePair(body: unknown, what: string): PairRequest {

@@ -171,6 +171,13 @@ spec:
     const hops = await page.evaluate<string>(`document.querySelector('#trace-result').textContent`);
     assert.match(hops, /tunnel key: remote \d+\.\d+\.\d+\.\d+, VNI \d+/, 'the hops name the deciding entries');
     await page.screenshot(join(SHOTS, 'ui-trace.png'));
+    // From a node's host to a pod on the other node: from cilium_host, through the overlay.
+    await page.fill('#trace-form select[name=src]', 'node-1/@host');
+    await page.fill('#trace-form select[name=dst]', `${b1.node}/${b1.name}`);
+    await page.click('#trace-form button[name=run]');
+    await page.waitFor(`/^node-1 → ${b1.name}: DELIVERED/.test(document.querySelector('#trace-verdict')?.textContent ?? '')`, 'the host trace', 60_000);
+    const hostPath = await page.evaluate<string>(`document.querySelector('g.path.trace')?.dataset.devices ?? ''`);
+    assert.match(hostPath, new RegExp(`^node-1/cilium_host,node-1/cilium_vxlan,node-1/eth0,node-2/eth0,node-2/cilium_vxlan,.*node-2/pod:${b1.name}$`), hostPath);
   });
 
   await t.test('an agent restart: the node shows unreachable, then live again by itself', async () => {

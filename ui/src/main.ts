@@ -94,14 +94,22 @@ function setTopology(t: UiTopology): void {
   }
 }
 
+/** The pod name the server takes for a node itself (src/ui/server.ts HOST). */
+const HOST = '@host';
+
 function fillPodSelects(t: UiTopology): void {
   const pods = t.nodes.flatMap((n) => n.pods);
+  // The trace form also takes the nodes themselves (host to pod, pod to host: the seed's other paths).
+  const choices = (withHosts: boolean) => [
+    ...pods.map((p) => [podLabel(p), `${p.node}/${p.name}`] as const),
+    ...(withHosts ? t.nodes.map((n) => [`${n.name} (host${n.nodeIP ? `, ${n.nodeIP}` : ''})`, `${n.name}/${HOST}`] as const) : []),
+  ];
   for (const sel of [...document.querySelectorAll<HTMLSelectElement>('#trace-form select[name=src], #trace-form select[name=dst], #policy-pod')]) {
     const keep = sel.value;
-    const opts = pods.map((p) => `${p.node}/${p.name}`);
-    if ([...sel.options].map((o) => o.value).join() === opts.join()) continue;
-    sel.replaceChildren(...pods.map((p) => new Option(podLabel(p), `${p.node}/${p.name}`)));
-    if (opts.includes(keep)) sel.value = keep;
+    const opts = choices(sel.id !== 'policy-pod');
+    if ([...sel.options].map((o) => o.value).join() === opts.map((o) => o[1]).join()) continue;
+    sel.replaceChildren(...opts.map(([label, value]) => new Option(label, value)));
+    if (opts.some((o) => o[1] === keep)) sel.value = keep;
   }
   const dst = $<HTMLSelectElement>('#trace-form select[name=dst]');
   if (dst.selectedIndex === 0 && pods.length > 1 && !dst.dataset.touched) {

@@ -257,6 +257,14 @@ export function traceSteps(t: UiTopology, L: Layout, r: TraceResult, pods = podI
     if (d) push(`${node.name}/${d}`);
   }
   if (r.verdict === 'DELIVERED' && dst) push(`${dst.node}/pod:${dst.name}`);
+  // A node's host as the destination: across the underlay to its node (if another), into its stack by cilium_host.
+  const hostDst = !dst && r.destination.node ? t.nodes.find((n) => n.name === r.destination.node) : undefined;
+  if (r.verdict === 'DELIVERED' && hostDst) {
+    if (prevNode && prevNode !== hostDst.name) {
+      push(`${prevNode}/${underlayOf(t.nodes.find((n) => n.name === prevNode))}`);
+      push(`${hostDst.name}/${underlayOf(hostDst)}`);
+    } else push(`${hostDst.name}/cilium_host`);
+  }
   return keys.map((k) => ({ key: k, at: center(L.boxes.get(k)!) }));
 }
 
