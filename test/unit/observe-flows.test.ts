@@ -176,3 +176,37 @@ test('trace level: the highest a listener asks for; a stalled level-2 reader and
   assert.equal(levels.effective(), 1, 'the hold expired');
   assert.equal(levels.release(h.id), false);
 });
+
+test('the observer: a stream sets the level and gets hello, events, marks and the ring\'s losses; closing it sets 0 again', async () => {
+  const { Observer } = await import('../../src/agent/observe/observer.ts');
+  let clock = 1_000_000_000n;
+  let queued: ObservedEvent[] = [];
+  let lost = 0;
+  const levels: number[] = [];
+  const obs = new Observer({
+    node: 'node-2',
+    ctx: { ...ctx, podOfEndpoint: (id) => (id === 7 ? 'default/pod-2-1' : undefined) },
+    openSource: () => ({ consume: () => { const q = queued; queued = []; return q; }, lost: () => lost, close: () => {} }),
+    setTraceLevel: (l) => { levels.push(l); },
+    monotonicNs: () => clock,
+  });
+  obs.poll();
+  const sink = new SlowSink(1e9);
+  const end = obs.subscribeEvents(sink, {}, 1);
+  assert.deepEqual(levels, [1], 'the level is set before the hello line');
+  const hello = JSON.parse(sink.lines[0]!) as { kind: string; traceLevel: number };
+  assert.deepEqual([hello.kind, hello.traceLevel], ['hello', 1]);
+  queued = [trace(9, icmpFrame(A, B, 1), clock - 5_000n), trace(0, icmpFrame(A, B, 1), clock - 4_000n)];
+  lost = 3;
+  clock += 200_000_000n;
+  obs.poll();
+  const lines = sink.lines.slice(1).map((l) => JSON.parse(l) as { kind: string; timeNs?: string; point?: number; count?: number; ifname?: string });
+  assert.deepEqual(lines.map((l) => l.kind), ['lost', 'event', 'event', 'mark']);
+  assert.equal(lines[0]!.count, 3, 'records the ring could not take');
+  assert.deepEqual(lines.slice(1, 3).map((l) => [l.point, l.ifname]), [[9, 'cilium_vxlan'], [0, 'lxc1']]);
+  assert.ok(BigInt(lines[3]!.timeNs!) > BigInt(lines[2]!.timeNs!), 'the mark comes after every event made before it');
+  assert.equal(obs.status().lost.ringBuffer, 3);
+  end();
+  assert.deepEqual(levels, [1, 0], 'the last listener gone: level 0');
+  obs.stop();
+});

@@ -61,7 +61,16 @@ export interface HelloLine {
   traceLevel: number;
   /** wall-clock ns - CLOCK_MONOTONIC ns, read once when the agent started. */
   clockOffsetNs: string;
+  /** CLOCK_MONOTONIC ns when the stream began: events from then on are sent. */
+  timeNs: string;
   lost: LostCounts;
+}
+
+/** Sent about every 100 ms to event streams: every event of `node` made before `timeNs` has been sent (in order). */
+export interface MarkLine {
+  kind: 'mark';
+  node: string;
+  timeNs: string;
 }
 
 export interface LostCounts {

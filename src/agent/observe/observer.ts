@@ -14,11 +14,15 @@ import type { FlowContext, Flow } from './flows.ts';
 import { FlowJoiner, FlowRing } from './flows.ts';
 import { flowMatches, type EventFilter, type FlowFilter } from './filters.ts';
 import { Subscriber, TraceLevels, type LineSink, type TraceLevel } from './hub.ts';
-import type { EventType, HelloLine, LostCounts, LostLine, ObservedEvent, WireEvent } from './model.ts';
+import type { EventType, HelloLine, LostCounts, LostLine, MarkLine, ObservedEvent, WireEvent } from './model.ts';
 import { parsePacket } from './packet.ts';
 
 export const POLL_MS = 25;
 export const DEFAULT_FLOW_CAPACITY = 4096;
+/** How often event streams get a mark line. */
+export const MARK_EVERY_NS = 100_000_000n;
+/** A record is written within microseconds of its timestamp; a mark stays this far behind the poll that sends it. */
+export const MARK_MARGIN_NS = 1_000_000n;
 
 /** The node's events as the datapath gives them (src/datapath/events-reader.ts). */
 export interface EventSource {
@@ -81,6 +85,7 @@ export class Observer {
   private lostReading?: number;
   private undecodable = 0;
   private undecodableSeen = 0;
+  private lastMarkNs = 0n;
   private subscriberLost = 0;
   private flowsTotal = 0;
   readonly eventCounts: Record<EventType, number> = { drop: 0, trace: 0, debug: 0, 'policy-verdict': 0 };
@@ -162,10 +167,24 @@ export class Observer {
         if (wantEvents) this.publishEvent(e, now);
       }
     }
+    this.mark(now);
     const done = events.length ? this.joiner.add(events, now) : [];
     if (this.joiner.pendingCount) done.push(...this.joiner.flush(now));
     for (const f of done) this.publishFlow(f);
     this.applyLevel();
+  }
+
+  /**
+   * Tells event streams, every MARK_EVERY_NS, that every event of this node
+   * made before a time has been sent (the time this poll began, less a
+   * margin for records still being written), so a client merging several
+   * nodes can print in timestamp order without guessing how late a node is.
+   */
+  private mark(pollStartNs: bigint): void {
+    if (!this.eventSubs.size || pollStartNs - this.lastMarkNs < MARK_EVERY_NS) return;
+    this.lastMarkNs = pollStartNs;
+    const line = JSON.stringify({ kind: 'mark', node: this.node, timeNs: String(pollStartNs - MARK_MARGIN_NS) } satisfies MarkLine) + '\n';
+    for (const s of this.eventSubs) s.sub.send(line);
   }
 
   /** Counts decode failures the source reports (it skips such records). */
@@ -247,7 +266,7 @@ export class Observer {
 
   private hello(kind: 'events' | 'flows'): string {
     if (kind === 'events') {
-      return JSON.stringify({ kind: 'hello', node: this.node, traceLevel: this.level, clockOffsetNs: String(this.clockOffsetNs), lost: this.lost } satisfies HelloLine) + '\n';
+      return JSON.stringify({ kind: 'hello', node: this.node, traceLevel: this.level, clockOffsetNs: String(this.clockOffsetNs), timeNs: String(this.mono()), lost: this.lost } satisfies HelloLine) + '\n';
     }
     return JSON.stringify({
       node_status: { state_change: 'NODE_CONNECTED', node_names: [this.node], trace_level: this.level, clock_offset_ns: String(this.clockOffsetNs), lost: this.lost },

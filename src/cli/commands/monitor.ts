@@ -4,7 +4,8 @@
 // node's cilium_events and sends them over GET /v1/events; while a monitor
 // is attached the agent sets trace level 1 (--every-packet: 2), and back to
 // 0 when the last one leaves. Several nodes' events are printed in the order
-// of their timestamps (after a short wait). --pcap FILE also writes the
+// of their timestamps (each agent sends marks: "all my events before T are
+// sent"). --pcap FILE also writes the
 // captured frames (first 128 bytes) as a pcap that tshark and Wireshark read.
 import type { Command } from '../command.ts';
 import { TARGET_FLAGS } from '../target.ts';
@@ -12,8 +13,8 @@ import { listPods, observedNodes, podIPs } from './observe.ts';
 
 type Ev = Record<string, unknown> & { node: string; type: string; summary: string };
 
-/** Events of several nodes wait this long to be printed in timestamp order. */
-const REORDER_MS = 150;
+/** Longest an event waits for the other nodes' marks before it is printed anyway. */
+const MAX_WAIT_MS = 2000;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
 const hex = (v: unknown): string => `0x${(num(v) >>> 0).toString(16)}`;
@@ -120,25 +121,37 @@ export const monitorCmd: Command = {
         ctx.out(ctx.json ? `${JSON.stringify(v)}\n` : `[${String(v.node ?? '?')}] error: ${String(v.message)}\n`);
         return;
       }
+      if (v.kind === 'mark') {
+        const ns = BigInt(String(v.timeNs ?? '0'));
+        if (ns > (marks.get(String(v.node)) ?? -1n)) marks.set(String(v.node), ns);
+        return;
+      }
       if (v.kind !== 'event') return;
       const e = v as Ev;
-      if (nodes.length === 1) emit(e);
-      else pending.push({ at: Date.now(), ns: BigInt(String(e.timeNs ?? '0')), e });
+      if (nodes.length === 1) return emit(e);
+      const ns = BigInt(String(e.timeNs ?? '0'));
+      pending.push({ at: Date.now(), ns, e });
+      if (ns > (marks.get(e.node) ?? -1n)) marks.set(e.node, ns);
     };
     // One node's events come in order; several nodes' are merged by their timestamps (one clock per
-    // machine) after REORDER_MS, longer than an agent takes to read and send them.
+    // machine): an event is printed once every node has sent a mark (or an event) at least as late,
+    // so none can still come before it; at the latest after MAX_WAIT_MS (an agent that sends no marks).
+    const marks = new Map<string, bigint>();
     const pending: { at: number; ns: bigint; e: Ev }[] = [];
     const flush = (all = false) => {
-      // pending is in arrival order: the ready ones are a prefix.
-      const cutoff = Date.now() - REORDER_MS;
+      if (!pending.length) return;
+      let watermark: bigint | undefined;
+      for (const n of nodes) {
+        const m = marks.get(n.name) ?? -1n;
+        if (watermark === undefined || m < watermark) watermark = m;
+      }
+      const late = Date.now() - MAX_WAIT_MS;
+      pending.sort((x, y) => (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : 0));
       let n = 0;
-      while (n < pending.length && (all || pending[n]!.at <= cutoff)) n++;
-      if (!n) return;
-      const ready = pending.splice(0, n);
-      ready.sort((x, y) => (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : 0));
-      for (const p of ready) emit(p.e);
+      while (n < pending.length && (all || pending[n]!.ns <= watermark! || pending[n]!.at <= late)) n++;
+      for (const p of pending.splice(0, n)) emit(p.e);
     };
-    const ticker = nodes.length > 1 ? setInterval(flush, REORDER_MS / 3) : undefined;
+    const ticker = nodes.length > 1 ? setInterval(flush, 25) : undefined;
     for (const n of nodes) streams.push(openStream(n.apiSocket, `/v1/events?${q}`, onLine));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
