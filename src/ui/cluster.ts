@@ -16,6 +16,8 @@ export interface UiNodeSource {
   netns?: string;
   /** The node's underlay device, when known (a lab node's eth0). */
   underlay?: { ifname: string; address?: string };
+  /** tunnel (VXLAN between nodes, the default) or native (pod CIDRs routed over the underlay: no cilium_vxlan), when known. */
+  routingMode?: 'tunnel' | 'native';
 }
 
 export type DeviceRole = 'host' | 'net' | 'vxlan' | 'underlay' | 'lxc';
@@ -64,6 +66,7 @@ export interface UiNode {
   podCIDR?: string;
   tunnelPort?: number;
   routeMTU?: number;
+  routingMode?: 'tunnel' | 'native';
   /** The agent's start time: a changed value means it restarted. */
   agentStartedAt?: string;
   devices: UiDevice[];
@@ -159,6 +162,7 @@ export async function readTopology(cluster: string, sources: readonly UiNodeSour
       podCIDR: status?.podCIDR ?? before?.podCIDR,
       tunnelPort: status?.tunnelPort ?? before?.tunnelPort,
       routeMTU: status?.routeMTU ?? before?.routeMTU,
+      ...(src.routingMode ? { routingMode: src.routingMode } : {}),
       agentStartedAt: status?.startedAt ?? before?.agentStartedAt,
       devices: dev.devices,
       ...(dev.error ? { devicesError: dev.error } : {}),

@@ -38,6 +38,7 @@ export interface UiNode {
   podCIDR?: string;
   tunnelPort?: number;
   routeMTU?: number;
+  routingMode?: 'tunnel' | 'native';
   agentStartedAt?: string;
   devices: UiDevice[];
   devicesError?: string;

@@ -54,7 +54,8 @@ export function layout(t: UiTopology): Layout {
     });
     boxes.set(`${n.name}/cilium_host`, { x: x + NODE_PAD, y: TOP + 262, w: 180, h: 70 });
     boxes.set(`${n.name}/cilium_net`, { x: x + NODE_PAD, y: TOP + 356, w: 180, h: 52 });
-    boxes.set(`${n.name}/cilium_vxlan`, { x: x + w - NODE_PAD - 200, y: TOP + 262, w: 200, h: 70 });
+    // Native routing has no overlay device: pods' packets to other nodes leave through the underlay device.
+    if (n.routingMode !== 'native' || n.devices.some((d) => d.name === 'cilium_vxlan')) boxes.set(`${n.name}/cilium_vxlan`, { x: x + w - NODE_PAD - 200, y: TOP + 262, w: 200, h: 70 });
     const u = n.devices.find((d) => d.role === 'underlay');
     boxes.set(`${n.name}/${u?.name ?? 'eth0'}`, { x: x + w - NODE_PAD - 200, y: TOP + 420, w: 200, h: 52 });
     x += w + NODE_GAP;
@@ -119,7 +120,9 @@ export function renderTopology(svg: SVGSVGElement, t: UiTopology): Layout {
   // The underlay: one bar under every node, each node's underlay device joined to it.
   if (t.nodes.length) {
     base.append(el('rect', { class: 'underlay-bar', x: 10, y: L.underlayY, width: L.width - 20, height: 20, rx: 4 }));
-    base.append(el('text', { class: 'underlay-label', x: 18, y: L.underlayY + 14 }, 'underlay (node network): VXLAN UDP between the nodes\' underlay devices'));
+    const native = t.nodes.every((n) => n.routingMode === 'native');
+    base.append(el('text', { class: 'underlay-label', x: 18, y: L.underlayY + 14 },
+      native ? 'underlay (node network): pod CIDRs routed to their nodes\' IPs' : 'underlay (node network): VXLAN UDP between the nodes\' underlay devices'));
   }
   for (const n of t.nodes) {
     const nb = L.nodes.get(n.name)!;
@@ -127,7 +130,7 @@ export function renderTopology(svg: SVGSVGElement, t: UiTopology): Layout {
     g.append(el('rect', { class: 'node-box', x: nb.x, y: nb.y, width: nb.w, height: nb.h, rx: 10 }));
     g.append(el('text', { class: 'node-title', x: nb.x + 12, y: nb.y + 20 }, n.name));
     g.append(el('text', { class: 'node-sub', x: nb.x + 12, y: nb.y + 36 },
-      [n.nodeIP && `node ${n.nodeIP}`, n.podCIDR && `pods ${n.podCIDR}`, n.routerIP && `router ${n.routerIP}`].filter(Boolean).join('   ')));
+      [n.nodeIP && `node ${n.nodeIP}`, n.podCIDR && `pods ${n.podCIDR}`, n.routerIP && `router ${n.routerIP}`, n.routingMode === 'native' && 'native routing'].filter(Boolean).join('   ')));
     const state = n.reachable ? 'agent ok' : `agent unreachable${n.unreachableSince ? ` since ${new Date(n.unreachableSince).toLocaleTimeString()}` : ''}`;
     const st = el('text', { class: `node-state ${n.reachable ? 'ok' : 'bad'}`, x: nb.x + nb.w - 12, y: nb.y + 20, 'text-anchor': 'end' }, state);
     if (n.error) st.append(el('title', {}, n.error));
@@ -155,8 +158,8 @@ export function renderTopology(svg: SVGSVGElement, t: UiTopology): Layout {
     g.append(el('text', { class: 'stack-label', x: hb.x + hb.w / 2 + 6, y: hb.y + hb.h + 15 }, 'veth pair'));
     const u = n.devices.find((d) => d.role === 'underlay')?.name ?? 'eth0';
     wire('cilium_vxlan', u, 'bpf');
-    const vb = L.boxes.get(`${n.name}/cilium_vxlan`)!;
-    g.append(el('text', { class: 'stack-label', x: vb.x + vb.w / 2 + 6, y: vb.y + vb.h + 15 }, `VXLAN, UDP ${n.tunnelPort ?? 8472}`));
+    const vb = L.boxes.get(`${n.name}/cilium_vxlan`);
+    if (vb) g.append(el('text', { class: 'stack-label', x: vb.x + vb.w / 2 + 6, y: vb.y + vb.h + 15 }, `VXLAN, UDP ${n.tunnelPort ?? 8472}`));
     const ub = L.boxes.get(`${n.name}/${u}`)!;
     g.append(el('line', { class: 'wire', x1: ub.x + ub.w / 2, x2: ub.x + ub.w / 2, y1: ub.y + ub.h, y2: L.underlayY }));
     for (const p of n.pods) drawPod(g, p, L.boxes.get(`${n.name}/pod:${p.name}`)!, identities);
@@ -220,13 +223,19 @@ export function flowSteps(t: UiTopology, L: Layout, f: Flow, pods = podIndex(t))
   }
   if (first === 'FROM_OVERLAY' || (src && src.node !== node.name && first !== 'FROM_HOST')) {
     push(`${node.name}/${underlayOf(node)}`);
-    push(`${node.name}/cilium_vxlan`);
+    // With native routing the packet comes in on the underlay device itself, not out of the overlay.
+    if (node.routingMode !== 'native' || first === 'FROM_OVERLAY') push(`${node.name}/cilium_vxlan`);
   }
   let last = '';
   for (const h of hops) {
     const d = deviceOfHop(node, h.point, h.ifname, src, dst);
     if (d) push(`${node.name}/${d}`);
     last = normPoint(h.point);
+  }
+  // Native routing: to a pod of another node through the stack, out of the underlay device.
+  if ((last === 'TO_STACK' || last === 'TO_NETWORK') && dst && dst.node !== node.name) {
+    push(`${node.name}/${underlayOf(node)}`);
+    push(`${dst.node}/${underlayOf(t.nodes.find((n) => n.name === dst.node))}`);
   }
   if (last === 'TO_OVERLAY') {
     push(`${node.name}/${underlayOf(node)}`);

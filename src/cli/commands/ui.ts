@@ -63,7 +63,7 @@ async function sourcesOf(target: ClusterTarget): Promise<() => import('../../ui/
     let last = target.nodes.map((n) => ({ name: n.name, apiSocket: n.apiSocket, netns: n.exec?.[3] }));
     return () => {
       const rec = tryLoadLab(target.name);
-      if (rec) last = rec.nodes.map((n) => ({ name: n.name, apiSocket: n.apiSocket, netns: n.netns, underlay: { ifname: 'eth0', address: n.nodeIP } }));
+      if (rec) last = rec.nodes.map((n) => ({ name: n.name, apiSocket: n.apiSocket, netns: n.netns, underlay: { ifname: 'eth0', address: n.nodeIP }, routingMode: rec.routingMode ?? 'tunnel' }));
       return last;
     };
   }
