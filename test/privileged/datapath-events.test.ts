@@ -42,6 +42,8 @@ interface Node {
   h: NetlinkHandle;
   dir: string;
   spec: RemoteNodeEntry;
+  /** `membrane datapath init` again, same config. */
+  reinit(): void;
 }
 
 interface Pod {
@@ -60,11 +62,13 @@ function node(t: TestContext, name: 'A' | 'B', ns: string, spec: RemoteNodeEntry
     nodeName, routerIP: spec.routerIP, podCIDR: spec.podCIDR, nodeIP: spec.nodeIP, remoteNodes: [peer],
     stateDir: tempDir(t, `/tmp/${uniqueName('st')}`),
   };
-  membraneOk(ns, ['datapath', 'init', '--config', writeConfig(t, raw)]);
+  const cfgPath = writeConfig(t, raw);
+  const reinit = () => { membraneOk(ns, ['datapath', 'init', '--config', cfgPath]); };
+  reinit();
   const cfg = validateNodeConfig(raw);
   const h = NetlinkHandle.open(`/run/netns/${ns}`);
   t.after(() => h.close());
-  return { name, ns, cfg, h, dir: cfg.paths.pinDir, spec };
+  return { name, ns, cfg, h, dir: cfg.paths.pinDir, spec, reinit };
 }
 
 function pod(t: TestContext, n: Node, id: number, identity: number): Pod {
@@ -164,6 +168,13 @@ test('datapath events on two nodes: observation points, trace levels, drops, los
     const verdicts = evs.filter((e) => e.type === 'policy-verdict').map((e) => e.type === 'policy-verdict' && `${e.node}:${e.endpointId}:${e.direction}:${e.remoteLabel}:${e.verdict}:${e.protoText}:${e.dstPort}`);
     assert.deepEqual(verdicts, [`A:${a.id}:egress:${b.identity}:allow:ICMP:8`, `B:${b.id}:ingress:${a.identity}:allow:ICMP:8`], 'one allow verdict per side, for the new connection');
     assert.equal(evs.filter((e) => e.type === 'debug').length, 0, 'debug records only at level 2');
+  });
+
+  await t.test('datapath init again (an agent restart) keeps the trace level a listener set', () => {
+    level(1);
+    nA.reinit();
+    assert.equal(readTraceLevel(nA.dir), 1);
+    assert.equal(ping(a.podNs, b.ip).received, 1, 'and the node forwards after it');
   });
 
   await t.test('trace level 0: allowed traffic sends nothing', () => {
