@@ -16,7 +16,9 @@ import { CNP, policyId, type Direction, type Policy, type PolicyKind, type RuleI
  * node to nodeSelector rules; `identity` is what the other end sees (for a
  * node: 1 host from its own pods, 6 remote-node from other nodes' pods). An
  * address is outside the cluster: it has no policy of its own and carries the
- * CIDR identity of the longest prefix a policy names, else world.
+ * CIDR identity of the longest prefix a policy names, else world. An
+ * endpoint given by labels no pod has yet has no identity: identity 0
+ * (UNKNOWN_IDENTITY), and the trace gives it a stand-in of its own.
  */
 export type TracePeer =
   | { readonly kind: 'endpoint'; readonly identity: number; readonly labels: Labels; readonly name?: string }
@@ -146,6 +148,10 @@ export function explainDirection(
 }
 
 const ICMP_ECHO_REQUEST = 8;
+/** A trace peer's identity when its labels have none yet (Cilium's UNKNOWN identity). */
+const UNKNOWN_IDENTITY = 0;
+/** Stand-ins for such peers start above the cluster's identities (16 bits) and below local CIDR ones (1 << 24). */
+const LABELS_ONLY_BASE = 0xff_0000;
 
 function protocolNumber(p: TraceRequest['protocol']): number {
   if (typeof p === 'number') {
@@ -159,6 +165,7 @@ function protocolNumber(p: TraceRequest['protocol']): number {
 
 function peerName(p: TracePeer, identity: number): string {
   if (p.kind === 'address') return `${p.address} (identity ${identity})`;
+  if (p.identity === UNKNOWN_IDENTITY) return `${p.name ?? p.kind} (labels no identity has yet)`;
   return `${p.name ?? p.kind} (identity ${identity})`;
 }
 
@@ -177,7 +184,14 @@ export function tracePolicy(policies: readonly Policy[], universe: Universe, req
   }
 
   const full = new Map(universe);
-  for (const p of [req.src, req.dst]) if (p.kind !== 'address' && !full.has(p.identity)) full.set(p.identity, p.labels);
+  // Labels without an identity yet: each end gets a stand-in above every id in
+  // use, so two such ends never share one (0 would also read as "any identity"
+  // in the engine's wildcard rows) and the selectors see the labels given.
+  let next = Math.max(LABELS_ONLY_BASE, ...full.keys()) + 1;
+  const stand = (p: TracePeer): TracePeer => (p.kind === 'endpoint' && p.identity === UNKNOWN_IDENTITY ? { ...p, identity: next++ } : p);
+  const src = stand(req.src);
+  const dst = stand(req.dst);
+  for (const p of [src, dst]) if (p.kind !== 'address' && !full.has(p.identity)) full.set(p.identity, p.labels);
   const identityOf = (p: TracePeer, end: string) => {
     if (p.kind !== 'address') return p.identity;
     try {
@@ -186,8 +200,8 @@ export function tracePolicy(policies: readonly Policy[], universe: Universe, req
       throw new MembraneError(`trace policy: ${end} address ${JSON.stringify(p.address)}`, { cause: err });
     }
   };
-  const srcIdentity = identityOf(req.src, 'source');
-  const dstIdentity = identityOf(req.dst, 'destination');
+  const srcIdentity = identityOf(src, 'source');
+  const dstIdentity = identityOf(dst, 'destination');
   const engine = new PolicyEngine(policies, full);
 
   const side = (p: TracePeer, direction: Direction, remote: number): DirectionVerdict => {
@@ -199,8 +213,8 @@ export function tracePolicy(policies: readonly Policy[], universe: Universe, req
     }
     return explainDirection(engine, { kind: p.kind, labels: p.labels }, direction, remote, protocol, dport);
   };
-  const egress = side(req.src, 'egress', dstIdentity);
-  const ingress = side(req.dst, 'ingress', srcIdentity);
+  const egress = side(src, 'egress', dstIdentity);
+  const ingress = side(dst, 'ingress', srcIdentity);
   const denied = [egress, ingress].find((d) => !d.allowed);
   const verdict: Verdict = !denied ? 'allowed' : denied.reason === 'denied-by-rule' ? 'denied-by-deny-rule' : 'denied-by-default';
   const proto = Object.entries(PROTOCOL_NUMBERS).find(([, n]) => n === protocol)?.[0] ?? `protocol ${protocol}`;

@@ -119,6 +119,16 @@ spec:
     assert.equal(tracePolicy(policies, u, { src: newWeb, dst: DB, protocol: 'TCP', dport: 5432 }).verdict, 'allowed');
   });
 
+  it('two ends given by labels no identity has yet do not collide: each is traced with its own labels', () => {
+    const labelsOnly = (app: string): TracePeer => ({ kind: 'endpoint', identity: 0, labels: securityLabels({ app, extra: 'x' }, 'default'), name: `app=${app}` });
+    const r = tracePolicy(policies, u, { src: labelsOnly('web'), dst: labelsOnly('db'), protocol: 'TCP', dport: 5432 });
+    assert.equal(r.verdict, 'allowed', r.text);
+    assert.notEqual(r.srcIdentity, r.dstIdentity);
+    assert.ok(![r.srcIdentity, r.dstIdentity].some((id) => u.has(id)), 'stand-ins are ids nobody has');
+    assert.match(r.text, /^app=web \(labels no identity has yet\) -> app=db \(labels no identity has yet\) TCP\/5432: allowed$/);
+    assert.equal(tracePolicy(policies, u, { src: labelsOnly('client'), dst: labelsOnly('db'), protocol: 'TCP', dport: 5432 }).verdict, 'denied-by-default');
+  });
+
   it('refuses a bad address, protocol or port', () => {
     assert.throws(() => tracePolicy(policies, u, { src: WEB, dst: { kind: 'address', address: 'db' }, protocol: 'TCP', dport: 1 }),
       { code: 'E_INVALID_ADDRESS', message: /^trace policy: destination address "db": "db" is not a valid IPv4 address/ });
