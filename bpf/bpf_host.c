@@ -83,7 +83,7 @@ static __always_inline int ipv4_from_host(struct __sk_buff *ctx)
 			if (ret < 0)
 				return ret;
 		}
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt, false);
 	}
 	if (ep) {
 		/* A local host IP: make the frame PACKET_HOST on cilium_net,
@@ -266,7 +266,7 @@ static __always_inline int from_netdev(struct __sk_buff *ctx)
 		if (ret < 0)
 			return ret;
 	}
-	return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+	return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt, true);
 }
 
 SEC("tc")

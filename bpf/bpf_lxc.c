@@ -26,6 +26,7 @@
 #include <lookup.h>
 #include <local_delivery.h>
 #include <encap.h>
+#include <fib.h>
 #include <conntrack.h>
 #include <policy.h>
 #include <tailcall.h>
@@ -140,7 +141,7 @@ static __always_inline int ipv4_from_lxc(struct __sk_buff *ctx)
 		 */
 		if (cfg->flags & NODE_F_ENDPOINT_ROUTES)
 			return pass_to_stack(ctx, src_label, ep->sec_id);
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt, true);
 	}
 
 	info = lookup_ipcache(ip->daddr);
@@ -152,7 +153,12 @@ static __always_inline int ipv4_from_lxc(struct __sk_buff *ctx)
 	if (ipcache_wants_tunnel(info))
 		return encap_and_redirect(ctx, cfg, info->tunnel_endpoint, src_label,
 					  dst_label);
-	/* World, or a prefix reachable without the tunnel: the kernel routes. */
+	/* World, or a prefix reachable without the tunnel (native routing):
+	 * out of the native device by BPF host routing, else the kernel routes.
+	 */
+	ret = fib_redirect_v4(ctx, ip, cfg, src_label, dst_label);
+	if (ret)
+		return ret;
 	return pass_to_stack(ctx, src_label, dst_label);
 }
 

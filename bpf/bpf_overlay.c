@@ -78,7 +78,7 @@ static __always_inline int ipv4_from_overlay(struct __sk_buff *ctx)
 		ret = ct_parse(ctx, ip, &pkt);
 		if (ret < 0)
 			return ret;
-		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt);
+		return ipv4_local_delivery(ctx, eth, ip, ep, src_label, cfg, &pkt, true);
 	}
 
 	/* For this host: hand it to cilium_host's ingress as PACKET_HOST. */

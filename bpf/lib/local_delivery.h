@@ -6,8 +6,8 @@
  * pod's cil_to_container does, which the redirect below passes through),
  * decrement the TTL (dropping at TTL <= 1), rewrite L2 (source = the pod's
  * host-side lxc MAC, destination = the pod's MAC), stamp the source identity
- * into skb->mark, trace TO_LXC and bpf_redirect() to the egress of the pod's
- * host-side veth, i.e. into the pod without touching the host stack.
+ * into skb->mark, trace TO_LXC and redirect into the pod without touching the
+ * host stack (redirect_to_pod: bpf_redirect_peer or bpf_redirect).
  * pass_to_stack() stamps the identity, traces TO_STACK and returns TC_ACT_OK.
  */
 #pragma once
@@ -20,12 +20,34 @@
 #include "events.h"
 #include "policy.h"
 
+/* Into the pod: BPF host routing (from a tc ingress hook, without endpoint
+ * routes or legacy host routing) moves the packet straight to the ingress of
+ * the pod's eth0 with bpf_redirect_peer: no second pass through the host-side
+ * veth and the CPU backlog. The pod's stack must see it as for itself
+ * (PACKET_HOST; a decapsulated packet's type was set for cilium_vxlan's MAC).
+ * Otherwise (cilium_host's egress, where the helper does not work, or
+ * cil_to_container must run on the lxc's egress) bpf_redirect to the lxc's
+ * egress, which hands it to the peer.
+ */
+static __always_inline int redirect_to_pod(struct __sk_buff *ctx, const struct node_config *cfg,
+					   __u32 ifindex, bool from_ingress)
+{
+	if (from_ingress && !(cfg->flags & (NODE_F_LEGACY_HOST_ROUTING | NODE_F_ENDPOINT_ROUTES))) {
+		bpf_skb_change_type(ctx, 0 /* PACKET_HOST */);
+		return bpf_redirect_peer(ifindex, 0);
+	}
+	return bpf_redirect(ifindex, 0);
+}
+
+/* `from_ingress`: the calling program runs at a tc ingress hook (lxc,
+ * cilium_vxlan, the native device), where bpf_redirect_peer is allowed.
+ */
 static __always_inline int ipv4_local_delivery(struct __sk_buff *ctx, struct ethhdr *eth,
 					       struct iphdr *ip,
 					       const struct endpoint_info *ep,
 					       __u32 src_label,
 					       const struct node_config *cfg,
-					       const struct ct_packet *p)
+					       const struct ct_packet *p, bool from_ingress)
 {
 	__u32 ifindex = ep->ifindex;
 	int ret;
@@ -44,7 +66,7 @@ static __always_inline int ipv4_local_delivery(struct __sk_buff *ctx, struct eth
 	mac_copy(eth->h_dest, ep->mac);
 	set_identity_mark(ctx, src_label);
 	send_trace_notify(ctx, TRACE_TO_LXC, src_label, ep->sec_id, ep->lxc_id, ifindex);
-	return bpf_redirect(ifindex, 0);
+	return redirect_to_pod(ctx, cfg, ifindex, from_ingress);
 }
 
 static __always_inline int pass_to_stack(struct __sk_buff *ctx, __u32 src_label,

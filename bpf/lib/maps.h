@@ -119,6 +119,7 @@ struct {
 #define NODE_F_ENDPOINT_ROUTES	0x01	/* local pods are reached via the stack */
 #define NODE_F_MASQUERADE	0x04	/* SNAT pod traffic leaving the cluster (nat.h) */
 #define NODE_F_NATIVE_ROUTING	0x08	/* no tunnel: remote pods are routed over the native device */
+#define NODE_F_LEGACY_HOST_ROUTING 0x10	/* no bpf_redirect_peer / bpf_redirect_neigh (local_delivery.h, fib.h) */
 
 /* trace_level: which trace and debug events the programs send (drops and
  * policy denials are always sent; events.h decides per site):

@@ -40,7 +40,8 @@
 	SOURCE_FILE(25, "trace_points.h")	\
 	SOURCE_FILE(26, "conntrack.h")		\
 	SOURCE_FILE(27, "policy.h")		\
-	SOURCE_FILE(40, "nat.h")
+	SOURCE_FILE(40, "nat.h")		\
+	SOURCE_FILE(41, "fib.h")
 
 static __always_inline __attribute__((unused)) int
 __source_file_id(const char *const name)

@@ -32,5 +32,6 @@ export function renderExplain(e: Explanation): string {
   s += `\nrouting: ${e.routingMode}${e.routingMode === 'native' ? ` (other nodes' pod CIDRs via their node IPs on ${e.nativeDevice ?? '?'})` : ' (VXLAN through cilium_vxlan)'}; `
     + `masquerade: ${e.masquerade ? `on (pod traffic leaving the cluster gets the node IP on ${e.nativeDevice})` : 'off'}\n`;
   if (e.nativeRoutes.length) s += `routes via ${e.nativeDevice}:\n` + e.nativeRoutes.map((r) => `  ${formatRoute(r, e.nativeDevice!)}`).join('\n') + '\n';
+  s += `\nhost routing: ${e.hostRouting}\n` + table(['PATH', 'DELIVERY', 'HOW'], e.paths.map((p) => [p.path, p.mode, p.how]));
   return s;
 }

@@ -56,6 +56,39 @@ export interface Explanation {
   nativeDevice?: string;
   /** Added: native routing's routes to other nodes' pod CIDRs on the native device. */
   nativeRoutes: Route[];
+  /** Added: bpf (BPF host routing) or legacy. */
+  hostRouting: 'bpf' | 'legacy';
+  /** Added: how each traffic path is delivered, from node_config's flags (the programs decide per packet by the same flags). */
+  paths: ExplainedPath[];
+}
+
+export interface ExplainedPath {
+  path: string;
+  /** e.g. 'bpf_redirect_peer', 'bpf_redirect', 'bpf_redirect_neigh', 'stack', 'tunnel'. */
+  mode: string;
+  how: string;
+}
+
+/** The delivery mode of every path for these node_config flags (mirrors local_delivery.h, fib.h, bpf_lxc.c, bpf_host.c). */
+export function explainPaths(c: Pick<nodeCfg.NodeConfig, 'endpointRoutes'> & { nativeRouting?: boolean; legacyHostRouting?: boolean; nativeIfindex?: number }, nativeName?: string): ExplainedPath[] {
+  const peer = !c.legacyHostRouting && !c.endpointRoutes;
+  const neigh = !c.legacyHostRouting && !!c.nativeIfindex;
+  const intoPod = (from: string): ExplainedPath => peer
+    ? { path: from, mode: 'bpf_redirect_peer', how: 'straight into the pod\'s eth0 ingress (its netns), no pass through the lxc or the backlog' }
+    : c.endpointRoutes
+      ? { path: from, mode: 'bpf_redirect', how: 'to the lxc\'s egress, where cil_to_container enforces the pod\'s ingress (endpoint routes)' }
+      : { path: from, mode: 'bpf_redirect', how: 'to the lxc\'s egress, which hands it to the pod (legacy host routing)' };
+  const out = (path: string): ExplainedPath => neigh
+    ? { path, mode: 'bpf_redirect_neigh', how: `FIB lookup, then out of ${nativeName ?? 'the native device'} to the next hop (the stack when the route goes elsewhere)` }
+    : { path, mode: 'stack', how: 'identity mark, then the kernel routes it' };
+  return [
+    c.endpointRoutes ? { path: 'pod -> pod, same node', mode: 'stack', how: 'the kernel routes to the lxc (endpoint routes); cil_to_container' } : intoPod('pod -> pod, same node (cil_from_container)'),
+    intoPod('overlay -> pod (cil_from_overlay)'),
+    intoPod(`${nativeName ?? 'native device'} -> pod: native routing, masquerade replies (cil_from_netdev)`),
+    { path: 'host -> pod (cil_from_host)', mode: 'bpf_redirect', how: 'cilium_host\'s egress is no ingress hook: bpf_redirect_peer cannot be used there' },
+    c.nativeRouting ? out('pod -> other node\'s pod') : { path: 'pod -> other node\'s pod', mode: 'tunnel', how: 'tunnel key, bpf_redirect to cilium_vxlan' },
+    out('pod -> world (masqueraded by cil_to_netdev)'),
+  ];
 }
 
 const ROLES: Record<string, { purpose: string; traffic: string }> = {
@@ -115,6 +148,8 @@ export function explainNode(): Explanation {
       nodeName: marker.nodeName, bpffsRoot: marker.bpffsRoot, devices, routes: host.ifindex ? hostDeviceRoutes(h, host.ifindex) : [],
       routingMode: cfg?.nativeRouting ? 'native' : 'tunnel', masquerade: !!cfg?.masquerade,
       ...(native ? { nativeDevice: native.name } : {}), nativeRoutes: native ? nativeDeviceRoutes(h, native.index) : [],
+      hostRouting: cfg?.legacyHostRouting ? 'legacy' : 'bpf',
+      paths: explainPaths(cfg ?? { endpointRoutes: false }, native?.name),
     };
   } finally {
     h.close();

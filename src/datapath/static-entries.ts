@@ -27,6 +27,7 @@ export function writeNodeConfigFor(cfg: NodeConfig, d: { host: Link; net: Link; 
     // Masquerade needs the native device's programs and the node IP to translate to.
     masquerade: cfg.enableMasquerade && !!d.native && !!cfg.nodeIP,
     nativeRouting: cfg.routingMode === 'native',
+    legacyHostRouting: cfg.hostRouting === 'legacy',
     nativeIfindex: d.native?.index ?? 0,
   });
 }

@@ -85,6 +85,8 @@ export interface NodeConfig {
   readonly enableMasquerade: boolean;
   /** tunnel: VXLAN between nodes; native: other nodes' pod CIDRs routed to their node IPs over the native device (autoDirectNodeRoutes). */
   readonly routingMode: 'tunnel' | 'native';
+  /** bpf: bpf_redirect_peer / bpf_redirect_neigh where the hook allows; legacy: bpf_redirect and the stack. */
+  readonly hostRouting: 'bpf' | 'legacy';
   readonly routeMetric: number;
   readonly remoteNodes: readonly RemoteNode[];
   /** This node's underlay IP (the tunnel endpoint peers send to). Required by the agent. */
@@ -137,6 +139,7 @@ const TOP_KEYS: Record<string, Check> = {
   enableEndpointRoutes: bool,
   enableMasquerade: bool,
   routingMode: (v, f, p) => (v === 'tunnel' || v === 'native' ? v : void p.push(`${f}: must be "tunnel" or "native" (got ${show(v)})`)),
+  hostRouting: (v, f, p) => (v === 'bpf' || v === 'legacy' ? v : void p.push(`${f}: must be "bpf" or "legacy" (got ${show(v)})`)),
   routeMetric: intIn(0, 0xffffffff),
   remoteNodes: (v, f, p) => (Array.isArray(v) ? v : void p.push(`${f}: must be a list of { podCIDR, nodeIP } (got ${show(v)})`)),
   nodeIP: ipv4,
@@ -331,6 +334,7 @@ export function validateNodeConfig(raw: Raw, source = 'config', switches: Pick<E
     enableEndpointRoutes: (out.enableEndpointRoutes as boolean | undefined) ?? defaults.enableEndpointRoutes,
     enableMasquerade: (out.enableMasquerade as boolean | undefined) ?? defaults.enableMasquerade,
     routingMode: (out.routingMode as 'tunnel' | 'native' | undefined) ?? defaults.routingMode,
+    hostRouting: (out.hostRouting as 'bpf' | 'legacy' | undefined) ?? defaults.hostRouting,
     routeMetric: (out.routeMetric as number | undefined) ?? defaults.routeMetric,
     remoteNodes: Object.freeze(remotes.map((r) => Object.freeze({ ...r }))),
     nodeIP: out.nodeIP as string | undefined,

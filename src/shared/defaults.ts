@@ -23,6 +23,11 @@ export const defaults = {
   enableMasquerade: true,
   /** 'tunnel' (VXLAN between nodes) or 'native' (pod CIDRs routed to their node IPs over the native device). */
   routingMode: 'tunnel' as 'tunnel' | 'native',
+  /**
+   * 'bpf': BPF host routing (bpf_redirect_peer into pods from ingress hooks, bpf_redirect_neigh out of the native
+   * device); 'legacy': bpf_redirect to the lxc and the host stack for routing (Cilium's enable-host-legacy-routing).
+   */
+  hostRouting: 'bpf' as 'bpf' | 'legacy',
   cluster: 'default',
   /** Where `membrane ui` listens: loopback only (the UI has no authentication); 12000 is the port hubble-ui is usually forwarded to. */
   uiListen: '127.0.0.1:12000',

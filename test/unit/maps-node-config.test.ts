@@ -6,7 +6,7 @@ import { checkTraceLevel, decodeValue, encodeKey, encodeValue, type NodeConfig }
 const cfg: NodeConfig = {
   hostIfindex: 3, netIfindex: 4, encapIfindex: 5, routerIp: '10.0.1.1', nodeIp: '192.168.0.1',
   hostMac: '02:cc:00:00:00:01', netMac: '02:cc:00:00:00:02', encapMac: '02:cc:00:00:00:03',
-  endpointRoutes: false, traceLevel: 2, routeMtu: 1450, masquerade: false, nativeRouting: false, nativeIfindex: 0,
+  endpointRoutes: false, traceLevel: 2, routeMtu: 1450, masquerade: false, nativeRouting: false, legacyHostRouting: false, nativeIfindex: 0,
 };
 
 test('layout: ifindexes, IPs in network order, flags, MACs at 8-byte slots, MTU, trace level', () => {
@@ -29,6 +29,7 @@ test('layout: ifindexes, IPs in network order, flags, MACs at 8-byte slots, MTU,
   assert.equal(routes[52], 0);
   const nat = encodeValue({ ...cfg, traceLevel: 0, masquerade: true, nativeRouting: true, nativeIfindex: 2 });
   assert.equal(nat.readUInt32LE(20), 0x04 | 0x08, 'masquerade and native-routing bits');
+  assert.equal(encodeValue({ ...cfg, legacyHostRouting: true }).readUInt32LE(20), 0x10, 'legacy host routing bit');
   assert.equal(nat.readUInt32LE(56), 2, 'native device ifindex');
   assert.deepEqual([...nat.subarray(60)], new Array(4).fill(0));
   assert.deepEqual([...encodeKey()], [0, 0, 0, 0]);

@@ -11,7 +11,7 @@ import { json } from '../output.ts';
 
 /** Flags that mirror config keys; a flag overrides the file. */
 const CONFIG_FLAGS: Record<string, FlagSpec & { key: string; parse?: (s: string) => unknown }> = {
-  config: { type: 'string', help: 'YAML node config (keys: nodeName, routerIP, podCIDR, deviceMTU, tunnelPort, tunnelSourcePortRange, enableEndpointRoutes, enableMasquerade, routingMode, routeMetric, remoteNodes, nodeIP, cluster, bpffsRoot, stateDir, apiSocket, leaseTTL, store; see README)', key: '' },
+  config: { type: 'string', help: 'YAML node config (keys: nodeName, routerIP, podCIDR, deviceMTU, tunnelPort, tunnelSourcePortRange, enableEndpointRoutes, enableMasquerade, routingMode, hostRouting, routeMetric, remoteNodes, nodeIP, cluster, bpffsRoot, stateDir, apiSocket, leaseTTL, store; see README)', key: '' },
   nodeName: { type: 'string', help: 'node name', key: 'nodeName' },
   routerIP: { type: 'string', help: 'router IP (cilium_host address, the pods\' gateway)', key: 'routerIP' },
   podCIDR: { type: 'string', help: 'this node\'s pod CIDR', key: 'podCIDR' },
@@ -20,6 +20,7 @@ const CONFIG_FLAGS: Record<string, FlagSpec & { key: string; parse?: (s: string)
   tunnelSourcePortRange: { type: 'string', help: `VXLAN source port range low-high (default ${defaults.tunnelSourcePortRange}: kernel default)`, key: 'tunnelSourcePortRange' },
   enableEndpointRoutes: { type: 'boolean', help: 'per-pod /32 routes to the lxc device instead of via cilium_host', key: 'enableEndpointRoutes' },
   routingMode: { type: 'string', help: `tunnel (VXLAN) or native (pod CIDRs routed to their node IPs) (default ${defaults.routingMode})`, key: 'routingMode' },
+  hostRouting: { type: 'string', help: `bpf (bpf_redirect_peer/_neigh) or legacy (bpf_redirect and the stack) (default ${defaults.hostRouting})`, key: 'hostRouting' },
   routeMetric: { type: 'string', help: `metric of the routes on cilium_host (default ${defaults.routeMetric})`, key: 'routeMetric', parse: num },
   nodeIP: { type: 'string', help: 'this node\'s underlay IP', key: 'nodeIP' },
   bpffsRoot: { type: 'string', help: `bpffs directory for pins (default ${defaults.bpffsRoot})`, key: 'bpffsRoot' },

@@ -37,6 +37,8 @@ export function checkTraceLevel(v: unknown): TraceLevel {
 export const NODE_F_MASQUERADE = 0x04;
 /** Native routing: no tunnel, remote pods are reached over the native device. */
 export const NODE_F_NATIVE_ROUTING = 0x08;
+/** No BPF host routing: local delivery by bpf_redirect to the lxc, pod traffic out through the stack. */
+export const NODE_F_LEGACY_HOST_ROUTING = 0x10;
 
 export interface NodeConfig {
   /** ifindex of cilium_host. */
@@ -57,6 +59,8 @@ export interface NodeConfig {
   /** Masquerade pod traffic leaving the cluster (default false in the codec: the agent says). */
   masquerade?: boolean;
   nativeRouting?: boolean;
+  /** No bpf_redirect_peer / bpf_redirect_neigh (hostRouting: legacy). */
+  legacyHostRouting?: boolean;
   /** ifindex of the native (underlay) device carrying cil_from_netdev/cil_to_netdev; 0 = none. */
   nativeIfindex?: number;
 }
@@ -74,7 +78,8 @@ export function encodeValue(c: NodeConfig): Buffer {
   buf.writeUInt32LE(checkU32('encap ifindex', c.encapIfindex), f.encap_ifindex);
   writeIPv4(buf, f.router_ip, c.routerIp);
   writeIPv4(buf, f.node_ip, c.nodeIp);
-  buf.writeUInt32LE((c.endpointRoutes ? NODE_F_ENDPOINT_ROUTES : 0) | (c.masquerade ? NODE_F_MASQUERADE : 0) | (c.nativeRouting ? NODE_F_NATIVE_ROUTING : 0), f.flags);
+  buf.writeUInt32LE((c.endpointRoutes ? NODE_F_ENDPOINT_ROUTES : 0) | (c.masquerade ? NODE_F_MASQUERADE : 0) | (c.nativeRouting ? NODE_F_NATIVE_ROUTING : 0)
+    | (c.legacyHostRouting ? NODE_F_LEGACY_HOST_ROUTING : 0), f.flags);
   writeMac(buf, f.host_mac, c.hostMac);
   writeMac(buf, f.net_mac, c.netMac);
   writeMac(buf, f.encap_mac, c.encapMac);
@@ -105,6 +110,7 @@ export function decodeValue(buf: Uint8Array): NodeConfig {
     routeMtu: b.readUInt32LE(f.route_mtu),
     masquerade: (flags & NODE_F_MASQUERADE) !== 0,
     nativeRouting: (flags & NODE_F_NATIVE_ROUTING) !== 0,
+    legacyHostRouting: (flags & NODE_F_LEGACY_HOST_ROUTING) !== 0,
     nativeIfindex: b.readUInt32LE(f.native_ifindex),
   };
 }

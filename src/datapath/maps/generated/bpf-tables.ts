@@ -93,4 +93,5 @@ export const SOURCE_FILE_TABLE: readonly GeneratedSourceFile[] = [
   { id: 26, name: "conntrack.h" },
   { id: 27, name: "policy.h" },
   { id: 40, name: "nat.h" },
+  { id: 41, name: "fib.h" },
 ];
