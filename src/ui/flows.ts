@@ -31,6 +31,8 @@ export interface FlowStreamState {
   error?: string;
   /** Flows received on this stream since the UI server started. */
   received: number;
+  /** Events or flows the agent reported lost on this stream (its lost_events lines: ring buffer full, or this reader too slow). */
+  lost: number;
 }
 
 /** How long to wait before reconnecting a stream that ended or failed. */
@@ -54,7 +56,7 @@ export class FlowStream {
     /** The trace level this stream asks the agent for: 1 traces each connection's first packets, 2 every packet. */
     private readonly level: 1 | 2 = 1,
   ) {
-    this.state = { node, connected: false, received: 0 };
+    this.state = { node, connected: false, received: 0, lost: 0 };
     this.connect();
   }
 
@@ -90,8 +92,12 @@ export class FlowStream {
           if (!l.trim()) continue;
           try {
             // Hubble's GetFlowsResponse lines: { flow, node_name, time }; the others (node_status, lost_events) carry no flow.
-            const v = JSON.parse(l) as { flow?: WireFlow };
+            const v = JSON.parse(l) as { flow?: WireFlow; lost_events?: { num_events_lost?: number } };
             if (v.flow) flows.push({ ...v.flow, node_name: v.flow.node_name ?? this.node });
+            else if (v.lost_events?.num_events_lost) {
+              this.state.lost += v.lost_events.num_events_lost;
+              this.onState({ ...this.state });
+            }
           } catch { /* a torn line: skip it */ }
         }
         if (flows.length) {

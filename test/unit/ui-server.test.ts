@@ -128,6 +128,14 @@ test('ui server: topology from the agent, unreachable and back, flows relayed, b
     assert.deepEqual(d.flows[0]!.hops, [{ point: 'DROPPED', ifname: 'cilium_vxlan' }], 'hops without their raw times');
     assert.equal(d.flows[0]!.ethernet, undefined, 'the page gets no MACs');
     assert.equal(JSON.parse((await get(`${url}api/flows`)).body).length, 1, 'kept for a page opened later');
+    // An agent's count of lost events reaches the page with the stream's state.
+    const before = new Set(agent.flows);
+    const lost = events(`${url}api/events`, (ev, d) => ev === 'streams' && (d as { lost: number }[])[0]?.lost === 7);
+    // The page that left closed the UI's stream to the agent (nobody looking); this one opens a new one.
+    const until = Date.now() + 5_000;
+    while (![...agent.flows].some((f) => !before.has(f)) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const send of agent.flows) if (!before.has(send)) send(`${JSON.stringify({ lost_events: { source: 'PERF_EVENT_RING_BUFFER', num_events_lost: 7 }, node_name: 'node-1' })}\n`);
+    await lost;
   });
 
   await t.test('the agent away: unreachable with its last pods; back: reachable again', async () => {

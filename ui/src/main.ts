@@ -404,8 +404,8 @@ function showStreams(s: StreamState[]): void {
     const b = document.createElement('span');
     b.className = `badge ${x.connected ? 'ok' : 'bad'}`;
     b.dataset.node = x.node;
-    b.textContent = `${x.node} flows ${x.connected ? 'live' : 'reconnecting'}`;
-    if (x.error) b.title = x.error;
+    b.textContent = `${x.node} flows ${x.connected ? 'live' : 'reconnecting'}${x.lost ? ` (${x.lost} lost)` : ''}`;
+    b.title = [x.error, `${x.received} flows received`, x.lost ? `${x.lost} events or flows lost by the agent (ring buffer full, or this stream read too slowly)` : ''].filter(Boolean).join('\n');
     return b;
   }));
 }

@@ -90,7 +90,7 @@ export interface Flow {
   policy_verdict?: Record<string, unknown>;
 }
 
-export interface StreamState { node: string; connected: boolean; error?: string; received: number }
+export interface StreamState { node: string; connected: boolean; error?: string; received: number; lost?: number }
 
 /** `membrane trace -o json` (src/cli/commands/trace.ts). */
 export interface TraceHop { node: string; kind: string; point: string; device?: string; program?: string; decided: string[]; reply: boolean }
