@@ -142,8 +142,14 @@ function filters(): { pod: string; verdict: string; protocol: string; port: stri
 /** A flow's end by pod name: the node's own name for it, else the pod the topology has at that IP (a remote pod), else the IP. */
 const endName = (f: Flow, which: 'source' | 'destination'): string => {
   const ip = which === 'source' ? f.IP?.source : f.IP?.destination;
-  return f[which]?.pod_name ?? (ip ? state.pods.get(ip)?.name : undefined) ?? ip ?? '';
+  return f[which]?.pod_name ?? (ip ? state.pods.get(ip)?.name ?? hostName(ip) : undefined) ?? ip ?? '';
 };
+
+/** "node-1 (host)" for a node's own address (its node IP or router IP), else undefined. */
+function hostName(ip: string): string | undefined {
+  const n = state.topology?.nodes.find((x) => x.nodeIP === ip || x.routerIP === ip);
+  return n ? `${n.name} (host)` : undefined;
+}
 
 function pathText(f: Flow): string {
   return (f.hops ?? []).map((h) => (h.point === 'DROPPED' ? `✗ ${h.ifname ?? ''}` : `${h.point_text ?? h.point}${h.ifname ? `@${h.ifname}` : ''}`)).join(' → ');
