@@ -88,7 +88,9 @@ export class Browser {
       try { process.kill(-this.child.pid!, 'SIGKILL'); } catch { this.child.kill('SIGKILL'); }
       await gone;
     }
-    // A renderer may still be flushing into the profile for a moment after the browser died.
+    // A renderer may still be flushing into the profile for a moment after the browser died: remove it, and again.
+    rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    await new Promise((r) => setTimeout(r, 500));
     rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
