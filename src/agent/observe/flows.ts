@@ -194,6 +194,13 @@ export class FlowJoiner {
     return out;
   }
 
+  /** The first event time of the oldest flow still being joined (a flow stream's mark must stay before it). */
+  oldestPendingNs(): bigint | undefined {
+    let min: bigint | undefined;
+    for (const p of this.pending.values()) if (min === undefined || p.firstNs < min) min = p.firstNs;
+    return min;
+  }
+
   get pendingCount(): number {
     return this.pending.size;
   }

@@ -86,6 +86,7 @@ export class Observer {
   private undecodable = 0;
   private undecodableSeen = 0;
   private lastMarkNs = 0n;
+  private lastFlowMarkNs = 0n;
   private subscriberLost = 0;
   private flowsTotal = 0;
   readonly eventCounts: Record<EventType, number> = { drop: 0, trace: 0, debug: 0, 'policy-verdict': 0 };
@@ -171,6 +172,7 @@ export class Observer {
     const done = events.length ? this.joiner.add(events, now) : [];
     if (this.joiner.pendingCount) done.push(...this.joiner.flush(now));
     for (const f of done) this.publishFlow(f);
+    this.flowMark(now);
     this.applyLevel();
   }
 
@@ -185,6 +187,23 @@ export class Observer {
     this.lastMarkNs = pollStartNs;
     const line = JSON.stringify({ kind: 'mark', node: this.node, timeNs: String(pollStartNs - MARK_MARGIN_NS) } satisfies MarkLine) + '\n';
     for (const s of this.eventSubs) s.sub.send(line);
+  }
+
+  /**
+   * The same for flow streams: every flow whose first event was made before
+   * `time_ns` has been sent (the poll's start, or just before the oldest flow
+   * still being joined). A flow stream's flows are not in time order even
+   * for one node (a drop finishes its flow at once, a forward 10 ms later):
+   * a client orders them up to the marks.
+   */
+  private flowMark(pollStartNs: bigint): void {
+    if (!this.flowSubs.size || pollStartNs - this.lastFlowMarkNs < MARK_EVERY_NS) return;
+    this.lastFlowMarkNs = pollStartNs;
+    let t = pollStartNs - MARK_MARGIN_NS;
+    const oldest = this.joiner.oldestPendingNs();
+    if (oldest !== undefined && oldest - 1n < t) t = oldest - 1n;
+    const line = JSON.stringify({ mark: { time_ns: String(t) }, node_name: this.node }) + '\n';
+    for (const s of this.flowSubs) s.sub.send(line);
   }
 
   /** Counts decode failures the source reports (it skips such records). */
