@@ -218,7 +218,7 @@ static __always_inline int from_netdev(struct __sk_buff *ctx)
 	if (!ipv4_headers(ctx, &eth, &ip))
 		return TC_ACT_OK;
 	if (ip->daddr == cfg->node_ip) {
-		if (!(cfg->flags & NODE_F_MASQUERADE))
+		if (!(cfg->flags & NODE_F_MASQUERADE) || !nat_maybe_reply(ctx, ip))
 			return TC_ACT_OK;
 		if (ct_parse(ctx, ip, &pkt) < 0)
 			return TC_ACT_OK;

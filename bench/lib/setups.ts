@@ -1,14 +1,17 @@
-// The three cross-node setups the throughput benchmark compares, each built
-// in its own namespaces (two "node" netns joined by a veth underlay, MTU
-// 1500, plus one pod netns per node where there are pods):
+// The setups the throughput benchmark compares, each built in its own
+// namespaces (two "node" netns joined by a veth underlay, MTU 1500, plus pod
+// netns where there are pods):
 //
 //   underlay  node to node over the veth pair;
 //   flannel   the traditional kernel VXLAN overlay as flannel's vxlan backend
 //             builds it (docs/benchmarks.md): flannel.1 (VNI 1, dstport 8472,
 //             nolearning, MTU 1450), per peer a permanent neighbour, a static
-//             FDB entry and an onlink route; pods on a cni0 bridge;
+//             FDB entry and an onlink route; pods on a cni0 bridge; a second
+//             pod on node 1's bridge gives the same-node veth+bridge setup;
 //   membrane  a `membrane agent` per node (shared SQLite store) and one pod
-//             per node attached through the membrane-cni plugin.
+//             per node attached through the membrane-cni plugin (tunnel
+//             routing; with `routingMode: native` a second cluster), and a
+//             second pod on node 1 for the same-node setup.
 //
 // Kernel state is written with our netlink layer (src/netlink); only what it
 // has no verb for (sysctls via /proc in the netns) is done otherwise.
@@ -36,7 +39,7 @@ export interface Endpoint {
 }
 
 export interface Setup {
-  name: 'underlay' | 'flannel-vxlan' | 'membrane';
+  name: 'underlay' | 'flannel-vxlan' | 'membrane' | 'membrane-native' | 'bridge-same-node' | 'membrane-same-node';
   description: string;
   /** Sender (iperf3 client, RR client). */
   client: Endpoint;
@@ -111,6 +114,11 @@ export function buildUnderlay(lab: Lab): Setup {
  * on the cni0 bridge as the bridge CNI plugin puts them (veth, MTU 1450).
  */
 export function buildFlannel(lab: Lab): Setup {
+  return buildFlannelPair(lab).cross;
+}
+
+/** flannel's setup (above) and, with a second pod on node 1's cni0, the same-node veth+bridge setup. */
+export function buildFlannelPair(lab: Lab): { cross: Setup; sameNode: Setup } {
   const nodes = nodePair(lab, 'f');
   const mtu = UNDERLAY_MTU - VXLAN_OVERHEAD;
   const vtepMac: string[] = [];
@@ -136,14 +144,14 @@ export function buildFlannel(lab: Lab): Setup {
     neighAdd(h, { index: vx.index, mac: vtepMac[1 - i]!, dst: peer.nodeIP, self: true, permanent: true });
     routeAdd(h, { dst: peer.podCIDR, gateway: peer.subnet, oif: vx.index, onlink: true });
   }));
-  const pods = nodes.map((nodeNs, i) => {
+  const addPod = (nodeNs: string, i: number, j: number) => {
     const spec = NODES[i]!;
-    const podNs = lab.addNetns(`fp${i + 1}`);
-    const podIP = spec.gateway.replace(/\.1$/, '.2');
+    const podNs = lab.addNetns(`fp${i + 1}${j ? `-${j + 1}` : ''}`);
+    const podIP = spec.gateway.replace(/\.1$/, `.${2 + j}`);
     withHandle(nodeNs, (h) => {
-      linkAddVeth(h, { name: 'veth0', peerName: 'eth0', peerNetns: podNs, mtu });
+      linkAddVeth(h, { name: `veth${j}`, peerName: 'eth0', peerNetns: podNs, mtu });
       const br = must(linkGet(h, 'cni0'), `${nodeNs} cni0`);
-      const veth = must(linkGet(h, 'veth0'), `${nodeNs} veth0`);
+      const veth = must(linkGet(h, `veth${j}`), `${nodeNs} veth${j}`);
       linkSet(h, veth.index, { masterIndex: br.index, up: true });
     });
     withHandle(podNs, (p) => {
@@ -153,12 +161,22 @@ export function buildFlannel(lab: Lab): Setup {
       routeAdd(p, { dst: 'default', gateway: spec.gateway, oif: eth0.index });
     });
     return { ns: podNs, ip: podIP };
-  });
+  };
+  const pods = nodes.map((nodeNs, i) => addPod(nodeNs, i, 0));
+  const second = addPod(nodes[0], 0, 1);
   return {
-    name: 'flannel-vxlan',
-    description: `flannel.1 VNI 1 dstport 8472 nolearning MTU ${mtu}, static FDB + neighbour + onlink route, pods on cni0 bridge`,
-    client: pods[0]!,
-    server: pods[1]!,
+    cross: {
+      name: 'flannel-vxlan',
+      description: `flannel.1 VNI 1 dstport 8472 nolearning MTU ${mtu}, static FDB + neighbour + onlink route, pods on cni0 bridge`,
+      client: pods[0]!,
+      server: pods[1]!,
+    },
+    sameNode: {
+      name: 'bridge-same-node',
+      description: `two pods on one node's cni0 bridge (veth pairs, MTU ${mtu}), as the bridge CNI plugin makes them`,
+      client: pods[0]!,
+      server: second,
+    },
   };
 }
 
@@ -170,19 +188,31 @@ export function buildFlannel(lab: Lab): Setup {
  * removed by lab.cleanup().
  */
 export async function buildMembrane(lab: Lab): Promise<Setup> {
-  const nodes = nodePair(lab, 'm');
+  return (await buildMembraneCluster(lab)).cross;
+}
+
+/**
+ * A Membrane cluster as buildMembrane's, in `routingMode` (nodes <tag>-m1/2,
+ * or -n1/2 for native), with `sameNodePod` a second pod on node 1: the
+ * cross-node setup and, if asked, the same-node one.
+ */
+export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel' | 'native'; sameNodePod?: boolean } = {}): Promise<{ cross: Setup; sameNode?: Setup }> {
+  const native = o.routingMode === 'native';
+  const k = native ? 'n' : 'm';
+  const nodes = nodePair(lab, k);
   const bpffs = mountBpffs();
-  const store = `${lab.dir}/cluster.db`;
+  const store = `${lab.dir}/cluster-${k}.db`;
   const agents: AgentProcess[] = [];
   const conf: Record<string, unknown>[] = [];
   for (const [i, ns] of nodes.entries()) {
     const spec = NODES[i]!;
-    const nodeName = `${lab.tag}-m${i + 1}`;
+    const nodeName = `${lab.tag}-${k}${i + 1}`;
     lab.removeLater(`${bpffs}/${nodeName}`);
-    const stateDir = `${lab.dir}/m${i + 1}`;
-    const cfgPath = `${lab.dir}/m${i + 1}.yaml`;
+    const stateDir = `${lab.dir}/${k}${i + 1}`;
+    const cfgPath = `${lab.dir}/${k}${i + 1}.yaml`;
     writeFileSync(cfgPath, stringify({
       nodeName, nodeIP: spec.nodeIP, routerIP: spec.gateway, podCIDR: spec.podCIDR, stateDir, store: { backend: 'sqlite', path: store },
+      ...(native ? { routingMode: 'native' } : {}),
     }));
     const socket = apiSocketIn(stateDir);
     const agent = await startAgentProcess({ name: nodeName, netns: ns, configFile: cfgPath, apiSocket: socket, env: { ...process.env, MEMBRANE_TIMING: '0' } }, 15_000);
@@ -190,25 +220,37 @@ export async function buildMembrane(lab: Lab): Promise<Setup> {
     agents.push(agent);
     conf.push({ cniVersion: '1.1.0', name: 'membrane', type: 'membrane-cni', agentSocket: socket });
   }
-  const pods: (Endpoint & { containerID: string })[] = [];
-  for (const [i] of nodes.entries()) {
-    const podNs = lab.addNetns(`mp${i + 1}`);
-    const containerID = `${lab.tag}-mp${i + 1}`;
+  const pods: (Endpoint & { containerID: string; node: number })[] = [];
+  const placement = [0, 1, ...(o.sameNodePod ? [0] : [])];
+  for (const [j, i] of placement.entries()) {
+    const podNs = lab.addNetns(`${k}p${j + 1}`);
+    const containerID = `${lab.tag}-${k}p${j + 1}`;
     const r = await cniExec(SHIM, 'ADD', { containerID, netns: `/run/netns/${podNs}`, ifname: 'eth0', conf: { ...conf[i], args: { labels: { app: 'bench' } } } });
     if (r.exitCode !== 0) throw new Error(`membrane-cni ADD ${containerID}: ${r.stdoutText}${r.stderr}`);
-    pods.push({ ns: podNs, ip: (r.stdout.ips[0].address as string).split('/')[0]!, containerID });
+    pods.push({ ns: podNs, ip: (r.stdout.ips[0].address as string).split('/')[0]!, containerID, node: i });
   }
-  return {
-    name: 'membrane',
-    description: 'membrane agent per node (sqlite store), pods via membrane-cni, cilium_vxlan external (BPF tunnel key)',
+  const stop = async () => {
+    for (const p of pods) {
+      const r = await cniExec(SHIM, 'DEL', { containerID: p.containerID, netns: `/run/netns/${p.ns}`, ifname: 'eth0', conf: conf[p.node]!, timeoutMs: 10_000 }).catch((e) => ({ exitCode: -1, stdoutText: String(e), stderr: '' }));
+      if (r.exitCode !== 0) process.stderr.write(`membrane-cni DEL ${p.containerID}: ${r.stdoutText}${r.stderr}\n`);
+    }
+    for (const a of agents) await a.stop();
+  };
+  const cross: Setup = {
+    name: native ? 'membrane-native' : 'membrane',
+    description: native
+      ? 'membrane agent per node, routingMode native: pod CIDRs via the node IPs on eth0, bpf_redirect_neigh out, bpf_redirect_peer in'
+      : 'membrane agent per node (sqlite store), pods via membrane-cni, cilium_vxlan external (BPF tunnel key)',
     client: { ns: pods[0]!.ns, ip: pods[0]!.ip },
     server: { ns: pods[1]!.ns, ip: pods[1]!.ip },
-    stop: async () => {
-      for (const [i, p] of pods.entries()) {
-        const r = await cniExec(SHIM, 'DEL', { containerID: p.containerID, netns: `/run/netns/${p.ns}`, ifname: 'eth0', conf: conf[i]!, timeoutMs: 10_000 }).catch((e) => ({ exitCode: -1, stdoutText: String(e), stderr: '' }));
-        if (r.exitCode !== 0) process.stderr.write(`membrane-cni DEL ${p.containerID}: ${r.stdoutText}${r.stderr}\n`);
-      }
-      for (const a of agents) await a.stop();
+    stop,
+  };
+  if (!o.sameNodePod) return { cross };
+  return {
+    cross,
+    sameNode: {
+      name: 'membrane-same-node', description: 'two pods on one membrane node: cil_from_container redirects into the peer (bpf_redirect_peer)',
+      client: { ns: pods[0]!.ns, ip: pods[0]!.ip }, server: { ns: pods[2]!.ns, ip: pods[2]!.ip },
     },
   };
 }

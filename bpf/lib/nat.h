@@ -219,6 +219,32 @@ static __always_inline int snat_v4(struct __sk_buff *ctx, const struct iphdr *ip
 			   nat_tuple_port(&p->tuple, true), port, &l);
 }
 
+/* Whether a packet for the node IP can be the reply of a translated
+ * connection: a TCP/UDP destination port or an ICMP echo reply id NAT hands
+ * out (a later fragment: maybe). Read straight from the header, so VXLAN and
+ * the node's own traffic pass without the conntrack parse.
+ */
+static __always_inline bool nat_maybe_reply(struct __sk_buff *ctx, const struct iphdr *ip)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	const __u8 *l4 = (const __u8 *)(ip + 1);
+
+	/* Options or a later fragment: the full parse decides. */
+	if (ip->ihl != 5 || (bpf_ntohs(ip->frag_off) & IP_OFFSET_))
+		return true;
+	if ((void *)(l4 + 6) > data_end)
+		return true;
+	switch (ip->protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		return ((__u16)l4[2] << 8 | l4[3]) >= NAT_PORT_MIN;
+	case IPPROTO_ICMP:
+		return l4[0] == ICMP_ECHOREPLY_ && ((__u16)l4[4] << 8 | l4[5]) >= NAT_PORT_MIN;
+	default:
+		return false;
+	}
+}
+
 /* Reverse SNAT of a reply arriving on the native device for the node IP.
  * Returns 1 when translated (p->tuple then describes the packet as it is
  * now), 0 when it is no reply of a translated connection, or a drop.
