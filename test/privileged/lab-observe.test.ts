@@ -170,6 +170,17 @@ test('2-node lab: observe, monitor --pcap, trace, metrics', { skip: rootOnly() }
     assert.match(text, /DELIVERED to the pod on node-2/);
   });
 
+  await t.test('trace pod to world (the lab\'s external host): out of the node\'s device, masqueraded', async () => {
+    assert.ok(s.externalHost, 'the lab has an external host');
+    const r = await lab(['trace', '--lab', name, a.name, s.externalHost!.name, '-o', 'json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const res = JSON.parse(r.stdout) as TraceResult;
+    assert.deepEqual([res.verdict, res.replySeen, res.destination.ip], ['DELIVERED', true, s.externalHost!.ip]);
+    const last = res.hops.filter((h) => h.kind === 'trace').at(-1)!;
+    assert.deepEqual([last.node, last.point], ['node-1', 'to-network']);
+    assert.ok(last.decided.includes(`source ${s.nodes[0]!.nodeIP}: masqueraded (was ${a.ip})`), JSON.stringify(last));
+  });
+
   await t.test('trace to an address of a remote pod CIDR with no pod: the hop and reason of the drop', async () => {
     const nowhere = b.ip!.replace(/\.\d+$/, '.200');
     const r = await lab(['trace', '--lab', name, a.name, nowhere, '-o', 'json']);

@@ -13,7 +13,8 @@
 // encapsulation, the policy verdict and the policy map entry that matched. A drop names its node, device, reason and source line.
 //
 // SRC and DST: a pod (NAME or NAMESPACE/NAME), a node (its netns sends from
-// the host; as a destination its node IP), or an IP address (destination).
+// the host; as a destination its node IP), the lab's external host (by its
+// name), or an IP address (destination).
 import type { Command } from '../command.ts';
 import { TARGET_FLAGS } from '../target.ts';
 
@@ -118,7 +119,10 @@ export const traceCmd: Command = {
     const find = (ref: string, role: 'source' | 'destination'): End => {
       const slash = ref.indexOf('/');
       const pod = s.pods.find((p) => p.ip === ref || p.name === (slash < 0 ? ref : ref.slice(slash + 1)));
-      if (pod?.ip) return { name: pod.name, ip: pod.ip, node: pod.node, netns: pod.netns, ips: [pod.ip] };
+      // A pod's packets to the world leave its node masqueraded to the node IP.
+      if (pod?.ip) return { name: pod.name, ip: pod.ip, node: pod.node, netns: pod.netns, ips: [pod.ip, ...s.nodes.filter((n) => n.name === pod.node).map((n) => n.nodeIP)] };
+      const ext = s.externalHost;
+      if (ext && (ref === ext.name || ref === ext.ip)) return { name: ext.name, ip: ext.ip, netns: ext.netns, ips: [ext.ip] };
       const node = s.nodes.find((n) => n.name === ref || n.nodeIP === ref);
       // A node sends to its pods from its router IP (cilium_host's address), elsewhere from its node IP.
       if (node) return { name: node.name, ip: node.nodeIP, node: node.name, netns: node.netns, ips: [node.nodeIP, node.routerIP] };
@@ -220,6 +224,8 @@ export const traceCmd: Command = {
         else if (point === 'from-overlay') decided.push(ipcText(node, from), `source identity ${String(e.srcLabel)} from the VNI`);
         else if (point === 'to-endpoint') decided.push(lxcText(node, dst.ip));
         else if (point === 'to-stack' || point === 'to-host' || point === 'from-host') decided.push(ipcText(node, dst.ip));
+        else if (point === 'to-network') decided.push(ipcText(node, dst.ip), from === src.ip ? `source ${from}` : `source ${from}: masqueraded (was ${src.ip})`);
+        else if (point === 'from-network') decided.push(ipcText(node, from));
         if (e.reasonText !== 'unknown') {
           // The entry the conntrack lookup found or made for the probe's connection (the newest of its addresses and protocol).
           const entry = mapsOf(node).ct.filter((c) => c.proto === wantProto && ((src.ips.includes(c.saddr) && c.daddr === dst.ip) || (c.saddr === dst.ip && src.ips.includes(c.daddr))))
@@ -253,7 +259,8 @@ export const traceCmd: Command = {
       }
     }
     const lastTrace = [...hops].reverse().find((h) => h.kind === 'trace');
-    const verdict: TraceResult['verdict'] = drop ? 'DROPPED' : !hops.length ? 'NO_EVENTS' : lastTrace?.point === 'to-endpoint' || lastTrace?.point === 'to-stack' || lastTrace?.point === 'to-host' ? 'DELIVERED' : 'LEFT_NODE';
+    const verdict: TraceResult['verdict'] = drop ? 'DROPPED' : !hops.length ? 'NO_EVENTS'
+      : lastTrace?.point === 'to-endpoint' || lastTrace?.point === 'to-stack' || lastTrace?.point === 'to-host' || (lastTrace?.point === 'to-network' && !dst.node) ? 'DELIVERED' : 'LEFT_NODE';
     const result: TraceResult = {
       source: { name: src.name, ip: src.ip, node: src.node },
       destination: { name: dst.name, ip: dst.ip, node: dst.node },
@@ -272,7 +279,8 @@ export const traceCmd: Command = {
       });
       if (verdict === 'DROPPED') ctx.out(`\nDROPPED on ${drop!.node}${drop!.device ? ` at ${drop!.device}` : ''} after ${drop!.point}: ${drop!.reasonText} (${drop!.reason}), ${drop!.file}:${drop!.line}\n`);
       else if (verdict === 'DELIVERED') {
-        const where = lastTrace!.point === 'to-endpoint' ? `to the pod on ${lastTrace!.node} (${lastTrace!.device ?? ''})` : `to the network stack of ${lastTrace!.node} (the kernel routes it on)`;
+        const where = lastTrace!.point === 'to-endpoint' ? `to the pod on ${lastTrace!.node} (${lastTrace!.device ?? ''})`
+          : lastTrace!.point === 'to-network' ? `out of ${lastTrace!.node}'s network device (${lastTrace!.device ?? ''})` : `to the network stack of ${lastTrace!.node} (the kernel routes it on)`;
         ctx.out(`\nDELIVERED ${where}${replySeen ? '; the reply came back' : '; no reply seen'}\n`);
       }
       else if (verdict === 'NO_EVENTS') ctx.out(`\nno datapath event for the probe (${probe.output.split('\n')[0] || `exit ${probe.exitCode}`})\n`);
