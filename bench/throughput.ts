@@ -19,7 +19,10 @@
 // Rounds interleave the setups and alternate their order, so a slow moment
 // of the machine does not land on one setup only.
 //
-//   sudo node --import tsx bench/throughput.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [-o json]
+//   sudo node --import tsx bench/throughput.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [--legacy] [-o json]
+//
+// --legacy adds a third Membrane cluster with hostRouting: legacy (tunnel
+// and same node), to compare BPF host routing against in the same run.
 //
 // Target (SPEC 4): Membrane >= the traditional VXLAN setup, and as close to
 // the underlay as possible.
@@ -35,10 +38,12 @@ interface Options {
   rounds: number;
   rrSeconds: number;
   json: boolean;
+  /** Also a Membrane cluster with hostRouting: legacy (tunnel and same node), to compare BPF host routing with. */
+  legacy: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { seconds: 5, rounds: 3, rrSeconds: 2, json: false };
+  const o: Options = { seconds: 5, rounds: 3, rrSeconds: 2, json: false, legacy: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = () => {
@@ -54,6 +59,7 @@ function parseArgs(argv: string[]): Options {
     if (a === '--seconds') o.seconds = Math.round(num(1));
     else if (a === '--rounds') o.rounds = Math.round(num(1));
     else if (a === '--rr-seconds') o.rrSeconds = num(0.1);
+    else if (a === '--legacy') o.legacy = true;
     else if (a === '-o' || a === '--output') {
       const v = val();
       if (v !== 'json' && v !== 'text') usage(`${a}: expected json or text`);
@@ -66,7 +72,7 @@ function parseArgs(argv: string[]): Options {
 
 function usage(err?: string): never {
   if (err) process.stderr.write(`throughput: ${err}\n`);
-  process.stderr.write('usage: sudo node --import tsx bench/throughput.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [-o json|text]\n');
+  process.stderr.write('usage: sudo node --import tsx bench/throughput.ts [--seconds 5] [--rounds 3] [--rr-seconds 2] [--legacy] [-o json|text]\n');
   process.exit(err ? 2 : 0);
 }
 
@@ -102,7 +108,7 @@ interface Goal {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const command = `sudo node --import tsx bench/throughput.ts --seconds ${opts.seconds} --rounds ${opts.rounds} --rr-seconds ${opts.rrSeconds}${opts.json ? ' -o json' : ''}`;
+const command = `sudo node --import tsx bench/throughput.ts --seconds ${opts.seconds} --rounds ${opts.rounds} --rr-seconds ${opts.rrSeconds}${opts.legacy ? ' --legacy' : ''}${opts.json ? ' -o json' : ''}`;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
@@ -120,6 +126,10 @@ async function main(): Promise<void> {
     const membrane = await buildMembraneCluster(lab, { sameNodePod: true });
     const native = await buildMembraneCluster(lab, { routingMode: 'native' });
     setups.push(buildUnderlay(lab), flannel.cross, membrane.cross, native.cross, flannel.sameNode, membrane.sameNode!);
+    if (opts.legacy) {
+      const legacy = await buildMembraneCluster(lab, { sameNodePod: true, legacyHostRouting: true });
+      setups.push(legacy.cross, legacy.sameNode!);
+    }
     const reach = new Map<string, number>();
     for (const s of setups) {
       reach.set(s.name, await waitReachable(lab, s.client, s.server));
@@ -208,6 +218,11 @@ async function main(): Promise<void> {
       goal('cross-node tunnel vs underlay', 'membrane', 'underlay', 0.85),
       goal('cross-node native vs underlay', 'membrane-native', 'underlay', 0.95),
       goal('same node vs veth+bridge', 'membrane-same-node', 'bridge-same-node', 1.2),
+      // Not goals of the issue: what BPF host routing buys over the legacy paths, same run (goal 1.0 = no worse).
+      ...(opts.legacy ? [
+        goal('BPF host routing vs legacy, tunnel', 'membrane', 'membrane-legacy', 1.0),
+        goal('BPF host routing vs legacy, same node', 'membrane-same-node', 'membrane-legacy-same-node', 1.0),
+      ] : []),
     ];
     const rrGoal = { what: 'TCP RR p50 membrane (tunnel) below flannel-style', membraneUs: mb.tcpRR.p50Us, flannelUs: fl.tcpRR.p50Us, met: mb.tcpRR.p50Us < fl.tcpRR.p50Us };
     const report = {

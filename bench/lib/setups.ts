@@ -39,7 +39,7 @@ export interface Endpoint {
 }
 
 export interface Setup {
-  name: 'underlay' | 'flannel-vxlan' | 'membrane' | 'membrane-native' | 'bridge-same-node' | 'membrane-same-node';
+  name: 'underlay' | 'flannel-vxlan' | 'membrane' | 'membrane-native' | 'bridge-same-node' | 'membrane-same-node' | 'membrane-legacy' | 'membrane-legacy-same-node';
   description: string;
   /** Sender (iperf3 client, RR client). */
   client: Endpoint;
@@ -196,9 +196,10 @@ export async function buildMembrane(lab: Lab): Promise<Setup> {
  * or -n1/2 for native), with `sameNodePod` a second pod on node 1: the
  * cross-node setup and, if asked, the same-node one.
  */
-export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel' | 'native'; sameNodePod?: boolean } = {}): Promise<{ cross: Setup; sameNode?: Setup }> {
+export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel' | 'native'; sameNodePod?: boolean; legacyHostRouting?: boolean } = {}): Promise<{ cross: Setup; sameNode?: Setup }> {
   const native = o.routingMode === 'native';
-  const k = native ? 'n' : 'm';
+  const legacy = !!o.legacyHostRouting && !native;
+  const k = native ? 'n' : legacy ? 'l' : 'm';
   const nodes = nodePair(lab, k);
   const bpffs = mountBpffs();
   const store = `${lab.dir}/cluster-${k}.db`;
@@ -212,7 +213,7 @@ export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel'
     const cfgPath = `${lab.dir}/${k}${i + 1}.yaml`;
     writeFileSync(cfgPath, stringify({
       nodeName, nodeIP: spec.nodeIP, routerIP: spec.gateway, podCIDR: spec.podCIDR, stateDir, store: { backend: 'sqlite', path: store },
-      ...(native ? { routingMode: 'native' } : {}),
+      ...(native ? { routingMode: 'native' } : {}), ...(legacy ? { hostRouting: 'legacy' } : {}),
     }));
     const socket = apiSocketIn(stateDir);
     const agent = await startAgentProcess({ name: nodeName, netns: ns, configFile: cfgPath, apiSocket: socket, env: { ...process.env, MEMBRANE_TIMING: '0' } }, 15_000);
@@ -237,10 +238,10 @@ export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel'
     for (const a of agents) await a.stop();
   };
   const cross: Setup = {
-    name: native ? 'membrane-native' : 'membrane',
+    name: native ? 'membrane-native' : legacy ? 'membrane-legacy' : 'membrane',
     description: native
       ? 'membrane agent per node, routingMode native: pod CIDRs via the node IPs on eth0, bpf_redirect_neigh out, bpf_redirect_peer in'
-      : 'membrane agent per node (sqlite store), pods via membrane-cni, cilium_vxlan external (BPF tunnel key)',
+      : `membrane agent per node (sqlite store), pods via membrane-cni, cilium_vxlan external (BPF tunnel key)${legacy ? ', hostRouting legacy (bpf_redirect to the lxc)' : ''}`,
     client: { ns: pods[0]!.ns, ip: pods[0]!.ip },
     server: { ns: pods[1]!.ns, ip: pods[1]!.ip },
     stop,
@@ -249,7 +250,8 @@ export async function buildMembraneCluster(lab: Lab, o: { routingMode?: 'tunnel'
   return {
     cross,
     sameNode: {
-      name: 'membrane-same-node', description: 'two pods on one membrane node: cil_from_container redirects into the peer (bpf_redirect_peer)',
+      name: legacy ? 'membrane-legacy-same-node' : 'membrane-same-node',
+      description: legacy ? 'two pods on one membrane node, hostRouting legacy: bpf_redirect to the peer\'s lxc' : 'two pods on one membrane node: cil_from_container redirects into the peer (bpf_redirect_peer)',
       client: { ns: pods[0]!.ns, ip: pods[0]!.ip }, server: { ns: pods[2]!.ns, ip: pods[2]!.ip },
     },
   };
