@@ -2,22 +2,26 @@
 // `membrane uninstall --purge`: every device the datapath made (cilium_host
 // with its peer cilium_net, cilium_vxlan, the pods' lxc* veths: deleting a
 // device detaches its programs and takes its routes and addresses along),
-// then the node's pins (maps, programs, links) and its bpffs directory, and
+// native routing's routes on the native device (which stays: it is not the
+// datapath's; its programs go with their pinned links), then the node's pins (maps, programs, links) and its bpffs directory, and
 // the agent's files in its state dir (endpoints, lock, socket). What
 // is left afterwards is what was there before the agent first ran. Run it
 // only while no agent runs for the node: a running agent would re-create it.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { linkDel, linkGet, linkList, NetlinkHandle } from '../netlink/index.ts';
+import { linkDel, linkGet, linkList, NetlinkHandle, routeDel, routeList } from '../netlink/index.ts';
 import type { NodeConfig } from '../shared/config.ts';
 import { MembraneError } from '../shared/errors.ts';
 import { HOST_DEVICE, SECOND_HOST_DEVICE, VXLAN_DEVICE } from './constants.ts';
 import { parseMarker } from './node-marker.ts';
+import { NATIVE_ROUTE_PROTO } from './routes.ts';
 
 export interface ResetResult {
   /** Devices deleted, in order. */
   devices: string[];
+  /** Native routing's routes deleted from the native device (protocol NATIVE_ROUTE_PROTO: only the datapath makes them). */
+  routes: string[];
   /** The pin directory, if it existed and was removed. */
   pinDir?: string;
   /** Files of the agent's state dir removed (and the dir itself, if that left it empty). */
@@ -40,6 +44,7 @@ const isPodDevice = (name: string, kind?: string) => kind === 'veth' && /^lxc[0-
 export function resetNode(cfg: Pick<NodeConfig, 'paths' | 'nodeName'>): ResetResult {
   const state: string[] = [];
   const devices: string[] = [];
+  const routes: string[] = [];
   const h = NetlinkHandle.open();
   try {
     // Never take another node's datapath: cilium_host names the node it was made for.
@@ -61,6 +66,15 @@ export function resetNode(cfg: Pick<NodeConfig, 'paths' | 'nodeName'>): ResetRes
         throw new MembraneError(`purge node: delete device ${name}`, { code: 'E_DEVICE', cause: e });
       }
       devices.push(name);
+    }
+    // The native device is not ours and stays; the routes native routing put on it go (its programs go with the pins).
+    for (const r of routeList(h).filter((x) => x.protocol === NATIVE_ROUTE_PROTO)) {
+      try {
+        routeDel(h, r);
+      } catch (e) {
+        throw new MembraneError(`purge node: delete route ${r.dst} via ${r.gateway ?? '-'}`, { code: 'E_DEVICE', cause: e });
+      }
+      routes.push(`${r.dst} via ${r.gateway ?? '-'}`);
     }
   } finally {
     h.close();
@@ -87,7 +101,7 @@ export function resetNode(cfg: Pick<NodeConfig, 'paths' | 'nodeName'>): ResetRes
       state.push(dir);
     }
   }
-  return { devices, ...(removed ? { pinDir: removed } : {}), state };
+  return { devices, routes, ...(removed ? { pinDir: removed } : {}), state };
 }
 
 /**

@@ -11,6 +11,10 @@ import { makeNetns, ipJson, nsExec } from '../helpers/netns.ts';
 import { membrane, membraneOk, testNode, writeConfig } from '../helpers/membrane.ts';
 import { rootOnly } from '../helpers/skip.ts';
 import { deviceLinkPin } from '../../src/datapath/paths.ts';
+import { resetNode } from '../../src/datapath/reset.ts';
+import { validateNodeConfig } from '../../src/shared/config.ts';
+import { withNetns } from '../../src/shared/netns.ts';
+import { tempDir } from '../helpers/netns.ts';
 
 const NODE_IP = '10.13.9.4';
 
@@ -68,6 +72,20 @@ describe('native device programs', { skip: rootOnly('requires root') }, () => {
     membraneOk(ns, ['datapath', 'init', '--config', tunnel]);
     assert.equal(routes(), '10.244.3.0/24 via 10.244.2.161 dev cilium_host proto kernel src 10.244.2.161 mtu 1450');
     assert.match(execFileSync('ip', ['-n', ns, 'route', 'show', '10.99.0.0/16'], { encoding: 'utf8' }), /via 10\.13\.9\.1 dev eth0/);
+  });
+
+  test('uninstall --purge (resetNode) removes native routing\'s routes and the programs, and leaves the native device', (t) => {
+    const stateDir = tempDir(t, `/tmp/${process.pid}-native-reset`);
+    const { ns, cfg, raw } = setup(t, { routingMode: 'native', stateDir });
+    membraneOk(ns, ['datapath', 'init', '--config', cfg]);
+    execFileSync('ip', ['-n', ns, 'route', 'add', '10.99.0.0/16', 'via', '10.13.9.1', 'dev', 'eth0']);
+    const r = withNetns(ns, () => resetNode(validateNodeConfig({ ...raw, stateDir })));
+    assert.deepEqual(r.routes, ['10.244.3.0/24 via 10.13.9.5']);
+    assert.deepEqual(ipJson<any[]>(ns, ['link', 'show']).map((l) => l.ifname).sort(), ['eth0', 'lo', 'wire0']);
+    assert.deepEqual(eth0Programs(ns), [], 'no program left on eth0');
+    const left = execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' });
+    assert.doesNotMatch(left, /10\.244\.3\.0/);
+    assert.match(left, /10\.99\.0\.0\/16 via 10\.13\.9\.1 dev eth0/, 'routes that are not the datapath\'s stay');
   });
 
   test('native routing without a device holding the node IP is refused, nothing made', (t) => {
