@@ -65,7 +65,7 @@ export interface IperfResult {
 
 /**
  * One iperf3 test from `fromNs` to `toIP` (server started in `toNs`):
- * TCP of `bytes`, or UDP at 100 Mbit/s with full-size datagrams.
+ * TCP of `bytes`, or UDP at 25 Mbit/s with full-size datagrams.
  */
 export async function iperf(fromNs: string, toNs: string, toIP: string, protocol: 'tcp' | 'udp', o: { bytes?: number; udpLen?: number } = {}): Promise<IperfResult> {
   const p = port();
@@ -79,7 +79,7 @@ export async function iperf(fromNs: string, toNs: string, toIP: string, protocol
   }
   try {
     const argv = ['iperf3', '-c', toIP, '-p', String(p), '-n', String(bytes), '-J', '--connect-timeout', '2000'];
-    if (protocol === 'udp') argv.push('-u', '-b', '100M', '-l', String(o.udpLen ?? 1400));
+    if (protocol === 'udp') argv.push('-u', '-b', '25M', '-l', String(o.udpLen ?? 1400));
     const r = await nsRun(fromNs, argv, { timeoutMs: 10_000 });
     let j: any;
     try { j = JSON.parse(r.stdout); } catch { return fail(`iperf3 exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0]}`); }
@@ -95,7 +95,10 @@ export async function iperf(fromNs: string, toNs: string, toIP: string, protocol
     const s = j.end?.sum ?? {};
     const recv = j.end?.sum_received?.bytes ?? Math.round((s.bytes ?? 0) * (1 - (s.lost_percent ?? 100) / 100));
     const lost = Number(s.lost_percent ?? 100);
-    // A little loss is UDP being UDP (socket buffers at 100 Mbit/s); most of it must arrive.
+    // A little loss is UDP being UDP: the receiving iperf3's socket buffer
+    // (~150 datagrams) overflows when a busy machine keeps it off the CPU.
+    // At 25 Mbit/s that takes a stall of ~65 ms, not ~17 ms as at 100 Mbit/s,
+    // so what is lost is the datapath's, not the test's; most must arrive.
     return { ok: r.code === 0 && lost <= 5, protocol, bytesSent: s.bytes ?? 0, bytesReceived: recv, bitsPerSecond: s.bits_per_second ?? 0, lostPercent: lost };
   } finally {
     await server.stop();
