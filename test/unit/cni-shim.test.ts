@@ -355,7 +355,10 @@ describe('fault 3: one request cannot stall the agent', () => {
     for (const x of answers.slice(0, 4)) assert.equal(JSON.parse(x.body).code, 5);
     for (const x of answers.slice(4)) assert.equal(JSON.parse(x.body).exitCode ?? 0, 0, x.body);
     const maxMs = h.max / 1e6;
-    assert.ok(maxMs < 250, `the event loop was blocked for ${maxMs.toFixed(0)} ms at once`);
+    // The fault blocked for seconds (22 s for 60 MiB); a bound of 1 s catches
+    // that class while a loaded 2-CPU machine keeping this process off the CPU
+    // for a few hundred ms (which the histogram counts as delay too) does not fail it.
+    assert.ok(maxMs < 1000, `the event loop was blocked for ${maxMs.toFixed(0)} ms at once`);
   });
 });
 
