@@ -1,56 +1,9 @@
-// The shapes the UI server sends (src/ui/cluster.ts, src/ui/flows.ts, and
-// `membrane trace -o json`), as the page reads them. Copied, not imported:
-// the page is built apart from the server's Node code.
+// The shapes the UI server sends, as the page reads them. The topology's
+// types are the server's own (src/ui/topology-types.ts, types only); flows
+// and `membrane trace -o json` are read loosely (every field optional), as
+// the page must draw whatever an agent of another version sends.
 
-export type DeviceRole = 'host' | 'net' | 'vxlan' | 'underlay' | 'lxc';
-
-export interface UiProgram { name: string; hook: 'ingress' | 'egress'; mode: string; id?: number }
-
-export interface UiDevice {
-  name: string;
-  role: DeviceRole;
-  ifindex?: number;
-  type?: string;
-  mtu?: number;
-  addresses: string[];
-  programs: UiProgram[];
-  pod?: string;
-}
-
-export interface UiPod {
-  name: string;
-  namespace?: string;
-  node: string;
-  ip: string;
-  labels: Record<string, string>;
-  identity: number;
-  endpointID: number;
-  lxc: string;
-}
-
-export interface UiNode {
-  name: string;
-  reachable: boolean;
-  error?: string;
-  unreachableSince?: string;
-  nodeIP?: string;
-  routerIP?: string;
-  podCIDR?: string;
-  tunnelPort?: number;
-  routeMTU?: number;
-  routingMode?: 'tunnel' | 'native';
-  agentStartedAt?: string;
-  devices: UiDevice[];
-  devicesError?: string;
-  pods: UiPod[];
-}
-
-export interface UiTopology {
-  cluster: string;
-  nodes: UiNode[];
-  identities: { id: number; labels: string[] }[];
-  time: string;
-}
+export type { DeviceRole, UiDevice, UiNode, UiPod, UiProgram, UiTopology } from '../../src/ui/topology-types.ts';
 
 export interface FlowHop {
   point: string;
