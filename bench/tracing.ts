@@ -63,6 +63,7 @@ import { readTraceLevel, setTraceLevel } from '../src/datapath/static-entries.ts
 import { REPO } from '../src/lab/layout.ts';
 import { apiSocketIn } from '../src/shared/config.ts';
 import { stringify } from 'yaml';
+import { A, B, NODE, REMOTE, TC_ACT_OK, TC_ACT_REDIRECT, TCP, markCtx, tcpFrame } from './lib/lxc-pair.ts';
 
 interface Options {
   seconds: number;
@@ -259,48 +260,6 @@ interface ModeResult {
 }
 
 // --- per packet: BPF_PROG_TEST_RUN of bpf_lxc.o ----------------------------------
-
-const A = { id: 7, ip: '10.0.1.5', identity: 1234, ifindex: 42, mac: '02:aa:00:00:00:05', podMac: '02:00:00:00:00:05' };
-const B = { id: 8, ip: '10.0.1.6', identity: 5678, ifindex: 43, mac: '02:aa:00:00:00:06', podMac: '02:00:00:00:00:06' };
-const REMOTE = { ip: '10.0.2.7', identity: 4321, node: '192.168.50.2' };
-const NODE: nodeConfig.NodeConfig = {
-  hostIfindex: 3, netIfindex: 2, encapIfindex: 4, routerIp: '10.0.1.1', nodeIp: '192.168.50.1',
-  hostMac: '02:00:00:00:0a:03', netMac: '02:00:00:00:0a:02', encapMac: '02:00:00:00:0a:04',
-  endpointRoutes: false, traceLevel: 0, routeMtu: 1450,
-};
-const TCP = 6;
-const TC_ACT_OK = 0;
-const TC_ACT_REDIRECT = 7;
-
-/** Ethernet + IPv4 + a TCP ACK with 1400 bytes of payload. */
-function tcpFrame(src: string, sport: number, dst: string, dport: number, srcMac: string, dstMac: string): Buffer {
-  const mac = (m: string) => m.split(':').map((x) => parseInt(x, 16));
-  const tcp = Buffer.alloc(20 + 1400);
-  tcp.writeUInt16BE(sport, 0);
-  tcp.writeUInt16BE(dport, 2);
-  tcp[12] = 5 << 4;
-  tcp[13] = 0x10;
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + tcp.length, 2);
-  ip.writeUInt16BE(0x4000, 6);
-  ip[8] = 64;
-  ip[9] = TCP;
-  Buffer.from(src.split('.').map(Number)).copy(ip, 12);
-  Buffer.from(dst.split('.').map(Number)).copy(ip, 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  ip.writeUInt16BE(~sum & 0xffff, 10);
-  return Buffer.concat([Buffer.from([...mac(dstMac), ...mac(srcMac), 0x08, 0x00]), ip, tcp]);
-}
-
-/** skb->mark carrying an identity (bpf/lib/identity.h), in a __sk_buff for the test run. */
-function markCtx(identity: number): Buffer {
-  const b = Buffer.alloc(192);
-  b.writeUInt32LE((0x0f00 | ((identity & 0xffff) << 16) | ((identity >>> 16) & 0xff)) >>> 0, 8);
-  return b;
-}
 
 interface ProgNode {
   nodeDir: string;
