@@ -1,5 +1,6 @@
 // The web UI end to end: a 2-node lab (whose `lab up` starts `membrane ui`),
-// Debian's headless Chromium driving the page, and real traffic between the
+// Debian's headless Chromium driven by playwright-core (executablePath
+// /usr/bin/chromium, nothing downloaded) on the page, and real traffic between the
 // lab's pods. What a user sees is asserted on the page: both nodes with
 // their devices, programs and pods; a cross-node ping as a flow whose path
 // crosses cilium_vxlan; a policy-denied ping as a red flow with its reason;
@@ -11,19 +12,25 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { apiCall } from '../../src/api/client.ts';
-import { Browser, CHROMIUM, type Page } from '../helpers/browser.ts';
+import { chromium, errors, type Browser, type Page } from 'playwright-core';
 import { inNetns, labOk, labStatus, labUp } from '../helpers/lab.ts';
 import { MEMBRANE } from '../helpers/membrane.ts';
 import { rootOnly, skipUnless } from '../helpers/skip.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SHOTS = join(REPO, 'docs/screenshots');
+
+const CHROMIUM = '/usr/bin/chromium';
+// What the previous DevTools driver ran chromium with: the machine's network is closed, so nothing in the
+// background (component updates, safe browsing, field trials) may try to reach out; no GPU, no sandbox as root.
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check',
+  '--disable-extensions', '--disable-background-networking', '--mute-audio'];
 
 const skip = rootOnly() || skipUnless(existsSync(CHROMIUM), `${CHROMIUM} is missing (scripts/install-deps.sh installs Debian's chromium)`);
 
@@ -35,6 +42,58 @@ function ping(ns: string, ip: string, count = 3): boolean {
   } catch {
     return false;
   }
+}
+
+/** Playwright's throwaway directories in the temp dir (the browser's profile, its artifacts). */
+const PW_TEMP = /^(playwright_chromiumdev_profile-|playwright-artifacts-)/;
+const pwTempDirs = () => new Set(readdirSync(tmpdir()).filter((d) => PW_TEMP.test(d)).map((d) => join(tmpdir(), d)));
+
+/** Pids of processes whose command line names one of `dirs` (chromium and its children carry --user-data-dir). */
+function processesUsing(dirs: string[]): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let cmd = '';
+    try { cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8'); } catch { continue; }
+    if (dirs.some((d) => cmd.includes(d))) pids.push(Number(e));
+  }
+  return pids;
+}
+
+/** Starts headless chromium with playwright-core; returns it and a close that leaves no browser process and no profile behind. */
+async function launchBrowser(): Promise<{ browser: Browser; close: () => Promise<void> }> {
+  const before = pwTempDirs();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const mine = [...pwTempDirs()].filter((d) => !before.has(d));
+  assert.ok(mine.some((d) => d.includes('_profile-')), `playwright-core made a throwaway profile in ${tmpdir()}`);
+  const close = async () => {
+    await browser.close().catch(() => undefined);
+    // Playwright kills chromium's process group and removes its directories; make sure, and say so if it did not.
+    const left = processesUsing(mine);
+    for (const pid of left) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    const dirs = mine.filter((d) => existsSync(d));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    assert.deepEqual({ processes: left, dirs }, { processes: [], dirs: [] }, 'the browser closed leaves no chromium process and no profile');
+  };
+  return { browser, close };
+}
+
+/** Waits until `expr` (evaluated in the page) is truthy; returns its value. Fails naming `what`. */
+async function until<T = unknown>(page: Page, expr: string, what: string, timeoutMs = 15_000): Promise<T> {
+  try {
+    const h = await page.waitForFunction(expr, undefined, { timeout: timeoutMs, polling: 100 });
+    return (await h.jsonValue()) as T;
+  } catch (e) {
+    if (!(e instanceof errors.TimeoutError)) throw e;
+    const last = await page.evaluate(expr).catch((err: Error) => err.message);
+    throw new Error(`waiting for ${what}: not seen within ${timeoutMs / 1000} s (last: ${JSON.stringify(last)})`);
+  }
+}
+
+/** A screenshot of the whole window as a user sees it (scrolled to the top: a click may have scrolled). */
+async function shoot(page: Page, file: string): Promise<void> {
+  await page.evaluate('window.scrollTo(0, 0)');
+  await page.screenshot({ path: join(SHOTS, file) });
 }
 
 /** The flow rows of the page's table, as text cells and class. */
@@ -50,24 +109,26 @@ test('web UI: topology, live flows, drops, trace, policies and an agent restart 
   const [a1, a2, b1, b2] = ['pod-1-1', 'pod-1-2', 'pod-2-1', 'pod-2-2'].map(pod) as [typeof st.pods[0], typeof st.pods[0], typeof st.pods[0], typeof st.pods[0]];
   mkdirSync(SHOTS, { recursive: true });
 
-  const browser = await Browser.launch();
-  t.after(() => browser.close());
-  const page: Page = await browser.newPage(1600, 1000);
+  const { browser, close } = await launchBrowser();
+  t.after(close);
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   await page.goto(url);
-  const firstRender = await page.waitFor<number>('window.__membrane && window.__membrane.firstRenderMs', 'the first topology render');
+  const firstRender = await until<number>(page, 'window.__membrane && window.__membrane.firstRenderMs', 'the first topology render');
   t.diagnostic(`first topology render ${firstRender.toFixed(0)} ms after navigation start`);
 
   await t.test('both nodes, their devices with programs, and the pods', async () => {
-    const nodes = await page.evaluate<string[]>(`[...document.querySelectorAll('g.node[data-node]')].map((e) => e.dataset.node)`);
+    const attrAndText = async (sel: string, attr: string) => Object.fromEntries(await Promise.all((await page.locator(sel).all())
+      .map(async (l) => [await l.getAttribute(attr), await l.textContent()] as const)));
+    const nodes = Object.keys(await attrAndText('g.node[data-node]', 'data-node'));
     assert.deepEqual(nodes.sort(), st.nodes.map((n) => n.name).sort());
-    const devices = await page.evaluate<Record<string, string>>(`Object.fromEntries([...document.querySelectorAll('[data-device]')].map((e) => [e.dataset.device, e.textContent]))`);
+    const devices: Record<string, string> = await attrAndText('[data-device]', 'data-device');
     for (const n of st.nodes) {
       assert.match(devices[`${n.name}/cilium_host`] ?? '', /in: cil_to_host.*eg: cil_from_host/, `${n.name}: cilium_host with its programs`);
       assert.match(devices[`${n.name}/cilium_net`] ?? '', /in: cil_to_host/, `${n.name}: cilium_net`);
       assert.match(devices[`${n.name}/cilium_vxlan`] ?? '', /in: cil_from_overlay.*eg: cil_to_overlay/, `${n.name}: cilium_vxlan`);
       assert.match(devices[`${n.name}/eth0`] ?? '', new RegExp(n.nodeIP.replace(/\./g, '\\.')), `${n.name}: the underlay device with the node IP`);
     }
-    const pods = await page.evaluate<Record<string, string>>(`Object.fromEntries([...document.querySelectorAll('[data-pod]')].map((e) => [e.dataset.pod, e.textContent]))`);
+    const pods: Record<string, string> = await attrAndText('[data-pod]', 'data-pod');
     for (const p of st.pods) {
       const text = pods[`${p.node}/${p.name}`];
       assert.ok(text, `pod ${p.name} drawn in ${p.node}`);
@@ -78,12 +139,12 @@ test('web UI: topology, live flows, drops, trace, policies and an agent restart 
     }
     const lxcs = Object.keys(devices).filter((k) => /\/lxc/.test(k));
     assert.equal(lxcs.length, st.pods.length, 'one lxc device per pod');
-    await page.screenshot(join(SHOTS, 'ui-topology.png'));
+    await shoot(page, 'ui-topology.png');
   });
 
   await t.test('a cross-node ping appears as a flow crossing cilium_vxlan', async () => {
     assert.ok(ping(a1.netns, b1.ip!), 'the ping is answered');
-    const path = await page.waitFor<string>(`(() => { const g = [...document.querySelectorAll('g.path.forwarded')].find((g) => g.dataset.flow && g.dataset.flow.startsWith('${a1.ip}>${b1.ip}') && g.dataset.devices.startsWith('node-1/'));
+    const path = await until<string>(page, `(() => { const g = [...document.querySelectorAll('g.path.forwarded')].find((g) => g.dataset.flow && g.dataset.flow.startsWith('${a1.ip}>${b1.ip}') && g.dataset.devices.startsWith('node-1/'));
       return g ? g.dataset.devices : ''; })()`, 'the ping\'s path on node-1 on the drawing');
     const steps = path.split(',');
     assert.ok(steps.includes('node-1/cilium_vxlan'), `the path crosses node-1's cilium_vxlan: ${path}`);
@@ -94,13 +155,15 @@ test('web UI: topology, live flows, drops, trace, policies and an agent restart 
     assert.match(req.cells[5]!, /FORWARDED/);
     assert.match(req.cells[6]!, /cilium_vxlan/);
     // Its detail: the map entries that decided its hops, read from node-1's maps.
-    await page.evaluate(`[...document.querySelectorAll('#flows tbody tr')].find((r) => r.cells[1].textContent === 'node-1' && r.cells[2].textContent === '${a1.name}' && r.cells[4].textContent === 'ICMP echo').cells[0].click()`);
-    const entries = await page.waitFor<string>(`(() => { const t = document.querySelector('#flow-entries')?.textContent ?? ''; return /Deciding/.test(t) ? t : ''; })()`, 'the flow\'s map entries');
+    const cell = (n: number, text: string) => page.locator(`td:nth-child(${n})`, { hasText: new RegExp(`^${text}$`) });
+    await page.locator('#flows tbody tr').filter({ has: cell(2, 'node-1') }).filter({ has: cell(3, a1.name) }).filter({ has: cell(5, 'ICMP echo') })
+      .first().locator('td').first().click();
+    const entries = await until<string>(page, `(() => { const t = document.querySelector('#flow-entries')?.textContent ?? ''; return /Deciding/.test(t) ? t : ''; })()`, 'the flow\'s map entries');
     assert.match(entries, new RegExp(`cilium_lxc ${a1.ip!.replace(/\./g, '\\.')}: endpoint ${a1.endpointID}, identity ${a1.identity}`), entries);
     assert.match(entries, new RegExp(`ipcache ${b1.ip!.replace(/\./g, '\\.')}/32: identity ${b1.identity}, tunnel endpoint ${st.nodes[1]!.nodeIP.replace(/\./g, '\\.')}`), entries);
     // On node-2 it arrives over the overlay and is delivered to the pod.
-    await page.waitFor(`${ROWS}.some((r) => r.cells[1] === 'node-2' && r.cells[3] === '${b1.name}' && /to-endpoint/.test(r.cells[6]))`, 'the delivery on node-2');
-    await page.screenshot(join(SHOTS, 'ui-flows.png'));
+    await until(page, `${ROWS}.some((r) => r.cells[1] === 'node-2' && r.cells[3] === '${b1.name}' && /to-endpoint/.test(r.cells[6]))`, 'the delivery on node-2');
+    await shoot(page, 'ui-flows.png');
   });
 
   await t.test('a policy-denied ping appears in red at its hop, with the reason', async () => {
@@ -117,7 +180,7 @@ spec:
 `);
     await labOk(['policy', 'import', policy, '--wait', '--lab', name]);
     assert.equal(ping(a1.netns, b2.ip!, 2), false, 'the denied ping gets no reply');
-    const label = await page.waitFor<string>(`(() => { const g = [...document.querySelectorAll('g.path.dropped')].find((g) => g.dataset.flow && g.dataset.flow.startsWith('${a1.ip}>${b2.ip}'));
+    const label = await until<string>(page, `(() => { const g = [...document.querySelectorAll('g.path.dropped')].find((g) => g.dataset.flow && g.dataset.flow.startsWith('${a1.ip}>${b2.ip}'));
       return g ? g.dataset.devices + ' | ' + g.querySelector('.drop-label').textContent : ''; })()`, 'the drop on the drawing');
     assert.match(label, /node-2\/cilium_vxlan \| ✗ POLICY_DENY/, `dropped on node-2 where the overlay delivers, labelled with the reason: ${label}`);
     const stroke = await page.evaluate<string>(`getComputedStyle(document.querySelector('g.path.dropped .drop-mark')).stroke`);
@@ -127,42 +190,42 @@ spec:
     assert.ok(drop, 'the flow table lists the drop');
     assert.match(drop.cells[5]!, /DROPPED \(POLICY_DENY\)/);
     // The filters: only drops, then only this pod's flows.
-    await page.fill('#filters select[name=verdict]', 'DROPPED');
-    const dropsOnly = await page.waitFor<{ cls: string; cells: string[] }[]>(`(() => { const r = ${ROWS}; return r.length && r.every((x) => x.cls.includes('dropped')) ? r : null; })()`, 'the table filtered to drops', 5_000);
+    await page.locator('#filters select[name=verdict]').selectOption('DROPPED');
+    const dropsOnly = await until<{ cls: string; cells: string[] }[]>(page, `(() => { const r = ${ROWS}; return r.length && r.every((x) => x.cls.includes('dropped')) ? r : null; })()`, 'the table filtered to drops', 5_000);
     assert.ok(dropsOnly.every((r) => /POLICY_DENY/.test(r.cells[5]!)));
-    await page.fill('#filters select[name=verdict]', '');
-    await page.fill('#filters input[name=pod]', b1.name);
-    await page.waitFor(`(() => { const r = ${ROWS}; return r.length > 0 && r.every((x) => x.cells[2] === '${b1.name}' || x.cells[3] === '${b1.name}'); })()`, `the table filtered to ${b1.name}`, 5_000);
-    await page.fill('#filters input[name=pod]', '');
+    await page.locator('#filters select[name=verdict]').selectOption('');
+    await page.locator('#filters input[name=pod]').fill(b1.name);
+    await until(page, `(() => { const r = ${ROWS}; return r.length > 0 && r.every((x) => x.cells[2] === '${b1.name}' || x.cells[3] === '${b1.name}'); })()`, `the table filtered to ${b1.name}`, 5_000);
+    await page.locator('#filters input[name=pod]').fill('');
     // The detail pane: the hop and the source line.
-    await page.waitFor(`document.querySelector('#flows tbody tr.dropped')`, 'the drops back in the unfiltered table', 5_000);
-    await page.click('#flows tbody tr.dropped td');
-    const detail = await page.waitFor<string>(`(() => { const t = document.querySelector('#flow-detail').textContent; return /Deciding/.test(t) ? t : ''; })()`, 'the drop\'s detail with its map entries');
+    await page.locator('#flows tbody tr.dropped').first().waitFor({ state: 'attached', timeout: 5_000 }); // the drops back in the unfiltered table
+    await page.locator('#flows tbody tr.dropped td').first().click();
+    const detail = await until<string>(page, `(() => { const t = document.querySelector('#flow-detail').textContent; return /Deciding/.test(t) ? t : ''; })()`, 'the drop\'s detail with its map entries');
     assert.match(detail, /dropped: POLICY_DENY .*policy\.h:\d+ on cilium_vxlan/);
     assert.match(detail, new RegExp(`policy ingress of endpoint ${b2.endpointID}: DENY, remote identity ${a1.identity}`), detail);
     assert.match(detail, new RegExp(`policy map cilium_policy_v2_${String(b2.endpointID).padStart(5, '0')}: deny identity ${a1.identity}`), detail);
-    await page.screenshot(join(SHOTS, 'ui-drop.png'));
+    await shoot(page, 'ui-drop.png');
   });
 
   await t.test('policies: which select a pod, and the verdict for a pair', async () => {
-    await page.fill('#policy-pod', `${b2.node}/${b2.name}`);
-    const sel = await page.waitFor<string>(`(() => { const t = document.querySelector('#policy-result').textContent; return /ingress/.test(t) ? t : ''; })()`, 'the policies of the pod');
+    await page.locator('#policy-pod').selectOption(`${b2.node}/${b2.name}`);
+    const sel = await until<string>(page, `(() => { const t = document.querySelector('#policy-result').textContent; return /ingress/.test(t) ? t : ''; })()`, 'the policies of the pod');
     const [egress, ingress] = [sel.slice(sel.indexOf('egress'), sel.indexOf('ingress')), sel.slice(sel.indexOf('ingress'))];
     assert.match(ingress, /ui-deny/, `ui-deny selects ${b2.name} for ingress: ${sel}`);
     assert.doesNotMatch(egress, /ui-deny/, `and not for egress: ${sel}`);
-    await page.fill('#trace-form select[name=src]', `${a1.node}/${a1.name}`);
-    await page.fill('#trace-form select[name=dst]', `${b2.node}/${b2.name}`);
-    await page.click('#trace-form button[name=verdict]');
-    const v = await page.waitFor<string>(`document.querySelector('#policy-verdict')?.textContent`, 'the verdict');
+    await page.locator('#trace-form select[name=src]').selectOption(`${a1.node}/${a1.name}`);
+    await page.locator('#trace-form select[name=dst]').selectOption(`${b2.node}/${b2.name}`);
+    await page.locator('#trace-form button[name=verdict]').click();
+    const v = await until<string>(page, `document.querySelector('#policy-verdict')?.textContent`, 'the verdict');
     assert.match(v, /denied-by-deny-rule/);
   });
 
   await t.test('the trace form runs membrane trace and draws its path', async () => {
-    await page.fill('#trace-form select[name=src]', `${a1.node}/${a1.name}`);
-    await page.fill('#trace-form select[name=dst]', `${b1.node}/${b1.name}`);
-    await page.fill('#trace-form select[name=protocol]', 'ICMP');
-    await page.click('#trace-form button[name=run]');
-    const verdict = await page.waitFor<string>(`document.querySelector('#trace-verdict')?.textContent`, 'the trace result', 60_000);
+    await page.locator('#trace-form select[name=src]').selectOption(`${a1.node}/${a1.name}`);
+    await page.locator('#trace-form select[name=dst]').selectOption(`${b1.node}/${b1.name}`);
+    await page.locator('#trace-form select[name=protocol]').selectOption('ICMP');
+    await page.locator('#trace-form button[name=run]').click();
+    const verdict = await until<string>(page, `document.querySelector('#trace-verdict')?.textContent`, 'the trace result', 60_000);
     assert.match(verdict, /DELIVERED/);
     const devices = (await page.evaluate<string>(`document.querySelector('g.path.trace')?.dataset.devices ?? ''`)).split(',');
     const order = [`node-1/pod:${a1.name}`, 'node-1/cilium_vxlan', 'node-1/eth0', 'node-2/eth0', 'node-2/cilium_vxlan', `node-2/pod:${b1.name}`];
@@ -170,12 +233,12 @@ spec:
     assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1]!)), `the trace's path runs ${order.join(' -> ')}: ${devices.join(',')}`);
     const hops = await page.evaluate<string>(`document.querySelector('#trace-result').textContent`);
     assert.match(hops, /tunnel key: remote \d+\.\d+\.\d+\.\d+, VNI \d+/, 'the hops name the deciding entries');
-    await page.screenshot(join(SHOTS, 'ui-trace.png'));
+    await shoot(page, 'ui-trace.png');
     // From a node's host to a pod on the other node: from cilium_host, through the overlay.
-    await page.fill('#trace-form select[name=src]', 'node-1/@host');
-    await page.fill('#trace-form select[name=dst]', `${b1.node}/${b1.name}`);
-    await page.click('#trace-form button[name=run]');
-    await page.waitFor(`/^node-1 → ${b1.name}: DELIVERED/.test(document.querySelector('#trace-verdict')?.textContent ?? '')`, 'the host trace', 60_000);
+    await page.locator('#trace-form select[name=src]').selectOption('node-1/@host');
+    await page.locator('#trace-form select[name=dst]').selectOption(`${b1.node}/${b1.name}`);
+    await page.locator('#trace-form button[name=run]').click();
+    await until(page, `/^node-1 → ${b1.name}: DELIVERED/.test(document.querySelector('#trace-verdict')?.textContent ?? '')`, 'the host trace', 60_000);
     const hostPath = await page.evaluate<string>(`document.querySelector('g.path.trace')?.dataset.devices ?? ''`);
     assert.match(hostPath, new RegExp(`^node-1/cilium_host,node-1/cilium_vxlan,node-1/eth0,node-2/eth0,node-2/cilium_vxlan,.*node-2/pod:${b1.name}$`), hostPath);
   });
@@ -183,17 +246,17 @@ spec:
   await t.test('an agent restart: the node shows unreachable, then live again by itself', async () => {
     const n2 = (await labStatus(name)).nodes.find((n) => n.name === 'node-2')!;
     process.kill(n2.agentPid!, 'SIGKILL');
-    await page.waitFor(`document.querySelector('g.node[data-node="node-2"]')?.classList.contains('unreachable')`, 'node-2 unreachable');
-    await page.waitFor(`document.querySelector('#streams [data-node="node-2"]')?.textContent.includes('reconnecting')`, 'node-2 flows reconnecting');
-    await page.screenshot(join(SHOTS, 'ui-unreachable.png'));
+    await page.locator('g.node[data-node="node-2"].unreachable').waitFor({ state: 'attached', timeout: 15_000 });
+    await until(page, `document.querySelector('#streams [data-node="node-2"]')?.textContent.includes('reconnecting')`, 'node-2 flows reconnecting');
+    await shoot(page, 'ui-unreachable.png');
     // Its pods stay drawn: the datapath keeps forwarding without the agent.
     assert.ok(await page.evaluate(`!!document.querySelector('[data-pod="node-2/${b1.name}"]')`));
     await labOk(['lab', 'restart-agent', 'node-2', '--name', name]);
-    await page.waitFor(`document.querySelector('g.node[data-node="node-2"]')?.classList.contains('reachable')`, 'node-2 reachable again', 20_000);
-    await page.waitFor(`document.querySelector('#streams [data-node="node-2"]')?.textContent.includes('live')`, 'node-2 flows live again', 20_000);
+    await page.locator('g.node[data-node="node-2"].reachable').waitFor({ state: 'attached', timeout: 20_000 });
+    await until(page, `document.querySelector('#streams [data-node="node-2"]')?.textContent.includes('live')`, 'node-2 flows live again', 20_000);
     const before = await page.evaluate<number>(`${ROWS}.length`);
     assert.ok(ping(a2.netns, b1.ip!), 'traffic still flows');
-    await page.waitFor(`${ROWS}.some((r) => r.cells[1] === 'node-2' && r.cells[3] === '${b1.name}' && r.cells[2] === '${a2.name}')`, `node-2's flows from the new agent (table had ${before} rows)`);
+    await until(page, `${ROWS}.some((r) => r.cells[1] === 'node-2' && r.cells[3] === '${b1.name}' && r.cells[2] === '${a2.name}')`, `node-2's flows from the new agent (table had ${before} rows)`);
   });
 
   /** Starts `membrane ui ARGS`; resolves with its URL. Stopped when `tt` ends. */
@@ -209,10 +272,10 @@ spec:
 
   /** Opens `url` in a new tab, waits for both flow streams, runs `load` while measuring frames; returns the figures as one line. */
   async function measureFrames(url: string, shot: string, load: () => Promise<void>): Promise<{ line: string; got: number; frames: number }> {
-    const p = await browser.newPage(1600, 1000);
+    const p = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
     await p.goto(url);
-    await p.waitFor('window.__membrane && window.__membrane.firstRenderMs', 'render');
-    await p.waitFor(`[...document.querySelectorAll('#streams .badge')].filter((b) => b.textContent.includes('live')).length === 2`, 'both flow streams live');
+    await until(p, 'window.__membrane && window.__membrane.firstRenderMs', 'render');
+    await until(p, `[...document.querySelectorAll('#streams .badge')].filter((b) => b.textContent.includes('live')).length === 2`, 'both flow streams live');
     const start = await p.evaluate<number>('window.__membrane.flowsReceived');
     await p.evaluate('window.__membrane.startFrames()');
     const t0 = Date.now();
@@ -220,8 +283,8 @@ spec:
     const secs = (Date.now() - t0) / 1000;
     const f = await p.evaluate<{ count: number; max: number; p99: number; median: number; over50: number; maxWorkMs: number; longTasks: number; longestTaskMs: number }>('window.__membrane.stopFrames()');
     const got = (await p.evaluate<number>('window.__membrane.flowsReceived')) - start;
-    await p.screenshot(join(SHOTS, shot));
-    await p.send('Page.close').catch(() => undefined);
+    await shoot(p, shot);
+    await p.close().catch(() => undefined);
     return {
       got, frames: f.count,
       line: `flows received ${got} in ${secs.toFixed(1)} s (${(got / secs).toFixed(0)}/s); frames ${f.count}, median ${f.median.toFixed(1)} ms, p99 ${f.p99.toFixed(1)} ms, max ${f.max.toFixed(1)} ms, ` +
