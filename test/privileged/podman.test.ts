@@ -48,6 +48,7 @@ interface Host {
 let holder: ChildProcess | undefined;
 const hosts: Host[] = [];
 const sandboxes = new Set<string>();
+let workDir: string | undefined;
 
 function podman(h: Host, args: string[], opts: { check?: boolean } = {}): { status: number; stdout: string; stderr: string } {
   const r = spawnSync('nsenter', ['-m', '-t', String(holder!.pid), 'podman', ...h.flags, ...args], { env: h.env, encoding: 'utf8', timeout: 180_000 });
@@ -55,15 +56,21 @@ function podman(h: Host, args: string[], opts: { check?: boolean } = {}): { stat
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Every container removed (through CNI DEL while the agents run), the mount namespace gone, podman's netns gone. */
+/** Every container removed (through CNI DEL while the agents run), the mount namespace gone, podman's netns and the work dir gone. */
 function cleanupPodman(): void {
   if (holder?.pid) for (const h of hosts) podman(h, ['rm', '-f', '-t', '0', '--all'], { check: false });
   holder?.kill('SIGKILL');
   holder = undefined;
   for (const s of sandboxes) spawnSync('ip', ['netns', 'del', s.replace('/run/netns/', '')], { stdio: 'ignore' });
   hosts.length = 0;
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  workDir = undefined;
 }
 process.once('exit', cleanupPodman);
+// On an interrupt: the containers first (their DEL needs the agents, which the lab's exit handler then stops).
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => { cleanupPodman(); process.exit(130); });
+}
 
 const inCIDR = (ip: string, cidr: string) => {
   const [net, bits] = cidr.split('/');
@@ -78,12 +85,9 @@ const ipamUsed = async (netns: string) => (JSON.parse(await membraneIn(netns, ['
 const links = (netns: string) => (JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
 
 test('podman (CNI backend) on two lab nodes through the installed conflist: pod CIDR IPs, cross-node ping both ways, podman rm releases all', { skip }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'membrane-podman-'));
+  const dir = workDir = mkdtempSync(join(tmpdir(), 'membrane-podman-'));
   // Registered before labUp: hooks run in order, so containers are removed (CNI DEL) while the agents still run.
-  t.after(() => {
-    cleanupPodman();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  t.after(cleanupPodman);
   const rootBefore = rootLinks();
   const { name } = await labUp(t, ['--nodes', '2', '--pods-per-node', '1']);
   const s = await labStatus(name);
