@@ -155,6 +155,9 @@ test('podman (CNI backend) on two lab nodes through the installed conflist: pod 
     assert.equal(ep.netns, sandbox);
     assert.equal(ep.podName, ctrName);
     assert.ok(links(h.netns).includes(ep.hostIfname), `${ep.hostIfname} in ${h.netns}`);
+    // libcni (inside podman) cached the plugin's ADD result; DEL removes it.
+    const cached = JSON.parse(readFileSync(`/var/lib/cni/results/membrane-${id}-eth0`, 'utf8')) as { result: { ips: { address: string }[] } };
+    assert.equal(cached.result.ips[0]!.address, `${ip}/32`);
     ctrs.push({ h, id, ip, sandbox, ep, ctrName });
   }
   assert.equal(ctrs.length, 2);
@@ -176,6 +179,7 @@ test('podman (CNI backend) on two lab nodes through the installed conflist: pod 
     assert.equal((await endpoints(c.h.netns)).some((e) => e.ip === c.ip || e.containerID === c.id), false, `${c.ctrName}'s endpoint released`);
     assert.equal(links(c.h.netns).includes(c.ep.hostIfname), false, `${c.ep.hostIfname} removed`);
     assert.equal(existsSync(c.sandbox), false, `podman's netns ${c.sandbox} removed`);
+    assert.equal(existsSync(`/var/lib/cni/results/membrane-${c.id}-eth0`), false, 'libcni\'s cached result removed by DEL');
     sandboxes.delete(c.sandbox);
   }
   assert.deepEqual(await Promise.all(hosts.map((h) => ipamUsed(h.netns))), ipamBefore, 'IPAM use back to before: the IPs are free');
