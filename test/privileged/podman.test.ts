@@ -12,8 +12,10 @@
 // node netns. Checked: the container's IP is from its node's pod CIDR, its
 // endpoint is the agent's (container ID and netns are podman's), ping both ways
 // with a lab pod on the other node, and `podman rm -f` releases everything
-// through CNI DEL (endpoint, lxc device, IPAM use, podman's netns). The root
-// netns's devices are the same before and after.
+// through CNI DEL (endpoint, lxc device, IPAM use, the other node's ipcache
+// entry, libcni's cached result, podman's netns). An ADD against a socket with
+// no agent fails with the plugin's message and leaves no netns or endpoint.
+// The root netns's devices are the same before and after.
 //
 // This machine mounts cgroups in hybrid mode with a controller on the v2
 // hierarchy, which crun 1.8 refuses ("cgroups in hybrid mode not supported");
@@ -84,7 +86,7 @@ const endpoints = async (netns: string) => JSON.parse(await membraneIn(netns, ['
 const ipamUsed = async (netns: string) => (JSON.parse(await membraneIn(netns, ['status', '-o', 'json'])) as { ipam: { used: number } }).ipam.used;
 const links = (netns: string) => (JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
 
-test('podman (CNI backend) on two lab nodes through the installed conflist: pod CIDR IPs, cross-node ping both ways, podman rm releases all', { skip }, async (t) => {
+test('podman (CNI backend) on two lab nodes through the installed conflist: pod CIDR IPs, cross-node ping both ways, podman rm releases all; a failed ADD leaves nothing', { skip }, async (t) => {
   const dir = workDir = mkdtempSync(join(tmpdir(), 'membrane-podman-'));
   // Registered before labUp: hooks run in order, so containers are removed (CNI DEL) while the agents still run.
   t.after(cleanupPodman);
@@ -199,5 +201,26 @@ test('podman (CNI backend) on two lab nodes through the installed conflist: pod 
     // podman keeps its lock there (cni.lock), but no network config of its own.
     assert.deepEqual(readdirSync(`${h.dir}/root/etc/cni/net.d`).filter((f) => /\.(conf|conflist|json)$/.test(f)), ['10-membrane.conflist'], 'podman wrote no network config of its own');
   }
+
+  // An ADD that fails (the conflist's agentSocket has no agent behind it): podman reports the plugin's error and
+  // leaves no container netns; the node's agent has no new endpoint.
+  const h0 = hosts[0]!;
+  const badDir = `${h0.dir}/bad-net.d`;
+  mkdirSync(badDir);
+  const bad = JSON.parse(readFileSync(`${h0.dir}/root/etc/cni/net.d/10-membrane.conflist`, 'utf8'));
+  bad.plugins[0].agentSocket = `${dir}/no-agent.sock`;
+  writeFileSync(`${badDir}/10-membrane.conflist`, JSON.stringify(bad));
+  const netnsBefore = readdirSync('/run/netns').filter((f) => f.startsWith('netns-'));
+  const epsBefore = (await endpoints(h0.netns)).length;
+  const badHost = { ...h0, flags: h0.flags.map((f) => (f === `${h0.dir}/root/etc/cni/net.d` ? badDir : f)) };
+  const failed = podman(badHost, ['run', '-d', '--name', `mbt${process.pid.toString(36)}-bad`, '--network', 'membrane', image, 'sleep', '100000'], { check: false });
+  assert.notEqual(failed.status, 0);
+  assert.match(failed.stderr, /plugin type="membrane-cni" failed \(add\): cni plugin membrane-cni failed: membrane agent not reachable at \S+\/no-agent\.sock/);
+  // podman keeps the container in state Created (never started, no network); rm removes it.
+  assert.match(podman(badHost, ['ps', '-a', '--format', '{{.Names}} {{.Status}}']).stdout, /-bad Created/);
+  podman(badHost, ['rm', '-f', '-t', '0', `mbt${process.pid.toString(36)}-bad`]);
+  assert.equal(podman(badHost, ['ps', '-a', '-q']).stdout.trim(), '');
+  assert.deepEqual(readdirSync('/run/netns').filter((f) => f.startsWith('netns-')), netnsBefore, 'no podman netns left');
+  assert.equal((await endpoints(h0.netns)).length, epsBefore);
   assert.deepEqual(rootLinks(), rootBefore, 'root netns devices unchanged');
 });
