@@ -50,6 +50,8 @@ interface Host {
 let holder: ChildProcess | undefined;
 const hosts: Host[] = [];
 const sandboxes = new Set<string>();
+/** Container IDs this test created: libcni's result cache files are named after them. */
+const containerIDs = new Set<string>();
 let workDir: string | undefined;
 
 function podman(h: Host, args: string[], opts: { check?: boolean } = {}): { status: number; stdout: string; stderr: string } {
@@ -65,6 +67,9 @@ function cleanupPodman(): void {
   holder = undefined;
   for (const s of sandboxes) spawnSync('ip', ['netns', 'del', s.replace('/run/netns/', '')], { stdio: 'ignore' });
   hosts.length = 0;
+  // After an interrupt the rm above returns 0 but libcni's cached results can stay (seen with SIGINT): remove ours.
+  for (const id of containerIDs) rmSync(`/var/lib/cni/results/membrane-${id}-eth0`, { force: true });
+  containerIDs.clear();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
   workDir = undefined;
 }
@@ -145,6 +150,7 @@ test('podman (CNI backend) on two lab nodes through the installed conflist: pod 
   for (const [i, h] of hosts.entries()) {
     const ctrName = `mbt${process.pid.toString(36)}-c${i + 1}`;
     const id = podman(h, ['run', '-d', '--name', ctrName, '--network', 'membrane', image, 'sleep', '100000']).stdout.trim();
+    containerIDs.add(id);
     const [ip, sandbox] = podman(h, ['inspect', '-f', '{{.NetworkSettings.Networks.membrane.IPAddress}} {{.NetworkSettings.SandboxKey}}', id]).stdout.trim().split(' ') as [string, string];
     sandboxes.add(sandbox);
     assert.ok(inCIDR(ip, h.podCIDR), `${ctrName} got ${ip}, from ${h.node}'s pod CIDR ${h.podCIDR}`);
