@@ -91,6 +91,8 @@ class WatchBackoff {
 const watchBackoff = { duration: WATCH_RETRY_MIN_MS, next: () => new WatchBackoff(WATCH_RETRY_MIN_MS) };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Tries of a call that was never sent, with several endpoints: ~1.5 s of waits in all. */
+const UNSENT_RETRIES = 5;
 
 /** True for errors that mean "etcd could not be reached or could not answer in time". */
 function isUnavailable(err: unknown): boolean {
@@ -400,8 +402,12 @@ export class EtcdStore implements KVStore {
   /** "127.0.0.1:2379,10.0.0.2:2379", for messages. */
   readonly endpointNames: string;
 
+  /** Tries of a call that was never sent: more with several endpoints, where the next draw may find a live one. */
+  private readonly unsentRetries: number;
+
   private constructor(readonly client: Etcd3, endpoints: string[], private readonly creds: Credentials) {
     this.endpointNames = endpoints.map((e) => e.replace(/^https?:\/\//, '')).join(',');
+    this.unsentRetries = endpoints.length > 1 ? UNSENT_RETRIES : 2;
   }
 
   /**
@@ -540,8 +546,12 @@ export class EtcdStore implements KVStore {
           throw new MembraneError(`${op} ${subject}: etcd at ${this.endpointNames}: ${d.cause}`, { code: d.code, cause: err, hint: d.hint });
         }
         if (isUnavailable(err)) {
-          if ((idempotent || notSent(err)) && attempt < 2) {
-            await sleep(100 * 3 ** attempt);
+          // Never sent: safe for any call, and with several endpoints the next
+          // attempt may draw a live one (a member just lost can be drawn several
+          // times before its channel is marked down), so it gets more, shorter tries.
+          const unsent = notSent(err);
+          if ((idempotent || unsent) && attempt < (unsent ? this.unsentRetries : 2)) {
+            await sleep(unsent && this.unsentRetries > 2 ? 100 * (attempt + 1) : 100 * 3 ** attempt);
             continue;
           }
           throw new MembraneError(`${op} ${subject}: etcd at ${this.endpointNames} unavailable`, {
