@@ -8,13 +8,11 @@
 // sent"). --pcap FILE also writes the
 // captured frames (first 128 bytes) as a pcap that tshark and Wireshark read.
 import type { Command } from '../command.ts';
+import { followStreams, TimeMerge } from '../stream-merge.ts';
 import { TARGET_FLAGS } from '../target.ts';
 import { listPods, observedNodes, podIPs } from './observe.ts';
 
 type Ev = Record<string, unknown> & { node: string; type: string; summary: string };
-
-/** Longest an event waits for the other nodes' marks before it is printed anyway. */
-const MAX_WAIT_MS = 2000;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
 const hex = (v: unknown): string => `0x${(num(v) >>> 0).toString(16)}`;
@@ -93,6 +91,8 @@ export const monitorCmd: Command = {
     let lost = 0;
     const streams: ReturnType<typeof openStream>[] = [];
     const stop = () => { for (const s of streams) s.close(); };
+    // Several nodes' events are printed in the order of their timestamps (src/cli/stream-merge.ts).
+    const merge = new TimeMerge<Ev>(nodes.map((n) => n.name), (e) => emit(e));
     const emit = (e: Ev) => {
       if (limit !== undefined && seen >= limit) return;
       seen++;
@@ -121,49 +121,19 @@ export const monitorCmd: Command = {
         ctx.out(ctx.json ? `${JSON.stringify(v)}\n` : `[${String(v.node ?? '?')}] error: ${String(v.message)}\n`);
         return;
       }
-      if (v.kind === 'mark') {
-        const ns = BigInt(String(v.timeNs ?? '0'));
-        if (ns > (marks.get(String(v.node)) ?? -1n)) marks.set(String(v.node), ns);
-        return;
-      }
+      if (v.kind === 'mark') return merge.mark(String(v.node), BigInt(String(v.timeNs ?? '0')));
       if (v.kind !== 'event') return;
       const e = v as Ev;
       if (nodes.length === 1) return emit(e);
+      // One node's events come in order: each is also that node's mark.
       const ns = BigInt(String(e.timeNs ?? '0'));
-      pending.push({ at: Date.now(), ns, e });
-      if (ns > (marks.get(e.node) ?? -1n)) marks.set(e.node, ns);
+      merge.push(ns, e);
+      merge.mark(e.node, ns);
     };
-    // One node's events come in order; several nodes' are merged by their timestamps (one clock per
-    // machine): an event is printed once every node has sent a mark (or an event) at least as late,
-    // so none can still come before it; at the latest after MAX_WAIT_MS (an agent that sends no marks).
-    const marks = new Map<string, bigint>();
-    const pending: { at: number; ns: bigint; e: Ev }[] = [];
-    const flush = (all = false) => {
-      if (!pending.length) return;
-      let watermark: bigint | undefined;
-      for (const n of nodes) {
-        const m = marks.get(n.name) ?? -1n;
-        if (watermark === undefined || m < watermark) watermark = m;
-      }
-      const late = Date.now() - MAX_WAIT_MS;
-      pending.sort((x, y) => (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : 0));
-      let n = 0;
-      while (n < pending.length && (all || pending[n]!.ns <= watermark! || pending[n]!.at <= late)) n++;
-      for (const p of pending.splice(0, n)) emit(p.e);
-    };
-    const ticker = nodes.length > 1 ? setInterval(flush, 25) : undefined;
     for (const n of nodes) streams.push(openStream(n.apiSocket, `/v1/events?${q}`, onLine));
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    const timer = seconds !== undefined ? setTimeout(stop, seconds * 1000) : undefined;
     try {
-      await Promise.all(streams.map((s) => s.done.catch((e: unknown) => { stop(); throw e; })));
+      await followStreams(streams, merge, seconds);
     } finally {
-      clearTimeout(timer);
-      clearInterval(ticker);
-      flush(true);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
       if (pcapFd !== undefined) fs.closeSync(pcapFd);
     }
     if (!ctx.json) process.stderr.write(`${seen} events${lost ? `, ${lost} lost` : ''}\n`);

@@ -8,10 +8,8 @@
 // names resolved to IPs (a remote pod's name is known only on its node).
 import type { Flow } from '../../agent/observe/flows.ts';
 import type { Command, CommandContext } from '../command.ts';
+import { followStreams, TimeMerge } from '../stream-merge.ts';
 import { resolveTarget, TARGET_FLAGS, type TargetNode } from '../target.ts';
-
-/** Longest a followed flow waits for the other nodes' marks before it is printed anyway. */
-const MAX_WAIT_MS = 2000;
 
 export interface PodRef {
   node: string;
@@ -157,49 +155,16 @@ export const observeCmd: Command = {
       for (const v of got.slice(-Number(query.get('last')))) print(v);
       return;
     }
-    // Flows come in the order their agent finished them; they are printed in the order they began (time_ns,
-    // one clock for every node of a machine), each once every node's mark has passed it (at the latest after
-    // MAX_WAIT_MS: an agent that sends no marks).
-    const marks = new Map<string, bigint>();
-    const pending: { at: number; ns: bigint; v: Record<string, unknown> }[] = [];
+    // Flows come in the order their agent finished them; they are printed in the order they began
+    // (time_ns), merged across nodes by their marks (src/cli/stream-merge.ts).
+    const merge = new TimeMerge<Record<string, unknown>>(nodes.map((n) => n.name), print);
     const onLine = (v: Record<string, unknown>) => {
       const mark = v.mark as { time_ns?: string } | undefined;
-      if (mark) {
-        const node = String(v.node_name);
-        const t = BigInt(mark.time_ns ?? '0');
-        if (t > (marks.get(node) ?? -1n)) marks.set(node, t);
-        return;
-      }
-      if (v.flow) pending.push({ at: Date.now(), ns: BigInt(String((v.flow as Flow).time_ns ?? '0')), v });
+      if (mark) return merge.mark(String(v.node_name), BigInt(mark.time_ns ?? '0'));
+      if (v.flow) merge.push(BigInt(String((v.flow as Flow).time_ns ?? '0')), v);
       else print(v);
     };
-    const flush = (all = false) => {
-      if (!pending.length) return;
-      let watermark = -1n;
-      nodes.forEach((n, i) => {
-        const m = marks.get(n.name) ?? -1n;
-        if (i === 0 || m < watermark) watermark = m;
-      });
-      const late = Date.now() - MAX_WAIT_MS;
-      pending.sort((x, y) => (x.ns < y.ns ? -1 : x.ns > y.ns ? 1 : 0));
-      let k = 0;
-      while (k < pending.length && (all || pending[k]!.ns <= watermark || pending[k]!.at <= late)) k++;
-      for (const p of pending.splice(0, k)) print(p.v);
-    };
-    const ticker = setInterval(flush, 25);
     const streams = nodes.map((n) => openStream(n.apiSocket, `/v1/flows?${query}`, onLine));
-    const stop = () => { for (const s of streams) s.close(); };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    const timer = durRaw !== undefined ? setTimeout(stop, Number(durRaw) * 1000) : undefined;
-    try {
-      await Promise.all(streams.map((s) => s.done.catch((e: unknown) => { stop(); throw e; })));
-    } finally {
-      clearTimeout(timer);
-      clearInterval(ticker);
-      flush(true);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-    }
+    await followStreams(streams, merge, durRaw !== undefined ? Number(durRaw) : undefined);
   },
 };
