@@ -71,33 +71,46 @@ export function monotonicSeconds(): number {
   return Number(process.hrtime.bigint() / 1_000_000_000n);
 }
 
-export function encodeKey(t: CtTuple): Buffer {
+/**
+ * A struct ct4_tuple: the 5-tuple and a flags byte, which conntrack keys use
+ * for the direction (CT_F_IN/OUT) and NAT keys (src/datapath/maps/nat.ts)
+ * for theirs. `what` names the key in errors.
+ */
+export function encodeTuple(what: string, t: Omit<CtTuple, 'dir'>, flags: number): Buffer {
   const b = Buffer.alloc(CT_TUPLE.size);
   const f = CT_TUPLE.fields;
   try {
     writeIPv4(b, f.saddr, t.saddr);
     writeIPv4(b, f.daddr, t.daddr);
   } catch (err) {
-    throw new MapCodecError(`encode conntrack key: ${(err as Error).message}`);
+    throw new MapCodecError(`encode ${what}: ${(err as Error).message}`);
   }
   b.writeUInt16BE(t.sport, f.sport);
   b.writeUInt16BE(t.dport, f.dport);
   b[f.proto] = t.proto;
-  b[f.flags] = t.dir === 'in' ? CT_F_IN : CT_F_OUT;
+  b[f.flags] = flags;
   return b;
 }
 
-export function decodeKey(buf: Uint8Array): CtTuple {
-  expectSize('conntrack key', CT_TUPLE, buf);
+/** The 5-tuple and the flags byte of a struct ct4_tuple; throws E_MAP_CODEC naming `what` for a wrong size. */
+export function decodeTuple(what: string, buf: Uint8Array): { tuple: Omit<CtTuple, 'dir'>; flags: number } {
+  expectSize(what, CT_TUPLE, buf);
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const f = CT_TUPLE.fields;
-  const flags = b[f.flags];
-  if (flags !== CT_F_OUT && flags !== CT_F_IN) throw new MapCodecError(`decode conntrack key: flags ${flags} is neither OUT (0) nor IN (1)`);
   return {
-    saddr: readIPv4(b, f.saddr), daddr: readIPv4(b, f.daddr),
-    sport: b.readUInt16BE(f.sport), dport: b.readUInt16BE(f.dport), proto: b[f.proto],
-    dir: flags === CT_F_IN ? 'in' : 'out',
+    tuple: { saddr: readIPv4(b, f.saddr), daddr: readIPv4(b, f.daddr), sport: b.readUInt16BE(f.sport), dport: b.readUInt16BE(f.dport), proto: b[f.proto]! },
+    flags: b[f.flags]!,
   };
+}
+
+export function encodeKey(t: CtTuple): Buffer {
+  return encodeTuple('conntrack key', t, t.dir === 'in' ? CT_F_IN : CT_F_OUT);
+}
+
+export function decodeKey(buf: Uint8Array): CtTuple {
+  const { tuple, flags } = decodeTuple('conntrack key', buf);
+  if (flags !== CT_F_OUT && flags !== CT_F_IN) throw new MapCodecError(`decode conntrack key: flags ${flags} is neither OUT (0) nor IN (1)`);
+  return { ...tuple, dir: flags === CT_F_IN ? 'in' : 'out' };
 }
 
 export function encodeValue(e: Partial<CtEntry> & Pick<CtEntry, 'lifetime'>): Buffer {

@@ -5,7 +5,7 @@
 // ICMP echo follows conntrack's convention: the id is dport of the request
 // and sport of the reply.
 import { defineLayout, expectSize, MapCodecError, readIPv4, writeIPv4 } from './layout.ts';
-import { CT_TUPLE, type CtTuple } from './conntrack.ts';
+import { decodeTuple, encodeTuple, type CtTuple } from './conntrack.ts';
 
 export const NAT_MAP_NAME = 'cilium_snat_v4_external';
 export const NAT_MAX_ENTRIES = 65536;
@@ -29,32 +29,13 @@ export interface NatValue {
 }
 
 export function encodeKey(k: NatKey): Buffer {
-  const b = Buffer.alloc(CT_TUPLE.size);
-  const f = CT_TUPLE.fields;
-  try {
-    writeIPv4(b, f.saddr, k.saddr);
-    writeIPv4(b, f.daddr, k.daddr);
-  } catch (err) {
-    throw new MapCodecError(`encode NAT key: ${(err as Error).message}`);
-  }
-  b.writeUInt16BE(k.sport, f.sport);
-  b.writeUInt16BE(k.dport, f.dport);
-  b[f.proto] = k.proto;
-  b[f.flags] = k.dir === 'ingress' ? NAT_DIR_INGRESS : NAT_DIR_EGRESS;
-  return b;
+  return encodeTuple('NAT key', k, k.dir === 'ingress' ? NAT_DIR_INGRESS : NAT_DIR_EGRESS);
 }
 
 export function decodeKey(buf: Uint8Array): NatKey {
-  expectSize('NAT key', CT_TUPLE, buf);
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  const f = CT_TUPLE.fields;
-  const flags = b[f.flags];
+  const { tuple, flags } = decodeTuple('NAT key', buf);
   if (flags !== NAT_DIR_EGRESS && flags !== NAT_DIR_INGRESS) throw new MapCodecError(`decode NAT key: direction ${flags} is neither egress (0) nor ingress (1)`);
-  return {
-    saddr: readIPv4(b, f.saddr), daddr: readIPv4(b, f.daddr),
-    sport: b.readUInt16BE(f.sport), dport: b.readUInt16BE(f.dport), proto: b[f.proto],
-    dir: flags === NAT_DIR_INGRESS ? 'ingress' : 'egress',
-  };
+  return { ...tuple, dir: flags === NAT_DIR_INGRESS ? 'ingress' : 'egress' };
 }
 
 export function encodeValue(v: NatValue): Buffer {
