@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type Socket } from 'node:net';
 import { errorCodeOf, httpStatusOf, type ErrorCode } from '../shared/error-codes.ts';
 import { MembraneError } from '../shared/errors.ts';
+import { readJsonBody } from './body.ts';
 
 export type Handler = (req: IncomingMessage, url: URL, body: () => Promise<unknown>) => Promise<unknown> | unknown;
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -157,24 +158,7 @@ export class ApiServer {
       }
     }
     const max = this.limits.maxBodyBytes;
-    const body = async () => {
-      const tooLarge = () => new MembraneError(`read request body of ${req.method} ${url.pathname}`, { code: 'E_BAD_REQUEST', cause: `larger than ${max} bytes` });
-      if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > max) throw tooLarge();
-        chunks.push(c as Buffer);
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (!text) return undefined;
-      try {
-        return JSON.parse(text);
-      } catch (e) {
-        throw new MembraneError('decode request body', { code: 'E_BAD_REQUEST', cause: (e as Error).message });
-      }
-    };
+    const body = () => readJsonBody(req, max, () => new MembraneError(`read request body of ${req.method} ${url.pathname}`, { code: 'E_BAD_REQUEST', cause: `larger than ${max} bytes` }));
     try {
       send(res, 200, await route.handler!(req, url, body));
     } catch (e) {

@@ -20,6 +20,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readJsonBody } from '../api/body.ts';
 import { apiCall } from '../api/client.ts';
 import { errorCodeOf, httpStatusOf } from '../shared/error-codes.ts';
 import { MembraneError } from '../shared/errors.ts';
@@ -431,19 +432,7 @@ function sendJson(res: ServerResponse, status: number, v: unknown): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > 64 << 10) throw new MembraneError('read request body', { code: 'E_BAD_REQUEST', cause: 'larger than 64 KiB' });
-    chunks.push(c as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new MembraneError('decode request body', { code: 'E_BAD_REQUEST', cause: (e as Error).message });
-  }
-}
+/** A POST's JSON body: the page's requests are small. */
+const UI_BODY_MAX = 64 << 10;
+const readBody = (req: IncomingMessage): Promise<unknown> =>
+  readJsonBody(req, UI_BODY_MAX, () => new MembraneError('read request body', { code: 'E_BAD_REQUEST', cause: 'larger than 64 KiB' }));
