@@ -25,17 +25,12 @@
 // per-packet cost they add.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BpfMap, BpfObject, MAP_F_NO_PREALLOC, MAP_TYPE, progTestRun, removePinTree } from '../src/bpf/index.ts';
-import { mountBpffs } from '../src/datapath/bpffs.ts';
+import { progTestRun } from '../src/bpf/index.ts';
 import { gcConntrack } from '../src/datapath/conntrack.ts';
 import * as ct from '../src/datapath/maps/conntrack.ts';
-import * as ipcache from '../src/datapath/maps/ipcache.ts';
-import { encodeLxcConfig } from '../src/datapath/maps/load-config.ts';
-import * as nodeConfig from '../src/datapath/maps/node-config.ts';
 import * as policy from '../src/datapath/maps/policy.ts';
-import { globalsDir } from '../src/datapath/paths.ts';
 
-import { A, B, NODE, REMOTE, TC_ACT_OK, TC_ACT_REDIRECT, TCP, markCtx, tcpFrame } from './lib/lxc-pair.ts';
+import { A, B, NODE, PROBES, REMOTE, TCP, loadLxcPair, plantConnections, setPolicy, unloadLxcPair, type LxcPair, type Probe } from './lib/lxc-pair.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 
@@ -80,100 +75,35 @@ function usage(err?: string): never {
 
 // --- one node's maps, with pod A's and pod B's bpf_lxc.o loaded ---------------------
 
-interface Node {
-  nodeDir: string;
-  a: BpfObject;
-  b: BpfObject;
-}
-
-function load(objectFile: string, tag: string, rules: number): Node {
-  const nodeDir = `${mountBpffs()}/bench-ct-${process.pid}-${tag}`;
-  const pinRoot = globalsDir(nodeDir);
-  const open = (p: typeof A) => BpfObject.open(objectFile, {
-    pinRoot, mapPins: { cilium_calls: `${pinRoot}/cilium_calls_${p.id}` },
-    constants: encodeLxcConfig({ endpointId: p.id, ipv4: p.ip, identity: p.identity, ifindex: p.ifindex, ifMac: p.mac }),
-  });
-  const a = open(A);
-  const b = open(B);
-  a.map(nodeConfig.NODE_CONFIG_MAP_NAME).update(nodeConfig.encodeKey(), nodeConfig.encodeValue(NODE));
-  a.map(ipcache.IPCACHE_MAP_NAME).update(ipcache.encodeKey(`${REMOTE.ip}/32`), ipcache.encodeValue({ identity: REMOTE.identity, tunnelEndpoint: REMOTE.node }));
+/** `objectFile` for both pods; with `rules`, both selected both ways by that many entries (one in seven a deny), one of which allows the remote pod on TCP 80. */
+function load(objectFile: string, tag: string, rules: number): LxcPair {
+  const n = loadLxcPair(objectFile, `bench-ct-${tag}`, NODE);
   if (rules > 0) {
-    // Both pods selected both ways by `rules` entries (one in seven a deny), one of which allows the remote pod on TCP 80.
     const entries = (egress: boolean): policy.PolicyMapEntry[] => {
       const out: policy.PolicyMapEntry[] = [policy.allowAll(!egress), { identity: REMOTE.identity, egress, protocol: TCP, port: 80, portPrefixLen: 16, deny: false }];
       for (let i = 0; i < rules - 2; i++) out.push({ identity: 10_000 + i, egress, protocol: TCP, port: 1000 + (i % 500), portPrefixLen: 16, deny: i % 7 === 0 });
       return out;
     };
-    setPolicy(a, A.id, entries(true));
-    setPolicy(a, B.id, entries(false));
+    setPolicy(n.a, A.id, entries(true));
+    setPolicy(n.a, B.id, entries(false));
   }
-  return { nodeDir, a, b };
+  return n;
 }
-
-function setPolicy(obj: BpfObject, id: number, entries: policy.PolicyMapEntry[]): void {
-  const inner = BpfMap.create({
-    type: MAP_TYPE.LPM_TRIE, name: policy.policyMapName(id), keySize: policy.POLICY_KEY.size, valueSize: policy.POLICY_ENTRY.size,
-    maxEntries: policy.POLICY_MAP_MAX_ENTRIES, flags: MAP_F_NO_PREALLOC,
-  });
-  try {
-    for (const e of policy.normalizePolicyEntries(entries)) {
-      const { key, value } = policy.encodeEntry(e);
-      inner.update(key, value);
-    }
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(id);
-    obj.map(policy.POLICY_MAPS_NAME).setInnerMap(k, inner);
-  } finally {
-    inner.close();
-  }
-}
-
-function unload(n: Node): void {
-  n.a.close();
-  n.b.close();
-  removePinTree(n.nodeDir);
-}
-
-interface Probe {
-  name: string;
-  obj: (n: Node) => BpfObject;
-  program: string;
-  frame: Buffer;
-  ctx?: Buffer;
-  want: number;
-}
-
-const PROBES: Probe[] = [
-  { name: 'egress', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 40000, REMOTE.ip, 80, A.podMac, A.mac), want: TC_ACT_REDIRECT },
-  { name: 'reply', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 80, REMOTE.ip, 50000, A.podMac, A.mac), want: TC_ACT_REDIRECT },
-  { name: 'ingress', obj: (n) => n.b, program: 'cil_to_container', frame: tcpFrame(REMOTE.ip, 40000, B.ip, 80, B.mac, B.podMac), ctx: markCtx(REMOTE.identity), want: TC_ACT_OK },
-];
 
 /** Average ns per run (best of 3); the verdict must be the probe's. */
-function perPacket(n: Node, p: Probe, repeat: number): number {
+function perPacket(n: LxcPair, p: Probe, repeat: number): number {
   const prog = p.obj(n).program(p.program);
   const warm = progTestRun(prog.fd, p.frame, { repeat: 1000, ctx: p.ctx });
   if (warm.retval !== p.want) throw new Error(`${p.name}: ${p.program} returned ${warm.retval}, want ${p.want}`);
   return Math.min(...[0, 1, 2].map(() => progTestRun(prog.fd, p.frame, { repeat, ctx: p.ctx }).durationNs));
 }
 
-function measure(n: Node, repeat: number): Record<string, number> {
+function measure(n: LxcPair, repeat: number): Record<string, number> {
   return Object.fromEntries(PROBES.map((p) => [p.name, perPacket(n, p, repeat)]));
 }
 
-/** The measured connections, established: A -> remote (A's egress), remote -> A (A's ingress: the reply probe), remote -> B (B's ingress). */
-function plantConnections(n: Node): void {
-  const now = ct.monotonicSeconds();
-  const m = n.a.map(ct.CT_TCP_MAP_NAME);
-  const put = (t: ct.CtTuple, srcSecId: number) =>
-    m.update(ct.encodeKey(t), ct.encodeValue({ lifetime: now + 3600, created: now, flags: ct.CT_ENTRY_F_SEEN_NON_SYN, srcSecId }));
-  put({ saddr: A.ip, daddr: REMOTE.ip, sport: 40000, dport: 80, proto: TCP, dir: 'out' }, A.identity);
-  put({ saddr: REMOTE.ip, daddr: A.ip, sport: 50000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
-  put({ saddr: REMOTE.ip, daddr: B.ip, sport: 40000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
-}
-
 /** Fills the TCP table with `count` other connections, `expiredShare` of them expired. Returns ms. */
-function fill(n: Node, count: number, expiredShare: number): number {
+function fill(n: LxcPair, count: number, expiredShare: number): number {
   const m = n.a.map(ct.CT_TCP_MAP_NAME);
   const now = ct.monotonicSeconds();
   const start = process.hrtime.bigint();
@@ -203,7 +133,7 @@ function main(): void {
       result.baseline = measure(base, o.repeat);
       log(`  baseline ${o.baseline} (no policy, no conntrack):    ${fmt(result.baseline as Record<string, number>)}`);
     } finally {
-      unload(base);
+      unloadLxcPair(base);
     }
   }
   const n = load(objFile, 'ct', o.rules);
@@ -224,7 +154,7 @@ function main(): void {
     result.afterGc = measure(n, o.repeat);
     log(`  after gc:                                                    ${fmt(result.afterGc as Record<string, number>)}`);
   } finally {
-    unload(n);
+    unloadLxcPair(n);
   }
   if (o.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   log(`reproduce: sudo node --import tsx bench/conntrack.ts --entries ${o.entries} --rules ${o.rules} --repeat ${o.repeat}${o.baseline ? ` --baseline ${o.baseline}` : ''}`);

@@ -49,12 +49,9 @@ import { cpus, loadavg, release } from 'node:os';
 import { Lab } from './lib/lab.ts';
 import { iperf, summarize, tcpRR, type IperfResult } from './lib/measure.ts';
 import { buildMembrane, waitReachable, type Setup } from './lib/setups.ts';
-import { BpfMap, BpfObject, MAP_F_NO_PREALLOC, MAP_TYPE, progTestRun, removePinTree } from '../src/bpf/index.ts';
+import { progTestRun } from '../src/bpf/index.ts';
 import { mountBpffs } from '../src/datapath/bpffs.ts';
 import * as ct from '../src/datapath/maps/conntrack.ts';
-import * as ipcache from '../src/datapath/maps/ipcache.ts';
-import { encodeLxcConfig } from '../src/datapath/maps/load-config.ts';
-import * as nodeConfig from '../src/datapath/maps/node-config.ts';
 import * as policy from '../src/datapath/maps/policy.ts';
 import { globalsDir } from '../src/datapath/paths.ts';
 import { EventReader, readEventsLost } from '../src/datapath/events-reader.ts';
@@ -63,7 +60,7 @@ import { readTraceLevel, setTraceLevel } from '../src/datapath/static-entries.ts
 import { REPO } from '../src/lab/layout.ts';
 import { apiSocketIn } from '../src/shared/config.ts';
 import { stringify } from 'yaml';
-import { A, B, NODE, REMOTE, TC_ACT_OK, TC_ACT_REDIRECT, TCP, markCtx, tcpFrame } from './lib/lxc-pair.ts';
+import { A, B, NODE, PROBES, loadLxcPair, plantConnections, setPolicy, unloadLxcPair, type LxcPair, type Probe } from './lib/lxc-pair.ts';
 
 interface Options {
   seconds: number;
@@ -261,73 +258,15 @@ interface ModeResult {
 
 // --- per packet: BPF_PROG_TEST_RUN of bpf_lxc.o ----------------------------------
 
-interface ProgNode {
-  nodeDir: string;
-  a: BpfObject;
-  b: BpfObject;
-}
-
 /** Pods A and B's bpf_lxc.o from `objectFile` in a fresh pin root: allow-all policy both ways, the remote pod in the ipcache, the probes' connections established and reported just now. */
-function loadNode(objectFile: string, tag: string, level: TraceLevel): ProgNode {
-  const nodeDir = `${mountBpffs()}/bench-trace-${process.pid}-${tag}`;
-  const pinRoot = globalsDir(nodeDir);
-  const open = (p: typeof A) => BpfObject.open(objectFile, {
-    pinRoot, mapPins: { cilium_calls: `${pinRoot}/cilium_calls_${p.id}` },
-    constants: encodeLxcConfig({ endpointId: p.id, ipv4: p.ip, identity: p.identity, ifindex: p.ifindex, ifMac: p.mac }),
-  });
-  const a = open(A);
-  const b = open(B);
+function loadNode(objectFile: string, tag: string, level: TraceLevel): LxcPair {
   // An older build reads byte 52 as reserved: its traces stay off (flags bit 1 clear).
-  a.map(nodeConfig.NODE_CONFIG_MAP_NAME).update(nodeConfig.encodeKey(), nodeConfig.encodeValue({ ...NODE, traceLevel: level }));
-  a.map(ipcache.IPCACHE_MAP_NAME).update(ipcache.encodeKey(`${REMOTE.ip}/32`), ipcache.encodeValue({ identity: REMOTE.identity, tunnelEndpoint: REMOTE.node }));
-  for (const id of [A.id, B.id]) {
-    const inner = BpfMap.create({
-      type: MAP_TYPE.LPM_TRIE, name: policy.policyMapName(id), keySize: policy.POLICY_KEY.size, valueSize: policy.POLICY_ENTRY.size,
-      maxEntries: policy.POLICY_MAP_MAX_ENTRIES, flags: MAP_F_NO_PREALLOC,
-    });
-    try {
-      for (const e of policy.normalizePolicyEntries([...policy.ALLOW_ALL])) {
-        const { key, value } = policy.encodeEntry(e);
-        inner.update(key, value);
-      }
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(id);
-      a.map(policy.POLICY_MAPS_NAME).setInnerMap(k, inner);
-    } finally {
-      inner.close();
-    }
-  }
+  const n = loadLxcPair(objectFile, `bench-trace-${tag}`, { ...NODE, traceLevel: level });
+  for (const id of [A.id, B.id]) setPolicy(n.a, id, [...policy.ALLOW_ALL]);
   const now = ct.monotonicSeconds();
-  const m = a.map(ct.CT_TCP_MAP_NAME);
-  const put = (t: ct.CtTuple, srcSecId: number) => m.update(ct.encodeKey(t), ct.encodeValue({
-    lifetime: now + 3600, created: now, flags: ct.CT_ENTRY_F_SEEN_NON_SYN, srcSecId, txFlagsSeen: 0x12, rxFlagsSeen: 0x12, lastTxReport: now, lastRxReport: now,
-  }));
-  put({ saddr: A.ip, daddr: REMOTE.ip, sport: 40000, dport: 80, proto: TCP, dir: 'out' }, A.identity);
-  put({ saddr: REMOTE.ip, daddr: A.ip, sport: 50000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
-  put({ saddr: REMOTE.ip, daddr: B.ip, sport: 40000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
-  return { nodeDir, a, b };
+  plantConnections(n, { txFlagsSeen: 0x12, rxFlagsSeen: 0x12, lastTxReport: now, lastRxReport: now });
+  return n;
 }
-
-function unloadNode(n: ProgNode): void {
-  n.a.close();
-  n.b.close();
-  removePinTree(n.nodeDir);
-}
-
-interface Probe {
-  name: 'egress' | 'reply' | 'ingress';
-  obj: (n: ProgNode) => BpfObject;
-  program: string;
-  frame: Buffer;
-  ctx?: Buffer;
-  want: number;
-}
-
-const PROBES: Probe[] = [
-  { name: 'egress', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 40000, REMOTE.ip, 80, A.podMac, A.mac), want: TC_ACT_REDIRECT },
-  { name: 'reply', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 80, REMOTE.ip, 50000, A.podMac, A.mac), want: TC_ACT_REDIRECT },
-  { name: 'ingress', obj: (n) => n.b, program: 'cil_to_container', frame: tcpFrame(REMOTE.ip, 40000, B.ip, 80, B.mac, B.podMac), ctx: markCtx(REMOTE.identity), want: TC_ACT_OK },
-];
 
 interface PerPacketRow {
   name: string;
@@ -342,7 +281,7 @@ interface PerPacketRow {
  * after every batch, and a batch never sends more than the ring holds, so a
  * level that sends records pays for sending them, never for a full ring.
  */
-function measureNode(n: ProgNode, repeat: number, name: string): PerPacketRow {
+function measureNode(n: LxcPair, repeat: number, name: string): PerPacketRow {
   const reader = existsSync(`${globalsDir(n.nodeDir)}/cilium_events_lost`) ? EventReader.open(n.nodeDir) : undefined;
   const row: PerPacketRow = { name, ns: { egress: 0, reply: 0, ingress: 0 }, records: { egress: 0, reply: 0, ingress: 0 } };
   try {
@@ -382,7 +321,7 @@ function perPacket(repeat: number, baseline?: string): PerPacketRow[] {
     try {
       rows.push(measureNode(n, repeat, r.name));
     } finally {
-      unloadNode(n);
+      unloadLxcPair(n);
     }
   }
   return rows;

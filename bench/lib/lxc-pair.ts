@@ -1,7 +1,15 @@
 // Two pods' bpf_lxc.o under BPF_PROG_TEST_RUN, as the per-packet benchmarks
 // (bench/conntrack.ts, bench/tracing.ts) load them: the pods, the remote
-// pod, the node's config, and the frames and skb context they run.
-import type * as nodeConfig from '../../src/datapath/maps/node-config.ts';
+// pod, the node's config, the maps they read, the three probes (A's egress
+// and a reply to A, B's ingress) and the connections the probes belong to.
+import { BpfMap, BpfObject, MAP_F_NO_PREALLOC, MAP_TYPE, removePinTree } from '../../src/bpf/index.ts';
+import { mountBpffs } from '../../src/datapath/bpffs.ts';
+import * as ct from '../../src/datapath/maps/conntrack.ts';
+import * as ipcache from '../../src/datapath/maps/ipcache.ts';
+import { encodeLxcConfig } from '../../src/datapath/maps/load-config.ts';
+import * as nodeConfig from '../../src/datapath/maps/node-config.ts';
+import * as policy from '../../src/datapath/maps/policy.ts';
+import { globalsDir } from '../../src/datapath/paths.ts';
 
 export const A = { id: 7, ip: '10.0.1.5', identity: 1234, ifindex: 42, mac: '02:aa:00:00:00:05', podMac: '02:00:00:00:00:05' };
 export const B = { id: 8, ip: '10.0.1.6', identity: 5678, ifindex: 43, mac: '02:aa:00:00:00:06', podMac: '02:00:00:00:00:06' };
@@ -52,3 +60,81 @@ export function markCtx(identity: number): Buffer {
   b.writeUInt32LE((0x0f00 | ((identity & 0xffff) << 16) | ((identity >>> 16) & 0xff)) >>> 0, 8);
   return b;
 }
+
+/** Pod A's and pod B's bpf_lxc.o, sharing one node's pinned maps under `nodeDir`. */
+export interface LxcPair {
+  nodeDir: string;
+  a: BpfObject;
+  b: BpfObject;
+}
+
+/** Both pods' `objectFile` in a fresh pin root named `dir`, the node config `node` written and the remote pod in the ipcache. */
+export function loadLxcPair(objectFile: string, dir: string, node: nodeConfig.NodeConfig): LxcPair {
+  const nodeDir = `${mountBpffs()}/${dir}-${process.pid}`;
+  const pinRoot = globalsDir(nodeDir);
+  const open = (p: typeof A) => BpfObject.open(objectFile, {
+    pinRoot, mapPins: { cilium_calls: `${pinRoot}/cilium_calls_${p.id}` },
+    constants: encodeLxcConfig({ endpointId: p.id, ipv4: p.ip, identity: p.identity, ifindex: p.ifindex, ifMac: p.mac }),
+  });
+  const a = open(A);
+  const b = open(B);
+  a.map(nodeConfig.NODE_CONFIG_MAP_NAME).update(nodeConfig.encodeKey(), nodeConfig.encodeValue(node));
+  a.map(ipcache.IPCACHE_MAP_NAME).update(ipcache.encodeKey(`${REMOTE.ip}/32`), ipcache.encodeValue({ identity: REMOTE.identity, tunnelEndpoint: REMOTE.node }));
+  return { nodeDir, a, b };
+}
+
+export function unloadLxcPair(n: LxcPair): void {
+  n.a.close();
+  n.b.close();
+  removePinTree(n.nodeDir);
+}
+
+/** Endpoint `id`'s policy map in `obj`'s cilium_policy_v2 map of maps, with `entries`. */
+export function setPolicy(obj: BpfObject, id: number, entries: policy.PolicyMapEntry[]): void {
+  const inner = BpfMap.create({
+    type: MAP_TYPE.LPM_TRIE, name: policy.policyMapName(id), keySize: policy.POLICY_KEY.size, valueSize: policy.POLICY_ENTRY.size,
+    maxEntries: policy.POLICY_MAP_MAX_ENTRIES, flags: MAP_F_NO_PREALLOC,
+  });
+  try {
+    for (const e of policy.normalizePolicyEntries(entries)) {
+      const { key, value } = policy.encodeEntry(e);
+      inner.update(key, value);
+    }
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(id);
+    obj.map(policy.POLICY_MAPS_NAME).setInnerMap(k, inner);
+  } finally {
+    inner.close();
+  }
+}
+
+/**
+ * The probes' connections, established: A -> remote (A's egress), remote ->
+ * A (the reply probe), remote -> B (B's ingress); `extra` fields go into
+ * every entry.
+ */
+export function plantConnections(n: LxcPair, extra: Partial<ct.CtEntry> = {}): void {
+  const now = ct.monotonicSeconds();
+  const m = n.a.map(ct.CT_TCP_MAP_NAME);
+  const put = (t: ct.CtTuple, srcSecId: number) =>
+    m.update(ct.encodeKey(t), ct.encodeValue({ lifetime: now + 3600, created: now, flags: ct.CT_ENTRY_F_SEEN_NON_SYN, srcSecId, ...extra }));
+  put({ saddr: A.ip, daddr: REMOTE.ip, sport: 40000, dport: 80, proto: TCP, dir: 'out' }, A.identity);
+  put({ saddr: REMOTE.ip, daddr: A.ip, sport: 50000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
+  put({ saddr: REMOTE.ip, daddr: B.ip, sport: 40000, dport: 80, proto: TCP, dir: 'in' }, REMOTE.identity);
+}
+
+export interface Probe {
+  name: 'egress' | 'reply' | 'ingress';
+  obj: (n: LxcPair) => BpfObject;
+  program: string;
+  frame: Buffer;
+  ctx?: Buffer;
+  want: number;
+}
+
+/** A's egress of an established connection, a reply leaving A, and B's ingress from the remote pod. */
+export const PROBES: Probe[] = [
+  { name: 'egress', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 40000, REMOTE.ip, 80, A.podMac, A.mac), want: TC_ACT_REDIRECT },
+  { name: 'reply', obj: (n) => n.a, program: 'cil_from_container', frame: tcpFrame(A.ip, 80, REMOTE.ip, 50000, A.podMac, A.mac), want: TC_ACT_REDIRECT },
+  { name: 'ingress', obj: (n) => n.b, program: 'cil_to_container', frame: tcpFrame(REMOTE.ip, 40000, B.ip, 80, B.mac, B.podMac), ctx: markCtx(REMOTE.identity), want: TC_ACT_OK },
+];
